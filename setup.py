@@ -1,0 +1,27 @@
+"""Package declaration. `setup.py` is also what Dataflow workers install (--setup_file)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="amadapter-augment",
+    version="0.1.0",
+    description="Exemplar-based synthetic data for driving-scene segmentation (AM-Adapter on Beam)",
+    python_requires=">=3.10",
+    packages=find_packages(include=["amadapter", "amadapter.*", "transforms", "pipeline", "jobs"]),
+    package_data={"amadapter": ["demo_model/**/*"]},
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.1",
+        "diffusers>=0.30",
+        "transformers>=4.40",
+        "safetensors>=0.4",
+        "apache-beam>=2.55",
+        "pyarrow>=14",
+        "numpy>=1.24",
+        "cityscapesscripts>=2.2",
+        "webdataset>=0.2.86",
+        "pillow>=10",
+        "psutil>=5.9",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+)
