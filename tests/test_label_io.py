@@ -15,18 +15,10 @@ from amadapter.errors import (
 from amadapter.keys import is_safe_key, safe_key
 from amadapter.label_io import check_same_size, decode_label_map, decode_photo, peek_image_size
 from tests.conftest import BDD_MASK, CITYSCAPES_LABEL_DIR, CITYSCAPES_ROOT, CITYSCAPES_STEM
+from tests.layouts import png_bytes
 
 LABEL_IDS = CITYSCAPES_LABEL_DIR / f"{CITYSCAPES_STEM}_gtFine_labelIds.png"
 PHOTO = CITYSCAPES_ROOT / "leftImg8bit" / "val" / "frankfurt" / f"{CITYSCAPES_STEM}_leftImg8bit.png"
-
-
-def png_bytes(array: np.ndarray, mode: str | None = None, palette: list[int] | None = None) -> bytes:
-    image = Image.fromarray(array, mode) if mode else Image.fromarray(array)
-    if palette is not None:
-        image.putpalette(palette)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def test_real_label_ids_decode_to_the_table_mapping():

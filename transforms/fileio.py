@@ -1,0 +1,53 @@
+"""File access through Beam's ``FileSystems``, so local, ``gs://`` and ``s3://`` paths work.
+
+Writes are atomic: bytes go to a temporary name beside the target and are
+renamed into place only when complete, so a reader never sees a partial file
+under a final name (a writer killed mid-way leaves only a ``*.tmp-*`` file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import BinaryIO, Iterator
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+
+def list_files(pattern: str) -> list[str]:
+    """Paths matching a glob (``*``, ``?``, ``**``), sorted; empty when none match."""
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def open_file(path: str) -> BinaryIO:
+    """A readable binary stream, never decompressed by file extension."""
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def read_bytes(path: str) -> bytes:
+    with open_file(path) as stream:
+        return stream.read()
+
+
+def exists(path: str) -> bool:
+    return FileSystems.exists(path)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str, mime_type: str = "application/octet-stream") -> Iterator[BinaryIO]:
+    """Yield a stream onto a temporary name; rename it to ``path`` on success, delete it on error."""
+    temp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    stream = FileSystems.create(temp, mime_type, CompressionTypes.UNCOMPRESSED)
+    try:
+        with stream:
+            yield stream
+    except BaseException:
+        FileSystems.delete([temp])
+        raise
+    FileSystems.rename([temp], [path])
+
+
+def write_atomically(path: str, data: bytes, mime_type: str = "application/octet-stream") -> None:
+    with atomic_writer(path, mime_type) as stream:
+        stream.write(data)

@@ -1,0 +1,154 @@
+"""Enumerate the label maps under a dataset root, deterministically (sorted by key).
+
+All file access goes through Beam's ``FileSystems``, so a root may be a local
+folder or a ``gs://`` / ``s3://`` prefix (with the matching Beam extra installed).
+
+Layouts (``split`` names a subfolder; cityscapes and bdd100k default to ``"train"``):
+
+``cityscapes``
+    labels ``gtFine/{split}/{city}/{frame}_gtFine_labelIds.png`` (format ``ids``,
+    mapped to train IDs), ``..._gtFine_labelTrainIds.png`` (``train_ids``, as is) or
+    ``..._gtFine_color.png`` (``color``); photos
+    ``leftImg8bit/{split}/{city}/{frame}_leftImg8bit.png``. With ``label_format=None``
+    each frame yields ONE source: its ``labelIds`` file when present (the official
+    annotation, mapped through our own table, so a ``labelTrainIds`` file made
+    with an edited table cannot change the class space), else its
+    ``labelTrainIds`` file.
+``bdd100k``
+    labels ``labels/sem_seg/masks/{split}/{name}.png`` (``train_ids``, the default;
+    palette PNGs are read by index) or ``labels/sem_seg/colormaps/{split}/{name}.png``
+    (``color``); photos ``images/10k/{split}/{name}.jpg``.
+``folder``
+    every ``*.png`` under ``root`` (or ``root/{split}`` when a split is given), at
+    any depth; ``label_format`` is required; no photos.
+
+Keys are ``amadapter.keys.safe_key(frame_name, identity)`` with identity the
+frame's path relative to the root without the label suffix, so a frame keeps its
+key whichever label file was chosen and wherever the data is mounted.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+from apache_beam.io.filesystems import FileSystems
+
+from amadapter.errors import EmptyRootError
+from amadapter.keys import safe_key
+from amadapter.label_io import LABEL_FORMATS
+from transforms.fileio import list_files
+from transforms.records import LabelSource
+
+DATASETS = ("cityscapes", "bdd100k", "folder")
+DEFAULT_SPLIT = "train"
+CITYSCAPES_LABEL_SUFFIX = {
+    "ids": "_gtFine_labelIds.png",
+    "train_ids": "_gtFine_labelTrainIds.png",
+    "color": "_gtFine_color.png",
+}
+CITYSCAPES_PHOTO_SUFFIX = "_leftImg8bit.png"
+BDD_LABEL_DIR = {"train_ids": "masks", "color": "colormaps"}
+
+
+def list_label_sources(
+    root: str, dataset: str, split: str | None = None, label_format: str | None = None
+) -> list[LabelSource]:
+    """All label maps of ``dataset`` under ``root``, one ``LabelSource`` per frame, sorted by key.
+
+    ``label_format``: ``None`` picks the dataset's default (see the module
+    docstring); ``folder`` requires one of ``ids``, ``train_ids``, ``color``.
+    Raises ``EmptyRootError`` when nothing matches (including a missing root) and
+    ``ValueError`` for an unknown dataset or a format the dataset does not have.
+    """
+    root = _normalise_root(root)
+    if dataset == "cityscapes":
+        sources = _cityscapes(root, split or DEFAULT_SPLIT, label_format)
+    elif dataset == "bdd100k":
+        sources = _bdd100k(root, split or DEFAULT_SPLIT, label_format)
+    elif dataset == "folder":
+        sources = _folder(root, split, label_format)
+    else:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    if not sources:
+        raise EmptyRootError(root, f"no {dataset} label maps found (split {split!r})")
+    return sorted(sources, key=lambda s: s.key)
+
+
+def _cityscapes(root: str, split: str, label_format: str | None) -> list[LabelSource]:
+    if label_format is not None and label_format not in CITYSCAPES_LABEL_SUFFIX:
+        raise ValueError(f"cityscapes label_format must be one of {LABEL_FORMATS} or None")
+    formats = [label_format] if label_format else ["train_ids", "ids"]  # later wins
+    chosen: dict[str, tuple[str, str]] = {}  # frame path relative to root -> (path, format)
+    for fmt in formats:
+        suffix = CITYSCAPES_LABEL_SUFFIX[fmt]
+        for path in list_files(FileSystems.join(root, "gtFine", split, "*", "*" + suffix)):
+            chosen[_relative(path, root)[: -len(suffix)]] = (path, fmt)
+    photo_pattern = FileSystems.join(root, "leftImg8bit", split, "*", "*" + CITYSCAPES_PHOTO_SUFFIX)
+    photos = set(list_files(photo_pattern))
+    sources = []
+    for frame_rel, (path, fmt) in chosen.items():
+        _, _, city, frame = frame_rel.split("/")
+        photo = FileSystems.join(root, "leftImg8bit", split, city, frame + CITYSCAPES_PHOTO_SUFFIX)
+        sources.append(
+            LabelSource(
+                key=safe_key(frame, f"{split}/{city}/{frame}"),
+                label_path=path,
+                photo_path=photo if photo in photos else None,
+                label_format=fmt,
+                dataset="cityscapes",
+            )
+        )
+    return sources
+
+
+def _bdd100k(root: str, split: str, label_format: str | None) -> list[LabelSource]:
+    label_format = label_format or "train_ids"
+    if label_format not in BDD_LABEL_DIR:
+        raise ValueError(f"bdd100k label_format must be one of {tuple(BDD_LABEL_DIR)} or None")
+    label_dir = FileSystems.join(root, "labels", "sem_seg", BDD_LABEL_DIR[label_format], split)
+    photos = set(list_files(FileSystems.join(root, "images", "10k", split, "*.jpg")))
+    sources = []
+    for path in list_files(FileSystems.join(label_dir, "*.png")):
+        name = posixpath.basename(path)[: -len(".png")]
+        photo = FileSystems.join(root, "images", "10k", split, name + ".jpg")
+        sources.append(
+            LabelSource(
+                key=safe_key(name, f"{split}/{name}"),
+                label_path=path,
+                photo_path=photo if photo in photos else None,
+                label_format=label_format,
+                dataset="bdd100k",
+            )
+        )
+    return sources
+
+
+def _folder(root: str, split: str | None, label_format: str | None) -> list[LabelSource]:
+    if label_format not in LABEL_FORMATS:
+        raise ValueError(f"folder datasets need label_format in {LABEL_FORMATS}, got {label_format!r}")
+    base = FileSystems.join(root, split) if split else root
+    sources = []
+    for path in list_files(FileSystems.join(base, "**.png")):
+        relative = _relative(path, root)[: -len(".png")]
+        sources.append(
+            LabelSource(
+                key=safe_key(posixpath.basename(relative), relative),
+                label_path=path,
+                photo_path=None,
+                label_format=label_format,
+                dataset="folder",
+            )
+        )
+    return sources
+
+
+def _normalise_root(root: str) -> str:
+    if FileSystems.get_scheme(root) is None:  # a local path: absolute, so workers agree on it
+        return os.path.abspath(root)
+    return root.rstrip("/")
+
+
+def _relative(path: str, root: str) -> str:
+    """``path`` below ``root`` with ``/`` separators."""
+    return path[len(root) :].lstrip("/").replace(os.sep, "/")

@@ -1,0 +1,138 @@
+"""Read and decode label maps in Beam, one named failure row per bad input.
+
+Usage::
+
+    result = pipeline | ReadLabelMaps(root, "cityscapes", split="val", photos="check")
+    result.records   # PCollection[LabelRecord]
+    result.failures  # PCollection[FailedInput], one per bad input
+
+The root is enumerated when the pipeline runs (on a worker, so a bucket with
+millions of files does not bloat the graph); the sources are then redistributed
+and decoded in parallel. An empty or missing root becomes a single
+``FailedInput`` with code ``empty_root`` instead of a crash; so does every
+unreadable file, unknown ID or colour, RGB-where-IDs, missing photo (with
+``photos="require"``) and photo/label size mismatch (with ``photos`` other than
+``"ignore"``). Exceptions that are not ``InputError`` are bugs and fail the run.
+"""
+
+from __future__ import annotations
+
+import typing
+
+import apache_beam as beam
+
+from amadapter.errors import EmptyRootError, InputError, MissingPhotoError, UnreadableImageError
+from amadapter.keys import safe_key
+from amadapter.label_io import check_same_size, decode_label_map, peek_image_size
+from transforms.fileio import open_file, read_bytes
+from transforms.label_sources import list_label_sources
+from transforms.records import FailedInput, LabelRecord, LabelSource
+
+# What to do with each label map's photo:
+# "ignore": never open it; "check": when it exists, its size must equal the label map's
+# (read from its header only); "require": it must exist, and its size must match.
+PHOTO_POLICIES = ("ignore", "check", "require")
+_FAILURES = "failures"
+
+
+class ReadLabelMapsResult(typing.NamedTuple):
+    records: beam.PCollection  # of LabelRecord
+    failures: beam.PCollection  # of FailedInput
+
+
+class ReadLabelMaps(beam.PTransform):
+    """``PBegin -> ReadLabelMapsResult(records, failures)``; arguments as ``list_label_sources``.
+
+    ``photos`` is one of ``PHOTO_POLICIES`` (default ``"ignore"``: targets of the
+    augment job need no photo; an exemplar pool wants ``"require"``).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        dataset: str,
+        split: str | None = None,
+        label_format: str | None = None,
+        photos: str = "ignore",
+    ):
+        super().__init__()
+        if photos not in PHOTO_POLICIES:
+            raise ValueError(f"photos must be one of {PHOTO_POLICIES}, got {photos!r}")
+        self._listing = (root, dataset, split, label_format)
+        self._photos = photos
+
+    def expand(self, pbegin):
+        listed = (
+            pbegin
+            | "Root" >> beam.Create([self._listing])
+            | "ListSources" >> beam.ParDo(_ListSources()).with_outputs(_FAILURES, main="sources")
+        )
+        decoded = (
+            listed.sources
+            | "Spread" >> beam.Reshuffle()
+            | "Decode" >> beam.ParDo(_DecodeLabelMap(self._photos)).with_outputs(
+                _FAILURES, main="records"
+            )
+        )
+        failures = (listed[_FAILURES], decoded[_FAILURES]) | "AllFailures" >> beam.Flatten()
+        return ReadLabelMapsResult(records=decoded.records, failures=failures)
+
+
+class _ListSources(beam.DoFn):
+    def process(self, listing):
+        root, dataset, split, label_format = listing
+        try:
+            yield from list_label_sources(root, dataset, split, label_format)
+        except EmptyRootError as error:
+            yield beam.pvalue.TaggedOutput(
+                _FAILURES, FailedInput.from_error(safe_key("empty_root", root), root, error)
+            )
+
+
+class _DecodeLabelMap(beam.DoFn):
+    def __init__(self, photos: str):
+        self._photos = photos
+
+    def process(self, source: LabelSource):
+        try:
+            yield read_label_record(source, self._photos)
+        except InputError as error:
+            yield beam.pvalue.TaggedOutput(
+                _FAILURES, FailedInput.from_error(source.key, source.label_path, error)
+            )
+
+
+def read_label_record(source: LabelSource, photos: str = "ignore") -> LabelRecord:
+    """Read and decode one source (and check its photo per ``photos``); raises ``InputError``."""
+    train_ids = decode_label_map(_read_input(source.label_path), source.label_path, source.label_format)
+    if photos == "require" and source.photo_path is None:
+        raise MissingPhotoError(source.label_path, f"no photo for {source.dataset} frame {source.key}")
+    if photos != "ignore" and source.photo_path is not None:
+        check_same_size(
+            (train_ids.shape[1], train_ids.shape[0]),
+            _photo_size(source.photo_path),
+            source.label_path,
+            source.photo_path,
+        )
+    return LabelRecord(
+        key=source.key,
+        label_path=source.label_path,
+        photo_path=source.photo_path,
+        train_ids=train_ids,
+        dataset=source.dataset,
+    )
+
+
+def _read_input(path: str) -> bytes:
+    try:
+        return read_bytes(path)
+    except OSError as error:  # missing, vanished, no permission (BeamIOError is an OSError)
+        raise UnreadableImageError(path, f"cannot read the file: {error}") from None
+
+
+def _photo_size(path: str) -> tuple[int, int]:
+    try:
+        with open_file(path) as stream:
+            return peek_image_size(stream, path)
+    except OSError as error:
+        raise UnreadableImageError(path, f"cannot read the file: {error}") from None
