@@ -1,0 +1,77 @@
+"""The run manifest: one Parquet file, one row per input, written atomically.
+
+Columns: ``key``, ``source`` (the input's path), ``status`` (``"written"`` or
+``"failed"``), ``shard`` (the tar's file name for written rows, else null),
+``error_code`` (an ``InputError.code``) and ``error`` (the message naming the
+file and the reason) for failed rows, else null. Rows are sorted by key and keys
+are unique, so inputs = written + failed holds row by row.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Iterable
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from transforms.fileio import read_bytes, write_atomically
+
+STATUSES = ("written", "failed")
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("shard", pa.string()),
+        pa.field("error_code", pa.string()),
+        pa.field("error", pa.string()),
+    ]
+)
+
+
+def write_manifest(path: str, rows: Iterable[dict]) -> int:
+    """Validate and write the rows (dicts with the schema's columns) to ``path``; return the count.
+
+    ``ValueError`` for a duplicate key or an unknown status: both would break
+    inputs = written + failed.
+    """
+    ordered = sorted(rows, key=lambda row: row["key"])
+    for previous, current in zip(ordered, ordered[1:]):
+        if previous["key"] == current["key"]:
+            raise ValueError(f"manifest key {current['key']!r} appears twice")
+    for row in ordered:
+        if row["status"] not in STATUSES:
+            raise ValueError(f"manifest row {row['key']!r} has status {row['status']!r}")
+    table = pa.Table.from_pylist(ordered, schema=MANIFEST_SCHEMA)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    write_atomically(path, buffer.getvalue(), "application/vnd.apache.parquet")
+    return len(ordered)
+
+
+def read_manifest(path: str) -> pa.Table:
+    return pq.read_table(io.BytesIO(read_bytes(path)))
+
+
+class WriteManifest(beam.PTransform):
+    """``PCollection[dict] -> PCollection[str]``: gathers every row and writes one manifest.
+
+    Emits ``path`` once the file is in place (an empty input writes an empty manifest).
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def expand(self, rows):
+        return (
+            rows
+            | "Gather" >> beam.combiners.ToList()
+            | "Write" >> beam.Map(self._write)
+        )
+
+    def _write(self, rows: list[dict]) -> str:
+        write_manifest(self._path, rows)
+        return self._path
