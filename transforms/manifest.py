@@ -69,9 +69,10 @@ class WriteManifest(beam.PTransform):
         return (
             rows
             | "Gather" >> beam.combiners.ToList()
-            | "Write" >> beam.Map(self._write)
+            | "Write" >> beam.Map(_write_and_name, self._path)
         )
 
-    def _write(self, rows: list[dict]) -> str:
-        write_manifest(self._path, rows)
-        return self._path
+
+def _write_and_name(rows: list[dict], path: str) -> str:
+    write_manifest(path, rows)
+    return path

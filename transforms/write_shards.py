@@ -57,17 +57,24 @@ class WriteShards(beam.PTransform):
 
     def __init__(self, output: str, prefix: str, image_format: str = "jpg"):
         super().__init__()
-        shard_name(prefix, 0), image_member(image_format)  # fail at graph construction, not on a worker
+        # Validate here, at graph construction, rather than on a worker mid-run.
+        shard_name(prefix, 0)
+        image_member(image_format)
         self._output, self._prefix, self._image_format = output, prefix, image_format
 
     def expand(self, keyed):
         return (
             keyed
             | "GroupByShard" >> beam.GroupByKey()
-            | "Write" >> beam.FlatMap(self._write)
+            | "Write" >> beam.ParDo(_WriteShard(self._output, self._prefix, self._image_format))
         )
 
-    def _write(self, shard: tuple[int, list]) -> list[dict]:
+
+class _WriteShard(beam.DoFn):
+    def __init__(self, output: str, prefix: str, image_format: str):
+        self._output, self._prefix, self._image_format = output, prefix, image_format
+
+    def process(self, shard: tuple[int, list]):
         index, elements = shard[0], list(shard[1])
         samples = sorted((e for e in elements if isinstance(e, Sample)), key=lambda s: s.key)
         failures = [e for e in elements if isinstance(e, FailedInput)]
@@ -75,4 +82,4 @@ class WriteShards(beam.PTransform):
             unknown = {type(e).__name__ for e in elements} - {"Sample", "FailedInput"}
             raise TypeError(f"WriteShards takes Sample or FailedInput elements, got {unknown}")
         stats = write_shard(self._output, self._prefix, index, samples, failures, self._image_format)
-        return manifest_rows(stats)
+        yield from manifest_rows(stats)

@@ -1,0 +1,56 @@
+"""Label maps -> shards -> manifest in one DirectRunner run, as the augment job chains them."""
+
+import os
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from amadapter.data import shards
+from amadapter.labels import train_ids_to_colors
+from transforms.manifest import WriteManifest, read_manifest
+from transforms.read_label_maps import ReadLabelMaps
+from transforms.records import LabelRecord, Sample
+from transforms.write_shards import AssignShards, WriteShards
+from tests.conftest import CITYSCAPES_ROOT
+from tests.layouts import cityscapes_frame
+
+
+
+def colour_sample(record: LabelRecord) -> Sample:
+    """A stand-in for synthesis that keeps the label map exact: its colour rendering."""
+    return Sample(record.key, train_ids_to_colors(record.train_ids), record.train_ids, {"source": record.label_path})
+
+
+def test_every_input_ends_up_written_or_failed(tmp_path):
+    root, output = tmp_path / "cityscapes", str(tmp_path / "out")
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        ids = rng.choice([7, 8, 11, 21, 23, 24, 26], size=(8, 16)).astype(np.uint8)  # label IDs
+        cityscapes_frame(root, f"town_{i:06d}_000019", label_ids=ids, photo_size=(16, 8))
+    cityscapes_frame(root, "town_000099_000019", label_ids=np.full((8, 16), 99, dtype=np.uint8))
+    cityscapes_frame(root, "town_000098_000019", label_ids=np.zeros((8, 16), np.uint8), photo_size=(8, 8))
+
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
+        read = pipeline | ReadLabelMaps(str(root), "cityscapes", split="val", photos="check")
+        rows = (
+            (read.records | beam.Map(colour_sample), read.failures)
+            | beam.Flatten()
+            | AssignShards(5)
+            | WriteShards(output, "town", image_format="png")
+        )
+        rows | WriteManifest(os.path.join(output, "manifest.parquet"))
+
+    manifest = read_manifest(os.path.join(output, "manifest.parquet")).to_pylist()
+    assert len(manifest) == 14
+    failed = {r["source"].rsplit("/", 1)[1]: r["error_code"] for r in manifest if r["status"] == "failed"}
+    assert failed == {
+        "town_000099_000019_gtFine_labelIds.png": "unknown_label_id",
+        "town_000098_000019_gtFine_labelIds.png": "size_mismatch",
+    }
+    assert sorted(r["shard"] for r in manifest if r["status"] == "written") == sorted(
+        ["town-000000.tar"] * 5 + ["town-000001.tar"] * 5 + ["town-000002.tar"] * 2
+    )
+    read_back = list(shards(f"{output}/town-*.tar", with_key=True))
+    assert sorted(k for k, _, _ in read_back) == sorted(r["key"] for r in manifest if r["status"] == "written")
+    assert all(np.array_equal(image, train_ids_to_colors(label)) for _, image, label in read_back)
