@@ -15,7 +15,9 @@ def save_image(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
     return path
 
 
-def png_bytes(array: np.ndarray, mode: str | None = None, palette: list[int] | None = None) -> bytes:
+def png_bytes(
+    array: np.ndarray, mode: str | None = None, palette: list[int] | None = None
+) -> bytes:
     image = Image.fromarray(array, mode) if mode else Image.fromarray(array)
     if palette is not None:
         image.putpalette(palette)
@@ -32,7 +34,7 @@ def cityscapes_frame(
     photo_size: tuple[int, int] | None = None,
     split: str = "val",
 ) -> None:
-    """Write a frame's label files (and a grey photo of (width, height)) in the Cityscapes layout."""
+    """Write a frame's label files (and a grey photo, (width, height)) in the Cityscapes layout."""
     city = frame.split("_")[0]
     labels = root / "gtFine" / split / city
     if label_ids is not None:

@@ -37,7 +37,9 @@ def test_real_bdd_palette_mask_is_read_by_index():
 def test_palette_png_ignores_its_colours_for_ids_and_uses_them_for_colour_maps():
     ids = np.array([[0, 13], [255, 18]], dtype=np.uint8)
     all_white = [255] * 768  # if read by colour, every pixel would look alike
-    assert np.array_equal(decode_label_map(png_bytes(ids, "P", all_white), "p.png", "train_ids"), ids)
+    assert np.array_equal(
+        decode_label_map(png_bytes(ids, "P", all_white), "p.png", "train_ids"), ids
+    )
     palette = np.zeros((256, 3), dtype=np.uint8)
     palette[: labels.NUM_CLASSES] = labels.PALETTE
     colour_coded = png_bytes(ids, "P", palette.ravel().tolist())
@@ -80,7 +82,9 @@ def test_unknown_label_id_is_named():
 
 def test_sixteen_bit_ids_are_range_checked_not_wrapped():
     ids = np.full((2, 2), 7, dtype=np.uint16)
-    assert np.array_equal(decode_label_map(png_bytes(ids, "I;16"), "ok.png", "ids"), np.zeros((2, 2)))
+    assert np.array_equal(
+        decode_label_map(png_bytes(ids, "I;16"), "ok.png", "ids"), np.zeros((2, 2))
+    )
     ids[0, 0] = 256 + 7  # would wrap to 7 (road) in a uint8 cast
     with pytest.raises(UnknownLabelIdError, match="w.png"):
         decode_label_map(png_bytes(ids, "I;16"), "w.png", "ids")
@@ -96,7 +100,9 @@ def test_rgb_where_ids_expected_and_grey_where_colours_expected():
 
 def test_unknown_colour_is_named():
     with pytest.raises(UnknownColorError, match=r"col\.png.*\(1, 2, 3\)"):
-        decode_label_map(png_bytes(np.full((2, 2, 3), (1, 2, 3), dtype=np.uint8)), "col.png", "color")
+        decode_label_map(
+            png_bytes(np.full((2, 2, 3), (1, 2, 3), dtype=np.uint8)), "col.png", "color"
+        )
 
 
 def test_unknown_label_format_is_a_caller_bug():
@@ -123,9 +129,22 @@ def test_size_mismatch_names_both_files():
 
 def test_safe_key_rule():
     key = safe_key("frankfurt_000000_000294", "val/frankfurt/frankfurt_000000_000294")
-    assert key.startswith("frankfurt_000000_000294-") and len(key) == len("frankfurt_000000_000294") + 11
+    assert (
+        key.startswith("frankfurt_000000_000294-")
+        and len(key) == len("frankfurt_000000_000294") + 11
+    )
     assert key == safe_key("frankfurt_000000_000294", "val/frankfurt/frankfurt_000000_000294")
-    hostile = ["../../etc/passwd", "a.b.c", "a/b", "a_b", ".hidden", "-rf", "", "x" * 300, "ünï cødé"]
+    hostile = [
+        "../../etc/passwd",
+        "a.b.c",
+        "a/b",
+        "a_b",
+        ".hidden",
+        "-rf",
+        "",
+        "x" * 300,
+        "ünï cødé",
+    ]
     keys = [safe_key(name) for name in hostile]
     assert all(is_safe_key(k) and "." not in k and "/" not in k and len(k) <= 75 for k in keys)
     assert len(set(keys)) == len(hostile)  # names that sanitise alike stay apart

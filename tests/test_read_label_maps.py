@@ -1,4 +1,4 @@
-"""ReadLabelMaps on DirectRunner: every bad input is one named failure row, good inputs come through."""
+"""ReadLabelMaps on DirectRunner: each bad input is one named failure row; good ones get through."""
 
 import numpy as np
 import apache_beam as beam
@@ -39,8 +39,6 @@ def _check_cityscapes_failures(failures):
     assert all(f.source in f.message for f in failures)
 
 
-
-
 def test_read_label_maps_turns_each_bad_input_into_a_failure_row(tmp_path):
     city = tmp_path / "cityscapes"
     ids = np.full((4, 8), ROAD_ID, dtype=np.uint8)
@@ -53,7 +51,9 @@ def test_read_label_maps_turns_each_bad_input_into_a_failure_row(tmp_path):
     label_dir = city / "gtFine" / "val"
     whole = png_bytes(ids)
     (label_dir / "truncated" / "truncated_000000_000001_gtFine_labelIds.png").parent.mkdir()
-    (label_dir / "truncated" / "truncated_000000_000001_gtFine_labelIds.png").write_bytes(whole[:40])
+    (label_dir / "truncated" / "truncated_000000_000001_gtFine_labelIds.png").write_bytes(
+        whole[:40]
+    )
     (label_dir / "notpng").mkdir()
     (label_dir / "notpng" / "notpng_000000_000001_gtFine_labelIds.png").write_bytes(b"GIF89a...")
 
@@ -63,14 +63,20 @@ def test_read_label_maps_turns_each_bad_input_into_a_failure_row(tmp_path):
     (tmp_path / "empty").mkdir()
 
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
-        city_read = pipeline | "City" >> ReadLabelMaps(str(city), "cityscapes", split="val", photos="check")
+        city_read = pipeline | "City" >> ReadLabelMaps(
+            str(city), "cityscapes", split="val", photos="check"
+        )
         assert_that(city_read.records, _check_cityscapes_records, label="CityRecords")
         assert_that(city_read.failures, _check_cityscapes_failures, label="CityFailures")
 
-        required = pipeline | "Required" >> ReadLabelMaps(str(city), "cityscapes", "val", photos="require")
+        required = pipeline | "Required" >> ReadLabelMaps(
+            str(city), "cityscapes", "val", photos="require"
+        )
         assert_that(
             required.failures | beam.Map(lambda f: (f.source.rsplit("/", 1)[1], f.error_code)),
-            lambda rows: _assert_in(("nophoto_000000_000001_gtFine_labelIds.png", "missing_photo"), rows),
+            lambda rows: _assert_in(
+                ("nophoto_000000_000001_gtFine_labelIds.png", "missing_photo"), rows
+            ),
             label="MissingPhoto",
         )
 
@@ -95,11 +101,18 @@ def test_read_label_maps_turns_each_bad_input_into_a_failure_row(tmp_path):
         )
 
         real = (
-            (pipeline | "RealCity" >> ReadLabelMaps(str(CITYSCAPES_ROOT), "cityscapes", "val", photos="require")).records,
+            (
+                pipeline
+                | "RealCity"
+                >> ReadLabelMaps(str(CITYSCAPES_ROOT), "cityscapes", "val", photos="require")
+            ).records,
             (pipeline | "RealBdd" >> ReadLabelMaps(str(BDD_ROOT), "bdd100k", "val")).records,
         ) | beam.Flatten()
         assert_that(
-            real | beam.Map(lambda r: (r.dataset, r.train_ids.shape, sorted(np.unique(r.train_ids).tolist()))),
+            real
+            | beam.Map(
+                lambda r: (r.dataset, r.train_ids.shape, sorted(np.unique(r.train_ids).tolist()))
+            ),
             lambda got: _assert_equal(
                 sorted(got),
                 [

@@ -16,10 +16,14 @@ from tests.conftest import CITYSCAPES_ROOT
 from tests.layouts import cityscapes_frame
 
 
-
 def colour_sample(record: LabelRecord) -> Sample:
     """A stand-in for synthesis that keeps the label map exact: its colour rendering."""
-    return Sample(record.key, train_ids_to_colors(record.train_ids), record.train_ids, {"source": record.label_path})
+    return Sample(
+        record.key,
+        train_ids_to_colors(record.train_ids),
+        record.train_ids,
+        {"source": record.label_path},
+    )
 
 
 def test_every_input_ends_up_written_or_failed(tmp_path):
@@ -29,7 +33,9 @@ def test_every_input_ends_up_written_or_failed(tmp_path):
         ids = rng.choice([7, 8, 11, 21, 23, 24, 26], size=(8, 16)).astype(np.uint8)  # label IDs
         cityscapes_frame(root, f"town_{i:06d}_000019", label_ids=ids, photo_size=(16, 8))
     cityscapes_frame(root, "town_000099_000019", label_ids=np.full((8, 16), 99, dtype=np.uint8))
-    cityscapes_frame(root, "town_000098_000019", label_ids=np.zeros((8, 16), np.uint8), photo_size=(8, 8))
+    cityscapes_frame(
+        root, "town_000098_000019", label_ids=np.zeros((8, 16), np.uint8), photo_size=(8, 8)
+    )
 
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
         read = pipeline | ReadLabelMaps(str(root), "cityscapes", split="val", photos="check")
@@ -43,7 +49,9 @@ def test_every_input_ends_up_written_or_failed(tmp_path):
 
     manifest = read_manifest(os.path.join(output, "manifest.parquet")).to_pylist()
     assert len(manifest) == 14
-    failed = {r["source"].rsplit("/", 1)[1]: r["error_code"] for r in manifest if r["status"] == "failed"}
+    failed = {
+        r["source"].rsplit("/", 1)[1]: r["error_code"] for r in manifest if r["status"] == "failed"
+    }
     assert failed == {
         "town_000099_000019_gtFine_labelIds.png": "unknown_label_id",
         "town_000098_000019_gtFine_labelIds.png": "size_mismatch",
@@ -52,5 +60,7 @@ def test_every_input_ends_up_written_or_failed(tmp_path):
         ["town-000000.tar"] * 5 + ["town-000001.tar"] * 5 + ["town-000002.tar"] * 2
     )
     read_back = list(shards(f"{output}/town-*.tar", with_key=True))
-    assert sorted(k for k, _, _ in read_back) == sorted(r["key"] for r in manifest if r["status"] == "written")
+    assert sorted(k for k, _, _ in read_back) == sorted(
+        r["key"] for r in manifest if r["status"] == "written"
+    )
     assert all(np.array_equal(image, train_ids_to_colors(label)) for _, image, label in read_back)

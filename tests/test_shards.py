@@ -1,4 +1,4 @@
-"""Shards: Beam writing, reading back (webdataset, tarfile, DataLoader), determinism, kill safety."""
+"""Shards: Beam writing, reading back (webdataset, tarfile, DataLoader), determinism, SIGKILL."""
 
 import io
 import json
@@ -48,13 +48,20 @@ def make_samples(count: int, seed: int = 0) -> list[Sample]:
         label = np.kron(blocks, np.ones((8, 8), dtype=np.uint8)).astype(np.uint8)
         image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
         key = safe_key(f"frame {i}", f"val/frame_{i}")
-        samples.append(Sample(key, image, label, {"source": f"/data/frame_{i}.png", "seed": np.int64(i)}))
+        samples.append(
+            Sample(key, image, label, {"source": f"/data/frame_{i}.png", "seed": np.int64(i)})
+        )
     return samples
 
 
 def make_failures(count: int) -> list[FailedInput]:
     return [
-        FailedInput(safe_key(f"bad {i}"), f"/data/bad_{i}.png", "unreadable_image", f"bad_{i}.png: truncated")
+        FailedInput(
+            safe_key(f"bad {i}"),
+            f"/data/bad_{i}.png",
+            "unreadable_image",
+            f"bad_{i}.png: truncated",
+        )
         for i in range(count)
     ]
 
@@ -77,7 +84,7 @@ def read_with_tarfile(path) -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
 
 @pytest.fixture(scope="module")
 def beam_run(tmp_path_factory):
-    """One real DirectRunner run: 53 samples + 3 failures -> AssignShards -> WriteShards -> manifest."""
+    """One DirectRunner run: 53 samples + 3 failures -> AssignShards -> WriteShards -> manifest."""
     output = str(tmp_path_factory.mktemp("shards"))
     samples, failures = make_samples(53), make_failures(3)
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
@@ -104,7 +111,9 @@ def test_beam_run_writes_sorted_shards_with_stats_and_manifest(beam_run):
     assert len(manifest) == 56 and [r["key"] for r in manifest] == sorted(expected_shard)
     for row in manifest:
         if row["status"] == "written":
-            assert row["shard"] == f"aug-{expected_shard[row['key']]:06d}.tar" and row["error"] is None
+            assert (
+                row["shard"] == f"aug-{expected_shard[row['key']]:06d}.tar" and row["error"] is None
+            )
         else:
             assert row["shard"] is None and row["error_code"] == "unreadable_image"
             assert row["error"].endswith("truncated") and row["source"].startswith("/data/bad_")
@@ -115,7 +124,9 @@ def test_beam_run_writes_sorted_shards_with_stats_and_manifest(beam_run):
         stats = read_shard_stats(output, "aug", index)
         assert shard_keys(stats) == {k for k, i in expected_shard.items() if i == index}
         in_tar = read_with_tarfile(shard_path(output, "aug", index))
-        assert stats["count"] == len(in_tar) and [w["key"] for w in stats["written"]] == sorted(in_tar)
+        assert stats["count"] == len(in_tar) and [w["key"] for w in stats["written"]] == sorted(
+            in_tar
+        )
         assert stats["bytes"] == os.path.getsize(shard_path(output, "aug", index))
         counts = sum(np.bincount(by_key[k].label.ravel(), minlength=256) for k in in_tar)
         assert stats["class_pixels"] == {
@@ -129,7 +140,9 @@ def test_webdataset_and_tarfile_read_back_the_same_arrays(beam_run):
     from_tarfile = {}
     for index in range(6):
         from_tarfile.update(read_with_tarfile(shard_path(output, "aug", index)))
-    from_webdataset = {key: (image, label) for key, image, label in shards(f"{output}/aug-*.tar", with_key=True)}
+    from_webdataset = {
+        key: (image, label) for key, image, label in shards(f"{output}/aug-*.tar", with_key=True)
+    }
     assert len(from_webdataset) == len(from_tarfile) == 53
     for sample in samples:
         image, label = from_webdataset[sample.key]
@@ -143,7 +156,9 @@ def test_webdataset_and_tarfile_read_back_the_same_arrays(beam_run):
 def test_dataloader_with_two_workers_reads_every_sample_exactly_once(beam_run):
     output, samples, _ = beam_run
     loader = torch.utils.data.DataLoader(
-        shards(f"{output}/aug-{{000000..000005}}.tar", with_key=True), batch_size=None, num_workers=2
+        shards(f"{output}/aug-{{000000..000005}}.tar", with_key=True),
+        batch_size=None,
+        num_workers=2,
     )
     keys = []
     for key, image, label in loader:
@@ -166,7 +181,11 @@ def test_library_writer_matches_the_beam_writer_byte_for_byte(beam_run, tmp_path
         )
     for name in ("aug-000003.tar", "aug-000003.stats.json"):
         first = (tmp_path / "a" / name).read_bytes()
-        assert first == (tmp_path / "b" / name).read_bytes() == open(os.path.join(output, name), "rb").read()
+        assert (
+            first
+            == (tmp_path / "b" / name).read_bytes()
+            == open(os.path.join(output, name), "rb").read()
+        )
 
 
 def test_jpeg_shards_keep_exact_labels(tmp_path):
@@ -175,14 +194,18 @@ def test_jpeg_shards_keep_exact_labels(tmp_path):
     assert stats["image_format"] == "jpg"
     for key, image, label in shards(str(tmp_path / "jpg-000000.tar"), with_key=True):
         original = next(s for s in samples if s.key == key)
-        assert np.array_equal(label, original.label)  # labels are lossless whatever the image format
+        assert np.array_equal(
+            label, original.label
+        )  # labels are lossless whatever the image format
         assert image.shape == original.image.shape
 
 
 def test_writer_refuses_unsorted_or_unsafe_samples(tmp_path):
     first, second = make_samples(2)
     with pytest.raises(ValueError, match="sorted"):
-        write_shard(str(tmp_path), "aug", 0, sorted([first, second], key=lambda s: s.key, reverse=True))
+        write_shard(
+            str(tmp_path), "aug", 0, sorted([first, second], key=lambda s: s.key, reverse=True)
+        )
     unsafe = Sample("a.b", first.image, first.label, first.meta)
     with pytest.raises(ValueError, match="unsafe"):
         write_shard(str(tmp_path), "aug", 1, [unsafe])
@@ -191,8 +214,7 @@ def test_writer_refuses_unsorted_or_unsafe_samples(tmp_path):
         assign_shards(["k", "j", "k"], 2)
 
 
-KILLED_WRITER = textwrap.dedent(
-    """
+KILLED_WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from tests.test_shards import make_samples
@@ -208,14 +230,15 @@ KILLED_WRITER = textwrap.dedent(
             yield sample
 
     write_shard(output, "aug", 0, slow_samples())
-    """
-)
+    """)
 
 
 def test_writer_killed_mid_shard_leaves_no_tar_under_a_final_name(tmp_path):
     output, ready = tmp_path / "out", tmp_path / "ready"
     writer = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WRITER, str(output), str(ready)], cwd=REPO, stderr=subprocess.PIPE
+        [sys.executable, "-c", KILLED_WRITER, str(output), str(ready)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
     while not ready.exists():
@@ -227,4 +250,6 @@ def test_writer_killed_mid_shard_leaves_no_tar_under_a_final_name(tmp_path):
     left = os.listdir(output)
     assert len(left) == 1 and left[0].startswith("aug-000000.tar.tmp-")  # the partial write
     assert os.path.getsize(output / left[0]) > 0
-    assert not shard_is_complete(str(output), "aug", 0) and completed_shards(str(output), "aug") == []
+    assert (
+        not shard_is_complete(str(output), "aug", 0) and completed_shards(str(output), "aug") == []
+    )

@@ -5,7 +5,13 @@ from amadapter.errors import EmptyRootError
 from amadapter.keys import is_safe_key
 from transforms.label_sources import list_label_sources
 from transforms.read_label_maps import read_label_record
-from tests.conftest import BDD_MASK, BDD_ROOT, CITYSCAPES_LABEL_DIR, CITYSCAPES_ROOT, CITYSCAPES_STEM
+from tests.conftest import (
+    BDD_MASK,
+    BDD_ROOT,
+    CITYSCAPES_LABEL_DIR,
+    CITYSCAPES_ROOT,
+    CITYSCAPES_STEM,
+)
 from tests.layouts import cityscapes_frame, save_image
 
 ROAD_ID, CAR_ID = 7, 26  # Cityscapes label IDs; train IDs 0 and 13
@@ -15,7 +21,9 @@ def test_real_cityscapes_root_prefers_label_ids_and_finds_the_photo():
     (source,) = list_label_sources(str(CITYSCAPES_ROOT), "cityscapes", split="val")
     assert source.label_path == str(CITYSCAPES_LABEL_DIR / f"{CITYSCAPES_STEM}_gtFine_labelIds.png")
     assert source.label_format == "ids" and source.dataset == "cityscapes"
-    assert source.photo_path.endswith(f"leftImg8bit/val/frankfurt/{CITYSCAPES_STEM}_leftImg8bit.png")
+    assert source.photo_path.endswith(
+        f"leftImg8bit/val/frankfurt/{CITYSCAPES_STEM}_leftImg8bit.png"
+    )
     assert source.key.startswith(CITYSCAPES_STEM + "-") and is_safe_key(source.key)
     record = read_label_record(source, photos="require")
     assert record.train_ids.shape == (128, 256) and record.train_ids.dtype == np.uint8
@@ -35,7 +43,9 @@ def test_real_bdd_root_yields_exactly_its_train_ids():
 def test_cityscapes_picks_one_file_per_frame(tmp_path):
     ids = np.full((4, 8), ROAD_ID, dtype=np.uint8)
     cityscapes_frame(tmp_path, "aachen_000000_000019", label_ids=ids, train_ids=np.zeros_like(ids))
-    cityscapes_frame(tmp_path, "aachen_000001_000019", train_ids=np.zeros_like(ids), photo_size=(8, 4))
+    cityscapes_frame(
+        tmp_path, "aachen_000001_000019", train_ids=np.zeros_like(ids), photo_size=(8, 4)
+    )
     sources = list_label_sources(str(tmp_path), "cityscapes", split="val")
     assert [s.label_format for s in sources] == ["ids", "train_ids"]
     assert [s.photo_path is not None for s in sources] == [False, True]
@@ -47,10 +57,14 @@ def test_bdd_layout_pairs_masks_with_jpeg_photos(tmp_path):
     masks = tmp_path / "labels" / "sem_seg" / "masks" / "train"
     for name in ("b1", "a2"):
         save_image(masks / f"{name}.png", np.zeros((4, 8), dtype=np.uint8))
-    save_image(tmp_path / "images" / "10k" / "train" / "a2.jpg", np.zeros((4, 8, 3), dtype=np.uint8))
+    save_image(
+        tmp_path / "images" / "10k" / "train" / "a2.jpg", np.zeros((4, 8, 3), dtype=np.uint8)
+    )
     sources = list_label_sources(str(tmp_path), "bdd100k")  # split defaults to train
     assert [s.label_path.rsplit("/", 1)[1] for s in sources] == ["a2.png", "b1.png"]
-    assert sources[0].photo_path.endswith("images/10k/train/a2.jpg") and sources[1].photo_path is None
+    assert (
+        sources[0].photo_path.endswith("images/10k/train/a2.jpg") and sources[1].photo_path is None
+    )
 
 
 def test_folder_reads_pngs_at_any_depth_with_distinct_keys(tmp_path):

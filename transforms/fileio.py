@@ -36,7 +36,7 @@ def exists(path: str) -> bool:
 
 @contextlib.contextmanager
 def atomic_writer(path: str, mime_type: str = "application/octet-stream") -> Iterator[BinaryIO]:
-    """Yield a stream onto a temporary name; rename it to ``path`` on success, delete it on error."""
+    """Yield a stream onto a temporary name; rename it to ``path`` on success, delete on error."""
     temp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
     stream = FileSystems.create(temp, mime_type, CompressionTypes.UNCOMPRESSED)
     try:

@@ -126,7 +126,9 @@ def _bdd100k(root: str, split: str, label_format: str | None) -> list[LabelSourc
 
 def _folder(root: str, split: str | None, label_format: str | None) -> list[LabelSource]:
     if label_format not in LABEL_FORMATS:
-        raise ValueError(f"folder datasets need label_format in {LABEL_FORMATS}, got {label_format!r}")
+        raise ValueError(
+            f"folder datasets need label_format in {LABEL_FORMATS}, got {label_format!r}"
+        )
     base = FileSystems.join(root, split) if split else root
     sources = []
     for path in list_files(FileSystems.join(base, "**.png")):

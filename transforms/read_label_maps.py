@@ -70,9 +70,8 @@ class ReadLabelMaps(beam.PTransform):
         decoded = (
             listed.sources
             | "Spread" >> beam.Reshuffle()
-            | "Decode" >> beam.ParDo(_DecodeLabelMap(self._photos)).with_outputs(
-                _FAILURES, main="records"
-            )
+            | "Decode"
+            >> beam.ParDo(_DecodeLabelMap(self._photos)).with_outputs(_FAILURES, main="records")
         )
         failures = (listed[_FAILURES], decoded[_FAILURES]) | "AllFailures" >> beam.Flatten()
         return ReadLabelMapsResult(records=decoded.records, failures=failures)
@@ -104,9 +103,15 @@ class _DecodeLabelMap(beam.DoFn):
 
 def read_label_record(source: LabelSource, photos: str = "ignore") -> LabelRecord:
     """Read and decode one source (and check its photo per ``photos``); raises ``InputError``."""
-    train_ids = decode_label_map(_read_input(source.label_path), source.label_path, source.label_format)
+    if photos not in PHOTO_POLICIES:
+        raise ValueError(f"photos must be one of {PHOTO_POLICIES}, got {photos!r}")
+    train_ids = decode_label_map(
+        _read_input(source.label_path), source.label_path, source.label_format
+    )
     if photos == "require" and source.photo_path is None:
-        raise MissingPhotoError(source.label_path, f"no photo for {source.dataset} frame {source.key}")
+        raise MissingPhotoError(
+            source.label_path, f"no photo for it in the {source.dataset} layout"
+        )
     if photos != "ignore" and source.photo_path is not None:
         check_same_size(
             (train_ids.shape[1], train_ids.shape[0]),

@@ -95,11 +95,15 @@ def write_shard(
         with tarfile.open(fileobj=counted, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for sample in samples:
                 if written and sample.key <= written[-1]["key"]:
-                    raise ValueError(f"samples must be sorted by unique key: {sample.key!r} came late")
+                    raise ValueError(
+                        f"samples must be sorted by unique key: {sample.key!r} came late"
+                    )
                 if sample.key in failed_keys:
                     raise ValueError(f"{sample.key}: both written and failed in shard {index}")
                 if SOURCE_META_KEY not in sample.meta:
-                    raise ValueError(f"{sample.key}: meta needs {SOURCE_META_KEY!r} (the input path)")
+                    raise ValueError(
+                        f"{sample.key}: meta needs {SOURCE_META_KEY!r} (the input path)"
+                    )
                 encoded = encode_sample(
                     sample.key, sample.image, sample.label, sample.meta, image_format
                 )
@@ -139,8 +143,12 @@ def read_shard_stats(output: str, prefix: str, index: int) -> dict:
 def completed_shards(output: str, prefix: str) -> list[int]:
     """Indices of the finished shards under ``output``, sorted."""
     pattern = FileSystems.join(output, f"{prefix}-*{STATS_SUFFIX}")
-    names = (posixpath.basename(p)[len(prefix) + 1 : -len(STATS_SUFFIX)] for p in list_files(pattern))
-    return sorted(int(n) for n in names if n.isdigit() and shard_is_complete(output, prefix, int(n)))
+    names = (
+        posixpath.basename(p)[len(prefix) + 1 : -len(STATS_SUFFIX)] for p in list_files(pattern)
+    )
+    return sorted(
+        int(n) for n in names if n.isdigit() and shard_is_complete(output, prefix, int(n))
+    )
 
 
 def shard_keys(stats: dict) -> set[str]:
@@ -151,13 +159,25 @@ def shard_keys(stats: dict) -> set[str]:
 def manifest_rows(stats: dict) -> list[dict]:
     """The manifest rows (``transforms.manifest``) of one finished shard, from its stats."""
     written = [
-        dict(key=w["key"], source=w["source"], status="written", shard=stats["tar"],
-             error_code=None, error=None)
+        dict(
+            key=w["key"],
+            source=w["source"],
+            status="written",
+            shard=stats["tar"],
+            error_code=None,
+            error=None,
+        )
         for w in stats["written"]
     ]
     failed = [
-        dict(key=f["key"], source=f["source"], status="failed", shard=None,
-             error_code=f["error_code"], error=f["message"])
+        dict(
+            key=f["key"],
+            source=f["source"],
+            status="failed",
+            shard=None,
+            error_code=f["error_code"],
+            error=f["message"],
+        )
         for f in stats["failed"]
     ]
     return written + failed

@@ -81,5 +81,7 @@ class _WriteShard(beam.DoFn):
         if len(samples) + len(failures) != len(elements):
             unknown = {type(e).__name__ for e in elements} - {"Sample", "FailedInput"}
             raise TypeError(f"WriteShards takes Sample or FailedInput elements, got {unknown}")
-        stats = write_shard(self._output, self._prefix, index, samples, failures, self._image_format)
+        stats = write_shard(
+            self._output, self._prefix, index, samples, failures, self._image_format
+        )
         yield from manifest_rows(stats)
