@@ -1,0 +1,228 @@
+"""Augmented self-attention with the appearance-matching adapter, as swappable
+diffusers attention processors.
+
+``AugmentedAttention.of(unet)`` puts an ``AugmentedSelfAttnProcessor`` on every
+self-attention layer (``attn1`` of each transformer block; cross-attention keeps
+its processor). Outside ``with attention.plan(...)`` they compute plain
+self-attention with fused ``F.scaled_dot_product_attention``, exactly like
+diffusers' ``AttnProcessor2_0``.
+
+Inside a plan every batch row of the UNet forward has one role, set by
+``exemplar_row`` (one entry per row):
+
+- ``-1``, plain: self-attention over its own tokens. The unconditional target
+  rows of classifier-free guidance and the exemplar rows are plain.
+- ``j >= 0``, read: the row's queries attend to [its own keys; row j's keys] and
+  values. Row j is then a write row: its normalised hidden states (the input of
+  ``attn1``, after the block's ``norm1``) are kept for this layer call and
+  projected with this layer's ``to_k``/``to_v``. Several rows may read one row;
+  a row that is read must itself be plain.
+
+Because every row's exemplar is in the same batch, one UNet forward serves
+targets and exemplars alike, and each operation is per row: a row's output
+depends only on itself and the row it reads.
+
+Modes, for the read rows (same weights):
+
+- ``none``: no row may read (structure-only sampling).
+- ``augmented``: [target; exemplar] attention, no correction (training-free).
+- ``categorical``: exemplar logits + ``beta * C`` (fixed, no learned part).
+- ``am_adapter``: exemplar logits A become ``A + phi(R) - max(phi(R)) / 4`` with
+  ``R = concat(A.detach(), C)``. The max is taken per read row over all heads,
+  query and exemplar positions (the authors' ``max()`` over the whole tensor at
+  batch size 1, kept per row so that rows stay independent).
+
+``categorical`` and ``am_adapter`` act only at layers with at most ``max_tokens``
+query tokens; larger layers use plain augmented attention. Explicit logits are
+formed only in ``am_adapter`` layers; everything else runs in fused SDPA
+(``categorical`` passes its bias as SDPA's additive mask).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from diffusers import UNet2DConditionModel
+from diffusers.models.attention_processor import Attention
+from torch.nn import functional as F
+
+from amadapter.class_cost import class_cost
+from amadapter.matcher import AppearanceMatchingAdapter
+
+MODES = ("none", "augmented", "categorical", "am_adapter")
+
+
+def token_grid(tokens: int, latent_size: tuple[int, int]) -> tuple[int, int]:
+    """The (h, w) grid of a UNet layer with ``tokens`` tokens: the latent size
+    halved some number of times (sizes are multiples of the UNet's total stride)."""
+    h, w = latent_size
+    while h * w > tokens and h % 2 == 0 and w % 2 == 0:
+        h, w = h // 2, w // 2
+    if h * w != tokens:
+        raise ValueError(f"{tokens} tokens is no UNet level of a {latent_size} latent")
+    return h, w
+
+
+@dataclass
+class AttentionPlan:
+    """The row roles and options for the UNet forwards inside ``AugmentedAttention.plan``.
+
+    ``labels`` holds every row's train-ID map (N, H, W) (any size; only the read
+    rows and the rows they read are used) and is needed by ``categorical`` and
+    ``am_adapter``. ``latent_size`` is the UNet input's (h, w)."""
+
+    mode: str
+    exemplar_row: torch.Tensor
+    latent_size: tuple[int, int]
+    labels: torch.Tensor | None = None
+    adapter: AppearanceMatchingAdapter | None = None
+    max_tokens: int = 2048
+    beta: float = 5.0
+    _costs: dict = field(default_factory=dict, repr=False)
+    _rows: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of {MODES}")
+        rows = self.exemplar_row.long()
+        self.readers = torch.nonzero(rows >= 0).flatten()
+        self.sources = rows[self.readers]
+        self.plain = torch.nonzero(rows < 0).flatten()
+        if self.mode == "none" and self.readers.numel():
+            raise ValueError("mode 'none' has no exemplar rows to read")
+        if self.readers.numel() and (rows[self.sources] >= 0).any():
+            raise ValueError("a row that is read must itself use plain self-attention")
+        if self.mode in ("categorical", "am_adapter") and self.readers.numel() and self.labels is None:
+            raise ValueError(f"mode {self.mode!r} needs the label maps of the rows")
+
+    def rows(self, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(readers, sources, plain) row indices on ``device``; moved once per plan."""
+        if device not in self._rows:
+            self._rows[device] = tuple(t.to(device) for t in (self.readers, self.sources, self.plain))
+        return self._rows[device]
+
+    def cost(self, grid: tuple[int, int], device) -> torch.Tensor:
+        """C for the read rows at this grid, (readers, h*w, h*w); computed once per plan."""
+        if grid not in self._costs:
+            labels = self.labels.to(device)
+            self._costs[grid] = class_cost(labels[self.readers], labels[self.sources], grid, grid)
+        return self._costs[grid]
+
+
+def _block_group(processor_name: str) -> str:
+    return {"down_blocks": "down", "mid_block": "mid", "up_blocks": "up"}[processor_name.split(".")[0]]
+
+
+class AugmentedSelfAttnProcessor:
+    """Self-attention processor for one ``attn1`` layer; see the module docstring."""
+
+    def __init__(self, owner: "AugmentedAttention", group: str):
+        self.owner = owner
+        self.group = group
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        if encoder_hidden_states is not None or attention_mask is not None:
+            raise ValueError("augmented self-attention takes neither context nor mask")
+        n, tokens, _ = hidden_states.shape
+        heads = attn.heads
+
+        def split(x):
+            return x.view(n, tokens, heads, -1).transpose(1, 2)
+
+        q, k, v = split(attn.to_q(hidden_states)), split(attn.to_k(hidden_states)), split(attn.to_v(hidden_states))
+        plan = self.owner.active
+        if plan is None or not plan.readers.numel():
+            out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
+        else:
+            readers, sources, p = plan.rows(q.device)
+            read = self._read(attn, plan, q[readers], k[readers], v[readers], k[sources], v[sources])
+            out = q.new_zeros(q.shape).index_copy(0, readers, read)
+            if p.numel():
+                out = out.index_copy(0, p, F.scaled_dot_product_attention(q[p], k[p], v[p], scale=attn.scale))
+        out = out.transpose(1, 2).reshape(n, tokens, -1).to(q.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+    def _read(self, attn, plan: AttentionPlan, q, k_own, v_own, k_ex, v_ex) -> torch.Tensor:
+        """Attention of read rows over [own; exemplar] tokens, (readers, heads, L, d)."""
+        tokens = q.shape[2]
+        keys, values = torch.cat([k_own, k_ex], dim=2), torch.cat([v_own, v_ex], dim=2)
+        if plan.mode == "augmented" or tokens > plan.max_tokens:
+            return F.scaled_dot_product_attention(q, keys, values, scale=attn.scale)
+        grid = token_grid(tokens, plan.latent_size)
+        cost = plan.cost(grid, q.device)
+        if plan.mode == "categorical":
+            bias = torch.cat([torch.zeros_like(cost), plan.beta * cost], dim=-1)[:, None].to(q.dtype)
+            return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=attn.scale)
+        own_logits = q @ k_own.transpose(-1, -2) * attn.scale
+        exemplar_logits = q @ k_ex.transpose(-1, -2) * attn.scale
+        phi = plan.adapter(self.group, exemplar_logits, cost, grid, grid).to(exemplar_logits.dtype)
+        corrected = exemplar_logits + phi - phi.amax(dim=(1, 2, 3), keepdim=True) / 4
+        probs = torch.cat([own_logits, corrected], dim=-1).float().softmax(dim=-1)
+        return probs.to(values.dtype) @ values
+
+
+class AugmentedAttention:
+    """Holds the active ``AttentionPlan`` of one UNet whose ``attn1`` layers carry
+    ``AugmentedSelfAttnProcessor``s. Get it with ``AugmentedAttention.of(unet)``,
+    which installs the processors the first time."""
+
+    def __init__(self, unet: UNet2DConditionModel):
+        self.active: AttentionPlan | None = None
+        processors = dict(unet.attn_processors)
+        for name in processors:
+            if name.endswith("attn1.processor"):
+                processors[name] = AugmentedSelfAttnProcessor(self, _block_group(name))
+        unet.set_attn_processor(processors)
+        self.heads = {m.heads for name, m in unet.named_modules() if name.endswith("attn1")}
+
+    @classmethod
+    def of(cls, unet: UNet2DConditionModel) -> "AugmentedAttention":
+        for name, processor in unet.attn_processors.items():
+            if name.endswith("attn1.processor"):
+                if isinstance(processor, AugmentedSelfAttnProcessor):
+                    return processor.owner
+                break
+        return cls(unet)
+
+    @contextmanager
+    def plan(
+        self,
+        exemplar_row: torch.Tensor,
+        mode: str,
+        latent_size: tuple[int, int],
+        labels: torch.Tensor | None = None,
+        adapter: AppearanceMatchingAdapter | None = None,
+        max_tokens: int | None = None,
+        beta: float = 5.0,
+    ) -> Iterator[AttentionPlan]:
+        """Within the block, UNet forwards use these row roles (see the module docstring).
+
+        ``adapter`` is needed by mode ``am_adapter``; ``max_tokens`` defaults to the
+        adapter's configured limit (2048 without an adapter)."""
+        if adapter is not None and self.heads != {adapter.config.heads}:
+            raise ValueError(f"adapter has {adapter.config.heads} heads, the UNet's self-attention {self.heads}")
+        if mode == "am_adapter" and adapter is None:
+            raise ValueError("mode 'am_adapter' needs an AppearanceMatchingAdapter")
+        if max_tokens is None:
+            max_tokens = adapter.config.max_tokens if adapter is not None else 2048
+        plan = AttentionPlan(mode, exemplar_row.cpu(), tuple(latent_size), labels, adapter, max_tokens, beta)
+        previous, self.active = self.active, plan
+        try:
+            yield plan
+        finally:
+            self.active = previous

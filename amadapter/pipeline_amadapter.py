@@ -1,0 +1,364 @@
+"""``AMAdapterPipeline``: render B target label maps with the appearance of E <= B
+exemplar photos.
+
+Batched step layout. Each denoising step is ONE UNet forward over the rows
+
+    [ target-uncond (B) | target-cond (B) | exemplar (E) ]
+
+- target-uncond rows: unconditional prompt, structure guidance from the target's
+  labels, plain self-attention (classifier-free guidance then amplifies the
+  exemplar's influence).
+- target-cond rows: conditional prompt, the target's structure guidance, and
+  augmented self-attention reading their assigned exemplar row (with the adapter
+  in mode ``am_adapter``).
+- exemplar rows: conditional prompt, structure guidance from the exemplar's own
+  labels, plain self-attention; their normalised hidden states are what the
+  target-cond rows read. Each distinct exemplar has one row, whatever the number
+  of targets assigned to it; the exemplar is guided by its conditional pass only.
+
+Targets step with the guided prediction, exemplars with their own, through the
+same DDIM scheduler step. Exemplar rows start from their DDIM inversion (cached,
+``inversion_cache.py``); targets from per-target seeded noise. Every operation is
+per row, so a target's image depends on its labels, exemplar, seed and options,
+not on the other targets in the call. Mode ``none`` has no exemplar rows.
+
+Checkpoint format (``save_pretrained`` / ``from_pretrained``): a directory with
+``model_index.json`` and one subfolder per component: ``unet``, ``vae``,
+``scheduler``, ``structure_encoder``, ``adapter``, and either ``text_encoder`` +
+``tokenizer`` or ``prompt_embeds``. Weights are safetensors only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers.utils import BaseOutput
+from torch.nn import functional as F
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from amadapter.attention_processors import MODES, AugmentedAttention
+from amadapter.class_cost import resize_labels_nearest
+from amadapter.content_hash import tensor_hash, weights_fingerprint, weights_hash
+from amadapter.exemplar_forward import unet_rows
+from amadapter.inversion import ddim_invert
+from amadapter.inversion_cache import InversionCache, inversion_key
+from amadapter.labels import check_train_ids
+from amadapter.matcher import AppearanceMatchingAdapter
+from amadapter.prompt_embeddings import PromptEmbeddings
+from amadapter.structure_encoder import StructureEncoder
+
+DEFAULT_PROMPT = "A photo of a <sks> driving scene"
+OUTPUT_TYPES = ("np", "pil", "pt", "latent")
+
+
+@dataclass
+class AMAdapterPipelineOutput(BaseOutput):
+    """``images``: (B, H, W, 3) float32 in [0, 1] for "np", PIL images for "pil",
+    (B, 3, H, W) for "pt", latents for "latent"."""
+
+    images: np.ndarray | list[PIL.Image.Image] | torch.Tensor
+
+
+class AMAdapterPipeline(DiffusionPipeline):
+    """Exemplar-based synthesis with structure guidance and the appearance-matching adapter.
+
+    Components: ``unet`` (stock ``UNet2DConditionModel``), ``vae``, ``scheduler``
+    (``DDIMScheduler``), ``structure_encoder``, ``adapter``, and either
+    ``text_encoder`` + ``tokenizer`` or ``prompt_embeds``.
+    ``inversion_cache`` (an ``InversionCache``, in memory by default) may be replaced,
+    e.g. by one with a directory.
+    """
+
+    model_cpu_offload_seq = "text_encoder->structure_encoder->unet->vae"
+    _optional_components = ["text_encoder", "tokenizer", "prompt_embeds"]
+
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        vae: AutoencoderKL,
+        scheduler: DDIMScheduler,
+        structure_encoder: StructureEncoder,
+        adapter: AppearanceMatchingAdapter,
+        text_encoder: CLIPTextModel | None = None,
+        tokenizer: CLIPTokenizer | None = None,
+        prompt_embeds: PromptEmbeddings | None = None,
+    ):
+        super().__init__()
+        if (text_encoder is None) == (prompt_embeds is None) or (text_encoder is None) != (tokenizer is None):
+            raise ValueError("give either text_encoder and tokenizer, or prompt_embeds")
+        self.register_modules(
+            unet=unet,
+            vae=vae,
+            scheduler=scheduler,
+            structure_encoder=structure_encoder,
+            adapter=adapter,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            prompt_embeds=prompt_embeds,
+        )
+        AugmentedAttention.of(unet)
+        self.inversion_cache = InversionCache()
+        self._model_hash: tuple[tuple, str] | None = None
+
+    def register_modules(self, **kwargs):
+        """As diffusers, but our components are recorded under the library name
+        "amadapter" (the package exports them), not their module path."""
+        super().register_modules(**kwargs)
+        for name, module in kwargs.items():
+            if module is not None and type(module).__module__.startswith("amadapter."):
+                self.register_to_config(**{name: ("amadapter", type(module).__name__)})
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a checkpoint directory (or hub id when the caller allows it); safetensors only."""
+        kwargs.setdefault("use_safetensors", True)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    # ----- sizes, hashes, inputs ------------------------------------------------------
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sizes must be multiples of this: every UNet level then has whole tokens."""
+        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    def model_hash(self) -> str:
+        """sha256 of all weights (for provenance and the inversion cache); recomputed
+        only when weights change."""
+        modules = {n: getattr(self, n) for n in self.components if isinstance(getattr(self, n), torch.nn.Module)}
+        fingerprint = weights_fingerprint(*modules.values())
+        if self._model_hash is None or self._model_hash[0] != fingerprint:
+            self._model_hash = (fingerprint, weights_hash(**modules))
+        return self._model_hash[1]
+
+    def _label_batch(self, labels, name: str, size: tuple[int, int] | None) -> torch.Tensor:
+        """List of (H, W) train-ID maps or a (N, H, W) tensor -> (N, h, w) uint8, nearest-resized."""
+        maps = [check_train_ids(np.asarray(m), f"{name}[{i}]") for i, m in enumerate(labels)]
+        if size is None:
+            size = maps[0].shape
+        return torch.stack([resize_labels_nearest(torch.from_numpy(m)[None], size)[0] for m in maps])
+
+    def _image_batch(self, images, size: tuple[int, int]) -> torch.Tensor:
+        """(H, W, 3) uint8 or [0, 1] float arrays / PIL images -> (N, 3, h, w) in [-1, 1], float32."""
+        out = []
+        for image in images:
+            a = np.asarray(image)
+            t = torch.from_numpy(a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32))
+            t = t.permute(2, 0, 1)[None]
+            if tuple(t.shape[-2:]) != tuple(size):
+                t = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
+            out.append(t[0] * 2 - 1)
+        return torch.stack(out)
+
+    def encode_prompt(
+        self, prompt: str | None, device, dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cond, uncond) embeddings, each (1, L, D). ``prompt`` needs a text encoder;
+        with stored embeddings it must be None."""
+        if self.text_encoder is None:
+            if prompt is not None:
+                raise ValueError("this model stores its prompt embeddings; pass prompt=None")
+            return self.prompt_embeds.cond.to(device, dtype), self.prompt_embeds.uncond.to(device, dtype)
+        tokens = self.tokenizer(
+            [prompt if prompt is not None else DEFAULT_PROMPT, ""],
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        embeds = self.text_encoder(tokens.input_ids.to(device))[0].to(dtype)
+        return embeds[:1], embeds[1:]
+
+    # ----- exemplar inversion ---------------------------------------------------------
+
+    def invert_exemplars(self, images: torch.Tensor, uncond: torch.Tensor, num_inference_steps: int) -> torch.Tensor:
+        """Exemplar images (E, 3, H, W) in [-1, 1] -> latents at the first sampling
+        timestep, through the inversion cache. ``self.scheduler`` must be set to
+        ``num_inference_steps``."""
+        device, dtype = self.unet.device, self.unet.dtype
+        schedule = f"{type(self.scheduler).__name__}|{dict(self.scheduler.config)}|{num_inference_steps}|{dtype}"
+        model = self.model_hash()
+        uncond_hash = tensor_hash(uncond)
+        keys = [inversion_key(tensor_hash(img), model, f"{schedule}|{uncond_hash}") for img in images]
+        latents: list[torch.Tensor | None] = [self.inversion_cache.get(k) for k in keys]
+        missing = [i for i, lat in enumerate(latents) if lat is None]
+        if missing:
+            pixels = images[missing].to(device, self.vae.dtype)
+            clean = self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor
+            inverted = ddim_invert(self.unet, self.scheduler, clean.to(dtype), uncond.expand(len(missing), -1, -1))
+            for i, lat in zip(missing, inverted):
+                self.inversion_cache.put(keys[i], lat)
+                latents[i] = lat
+        return torch.stack([lat.to(device, dtype) for lat in latents])
+
+    # ----- sampling -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        target_labels: Sequence[np.ndarray] | torch.Tensor,
+        exemplar_images: Sequence[np.ndarray] | None = None,
+        exemplar_labels: Sequence[np.ndarray] | torch.Tensor | None = None,
+        assignment: Sequence[int] | None = None,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 7.5,
+        seeds: Sequence[int] | None = None,
+        prompt: str | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        mode: str = "am_adapter",
+        categorical_beta: float = 5.0,
+        adapter_max_tokens: int | None = None,
+        control_scale: float = 1.0,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+    ) -> AMAdapterPipelineOutput | tuple:
+        """Render one image per target label map.
+
+        Args:
+            target_labels: B train-ID maps (H, W) uint8 (0..18, 255 = ignore), or (B, H, W).
+            exemplar_images: E photos (H', W', 3), uint8 or float in [0, 1]; resized to
+                the output size. Unused (may be None) in mode "none".
+            exemplar_labels: E train-ID maps of the exemplars.
+            assignment: for each target, the index of its exemplar (0..E-1); default
+                target i -> exemplar i when E == B, all -> 0 when E == 1. Duplicate
+                exemplars are merged, so each distinct one runs once per step.
+            num_inference_steps: DDIM steps.
+            guidance_scale: classifier-free guidance; <= 1 skips the unconditional rows.
+            seeds: one per target (default 0..B-1); each target's noise comes from its
+                own generator, so its image does not depend on the rest of the batch.
+            prompt: text prompt (text-encoder models; default DEFAULT_PROMPT).
+            prompt_embeds / negative_prompt_embeds: (1, L, D) instead of encoding.
+            height, width: output size, multiples of ``size_multiple`` (default: the
+                first target's size); labels are resized with nearest.
+            mode: "none", "augmented", "categorical" or "am_adapter".
+            categorical_beta: the bias of mode "categorical".
+            adapter_max_tokens: override of the adapter's token limit.
+            control_scale: structure guidance strength.
+            device, dtype: if given, the pipeline is moved there first.
+            output_type: "np", "pil", "pt" or "latent".
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"unknown output_type {output_type!r}; choose one of {OUTPUT_TYPES}")
+        if device is not None or dtype is not None:
+            self.to(device=device, dtype=dtype)
+        device, dtype = self.unet.device, self.unet.dtype
+
+        size = (height, width) if height is not None and width is not None else None
+        targets = self._label_batch(target_labels, "target_labels", size)
+        size = tuple(targets.shape[-2:])
+        if size[0] % self.size_multiple or size[1] % self.size_multiple:
+            raise ValueError(f"size {size} is not a multiple of {self.size_multiple}")
+        b = targets.shape[0]
+        seeds = list(range(b)) if seeds is None else list(seeds)
+        if len(seeds) != b:
+            raise ValueError(f"{len(seeds)} seeds for {b} targets")
+
+        cond, uncond = self.encode_prompt(prompt, device, dtype)
+        if prompt_embeds is not None:
+            cond = prompt_embeds.to(device, dtype)
+        if negative_prompt_embeds is not None:
+            uncond = negative_prompt_embeds.to(device, dtype)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+
+        if mode == "none":
+            ex_images = torch.zeros(0, 3, *size)
+            ex_labels = torch.zeros(0, *size, dtype=torch.uint8)
+            exemplar_row_of_target = torch.full((b,), -1)
+        else:
+            ex_images, ex_labels, exemplar_row_of_target = self._exemplars(
+                exemplar_images, exemplar_labels, assignment, b, size
+            )
+        e = ex_images.shape[0]
+
+        control_t = self.structure_encoder.encode_labels(targets.to(device))
+        control_e = self.structure_encoder.encode_labels(ex_labels.to(device)) if e else control_t[:0]
+        ex_latents = self.invert_exemplars(ex_images, uncond, num_inference_steps) if e else None
+
+        h, w = size[0] // self.vae_scale_factor, size[1] // self.vae_scale_factor
+        noise = [torch.randn((1, self.unet.config.in_channels, h, w), generator=torch.Generator().manual_seed(int(s)))
+                 for s in seeds]
+        latents = torch.cat(noise).to(device, dtype) * self.scheduler.init_noise_sigma
+
+        # rows: [uncond targets (if guided) | cond targets | exemplars]
+        guided = guidance_scale > 1.0
+        halves = 2 if guided else 1
+        first_exemplar = halves * b
+        reads = torch.where(exemplar_row_of_target >= 0, exemplar_row_of_target + first_exemplar, -1)
+        exemplar_row = torch.cat([torch.full((b,), -1)] * (halves - 1) + [reads, torch.full((e,), -1)])
+        row_labels = torch.cat([targets] * halves + [ex_labels]).to(device)
+        row_control = torch.cat([control_t] * halves + [control_e])
+        row_embeds = torch.cat([uncond.expand(b * (halves - 1), -1, -1), cond.expand(b + e, -1, -1)])
+
+        for t in self.progress_bar(self.scheduler.timesteps):
+            rows = torch.cat([latents] * halves + ([ex_latents] if e else []))
+            out = unet_rows(
+                self.unet, rows, t, row_embeds, row_control, exemplar_row, mode, row_labels,
+                self.adapter, adapter_max_tokens, categorical_beta, control_scale,
+            )
+            target_out = out[(halves - 1) * b: halves * b]
+            if guided:
+                target_out = out[:b] + guidance_scale * (target_out - out[:b])
+            stepped = self.scheduler.step(
+                torch.cat([target_out, out[first_exemplar:]]), t,
+                torch.cat([latents] + ([ex_latents] if e else [])),
+            ).prev_sample
+            latents, ex_latents = stepped[:b], stepped[b:]
+
+        images = self._decode(latents, output_type)
+        return AMAdapterPipelineOutput(images=images) if return_dict else (images,)
+
+    def _exemplars(self, exemplar_images, exemplar_labels, assignment, b: int, size):
+        """Distinct exemplars (images (E, 3, H, W), labels (E, H, W)) and, per target,
+        the index of its exemplar among them."""
+        if exemplar_images is None or exemplar_labels is None:
+            raise ValueError("modes other than 'none' need exemplar_images and exemplar_labels")
+        images = self._image_batch(exemplar_images, size)
+        labels = self._label_batch(exemplar_labels, "exemplar_labels", size)
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(f"{images.shape[0]} exemplar images but {labels.shape[0]} label maps")
+        n = images.shape[0]
+        if assignment is None:
+            if n not in (1, b):
+                raise ValueError(f"give an assignment for {b} targets and {n} exemplars")
+            assignment = [0] * b if n == 1 else list(range(b))
+        assignment = [int(a) for a in assignment]
+        if len(assignment) != b or not all(0 <= a < n for a in assignment):
+            raise ValueError(f"assignment must give each of {b} targets an exemplar in 0..{n - 1}")
+        # one row per distinct exemplar (by content) that some target uses
+        distinct: dict[str, int] = {}
+        keep: list[int] = []
+        row_of = []
+        for a in assignment:
+            key = tensor_hash(images[a], labels[a])
+            if key not in distinct:
+                distinct[key] = len(keep)
+                keep.append(a)
+            row_of.append(distinct[key])
+        return images[keep], labels[keep], torch.tensor(row_of)
+
+    def _decode(self, latents: torch.Tensor, output_type: str):
+        if output_type == "latent":
+            return latents
+        pixels = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        pixels = (pixels.float() / 2 + 0.5).clamp(0, 1)
+        if output_type == "pt":
+            return pixels
+        array = pixels.permute(0, 2, 3, 1).cpu().numpy()
+        if output_type == "np":
+            return array
+        return [PIL.Image.fromarray((a * 255).round().astype(np.uint8)) for a in array]
