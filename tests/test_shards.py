@@ -214,6 +214,16 @@ def test_writer_refuses_unsorted_or_unsafe_samples(tmp_path):
         assign_shards(["k", "j", "k"], 2)
 
 
+def test_rewriting_a_finished_shard_unmarks_it_until_the_new_stats_land(tmp_path):
+    samples = sorted(make_samples(3), key=lambda s: s.key)
+    write_shard(str(tmp_path), "aug", 0, samples)
+    assert shard_is_complete(str(tmp_path), "aug", 0)
+    with pytest.raises(ValueError, match="sorted"):
+        write_shard(str(tmp_path), "aug", 0, reversed(samples))
+    assert not shard_is_complete(str(tmp_path), "aug", 0)
+    assert os.listdir(tmp_path) == ["aug-000000.tar"]  # the earlier, whole tar; no temporary file
+
+
 KILLED_WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path

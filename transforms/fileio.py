@@ -34,6 +34,10 @@ def exists(path: str) -> bool:
     return FileSystems.exists(path)
 
 
+def delete(path: str) -> None:
+    FileSystems.delete([path])
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str, mime_type: str = "application/octet-stream") -> Iterator[BinaryIO]:
     """Yield a stream onto a temporary name; rename it to ``path`` on success, delete on error."""
@@ -43,7 +47,7 @@ def atomic_writer(path: str, mime_type: str = "application/octet-stream") -> Ite
         with stream:
             yield stream
     except BaseException:
-        FileSystems.delete([temp])
+        delete(temp)
         raise
     FileSystems.rename([temp], [path])
 

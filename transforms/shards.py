@@ -12,7 +12,9 @@ Files of shard ``i`` under ``output`` (``NNNNNN`` = ``i`` with six digits):
 
 Both files are written under a temporary name and renamed into place, so a
 writer killed at any point leaves no partial tar under a final name; a shard is
-finished exactly when its stats file exists (``shard_is_complete``).
+finished exactly when its stats file exists (``shard_is_complete``): rewriting a
+shard first removes its old stats. An output folder reused with other inputs
+may still hold older tars: the run's manifest names the shards that count.
 
 Assignment rule (``assign_shards``): sort all input keys (every input, written
 or failed) as Python strings; the input of rank ``r`` goes to shard
@@ -36,7 +38,14 @@ from apache_beam.io.filesystems import FileSystems
 from amadapter.keys import is_safe_key
 from amadapter.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
 from amadapter.sample_format import class_pixel_counts, encode_sample
-from transforms.fileio import atomic_writer, exists, list_files, read_bytes, write_atomically
+from transforms.fileio import (
+    atomic_writer,
+    delete,
+    exists,
+    list_files,
+    read_bytes,
+    write_atomically,
+)
 from transforms.records import FailedInput, Sample
 
 STATS_SUFFIX = ".stats.json"
@@ -89,7 +98,9 @@ def write_shard(
     failed_keys = {f.key for f in failed}
     written: list[dict] = []
     pixels = np.zeros(256, dtype=np.int64)
-    path = shard_path(output, prefix, index)
+    path, marker = shard_path(output, prefix, index), stats_path(output, prefix, index)
+    if exists(marker):  # rewriting a finished shard: it is unfinished until the new stats land
+        delete(marker)
     with atomic_writer(path, "application/x-tar") as stream:
         counted = _CountingWriter(stream)
         with tarfile.open(fileobj=counted, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -127,7 +138,7 @@ def write_shard(
             for f in failed
         ],
     }
-    write_atomically(stats_path(output, prefix, index), _stats_bytes(stats), "application/json")
+    write_atomically(marker, _stats_bytes(stats), "application/json")
     return stats
 
 
