@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from amadapter.errors import EmptyRootError
+from amadapter.errors import EmptyRootError, UnreadableImageError
 from amadapter.keys import is_safe_key
 from transforms.label_sources import list_label_sources
-from transforms.read_label_maps import read_label_record
+from transforms.read_label_maps import read_label_record, read_photo
 from tests.conftest import (
     BDD_MASK,
     BDD_ROOT,
@@ -26,6 +26,7 @@ def test_real_cityscapes_root_prefers_label_ids_and_finds_the_photo():
     )
     assert source.key.startswith(CITYSCAPES_STEM + "-") and is_safe_key(source.key)
     record = read_label_record(source, photos="require")
+    assert read_photo(source.photo_path).shape == (128, 256, 3)
     assert record.train_ids.shape == (128, 256) and record.train_ids.dtype == np.uint8
     (train_ids_source,) = list_label_sources(str(CITYSCAPES_ROOT), "cityscapes", "val", "train_ids")
     assert train_ids_source.label_path.endswith("_gtFine_labelTrainIds.png")
@@ -75,6 +76,11 @@ def test_folder_reads_pngs_at_any_depth_with_distinct_keys(tmp_path):
     assert len(sources) == 3 and len({s.key for s in sources}) == 3
     assert all(s.label_format == "train_ids" and s.photo_path is None for s in sources)
     assert len(list_label_sources(str(tmp_path), "folder", split="sub", label_format="ids")) == 2
+
+
+def test_missing_file_is_unreadable(tmp_path):
+    with pytest.raises(UnreadableImageError, match="gone.jpg: cannot read the file"):
+        read_photo(str(tmp_path / "gone.jpg"))
 
 
 def test_empty_or_missing_root_is_named(tmp_path):

@@ -20,10 +20,11 @@ from __future__ import annotations
 import typing
 
 import apache_beam as beam
+import numpy as np
 
 from amadapter.errors import EmptyRootError, InputError, MissingPhotoError, UnreadableImageError
 from amadapter.keys import safe_key
-from amadapter.label_io import check_same_size, decode_label_map, peek_image_size
+from amadapter.label_io import check_same_size, decode_label_map, decode_photo, peek_image_size
 from transforms.fileio import open_file, read_bytes
 from transforms.label_sources import list_label_sources
 from transforms.records import FailedInput, LabelRecord, LabelSource
@@ -106,7 +107,7 @@ def read_label_record(source: LabelSource, photos: str = "ignore") -> LabelRecor
     if photos not in PHOTO_POLICIES:
         raise ValueError(f"photos must be one of {PHOTO_POLICIES}, got {photos!r}")
     train_ids = decode_label_map(
-        _read_input(source.label_path), source.label_path, source.label_format
+        read_input_bytes(source.label_path), source.label_path, source.label_format
     )
     if photos == "require" and source.photo_path is None:
         raise MissingPhotoError(
@@ -128,7 +129,13 @@ def read_label_record(source: LabelSource, photos: str = "ignore") -> LabelRecor
     )
 
 
-def _read_input(path: str) -> bytes:
+def read_photo(path: str) -> np.ndarray:
+    """A photo (e.g. an exemplar's) as (H, W, 3) uint8 RGB; raises ``UnreadableImageError``."""
+    return decode_photo(read_input_bytes(path), path)
+
+
+def read_input_bytes(path: str) -> bytes:
+    """All bytes of an input file; a missing or unreadable file is ``UnreadableImageError``."""
     try:
         return read_bytes(path)
     except OSError as error:  # missing, vanished, no permission (BeamIOError is an OSError)
