@@ -4,18 +4,27 @@ Pure PyTorch + diffusers; knows nothing of Beam (see DESIGN.md section 4).
 
 The model's public classes are exported here: checkpoints name their custom
 components under the library "amadapter" in ``model_index.json``, and diffusers'
-``from_pretrained`` looks them up on this package.
+``from_pretrained`` looks them up on this package. They load lazily, so that
+``import amadapter.labels`` stays free of torch and diffusers.
 """
 
-from amadapter.matcher import AppearanceMatchingAdapter
-from amadapter.pipeline_amadapter import AMAdapterPipeline, AMAdapterPipelineOutput
-from amadapter.prompt_embeddings import PromptEmbeddings
-from amadapter.structure_encoder import StructureEncoder
+import importlib
 
-__all__ = [
-    "AMAdapterPipeline",
-    "AMAdapterPipelineOutput",
-    "AppearanceMatchingAdapter",
-    "PromptEmbeddings",
-    "StructureEncoder",
-]
+_EXPORTS = {
+    "AMAdapterPipeline": "amadapter.pipeline_amadapter",
+    "AMAdapterPipelineOutput": "amadapter.pipeline_amadapter",
+    "AppearanceMatchingAdapter": "amadapter.matcher",
+    "PromptEmbeddings": "amadapter.prompt_embeddings",
+    "StructureEncoder": "amadapter.structure_encoder",
+    # diffusers picks a component's load method by finding its base class on the
+    # component's library (here this package), so the base class is exported too
+    "ModelMixin": "diffusers.models.modeling_utils",
+}
+
+__all__ = sorted(name for name in _EXPORTS if name != "ModelMixin")
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'amadapter' has no attribute {name!r}")
