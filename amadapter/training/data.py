@@ -1,0 +1,191 @@
+"""Batch sources for the two training stages.
+
+A source is a callable ``source(step) -> batch``: the batch depends only on
+(source seed, step), so a resumed run sees exactly the batches it would have
+seen without the interruption, and no iterator state has to be checkpointed.
+
+Batches are dicts of CPU tensors:
+
+- stage 1 (``WorldScenes``, ``FrameCrops``): ``image`` (B, 3, H, W) float32 in
+  [-1, 1] and ``labels`` (B, H, W) uint8 train IDs;
+- stage 2 (``WorldPairs``, ``FrameCropPairs``): the target's ``image`` and
+  ``labels`` plus ``exemplar_image`` and ``exemplar_labels``, where the exemplar
+  shows the target's appearance under another geometry: in the world one style
+  rendered on two different layouts; in real data two different crops (and
+  flips) of one frame.
+
+Real frames come through ``load_frame(index) -> (photo, train_ids)`` supplied by
+the caller (the jobs read dataset roots with ``transforms.label_sources`` and
+``amadapter.label_io``), so this module never touches file systems. A frame that
+fails to load with an ``InputError`` is skipped, remembered in ``skipped``, and
+the next frame is used instead.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from amadapter import world
+from amadapter.errors import InputError
+
+Frame = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 photo, (H, W) uint8 train IDs
+
+
+def to_batch(photos: list[np.ndarray], labels: list[np.ndarray], prefix: str = "") -> dict[str, torch.Tensor]:
+    """Stack uint8 photos and label maps into ``{prefix}image`` in [-1, 1] and ``{prefix}labels``."""
+    image = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return {f"{prefix}image": image, f"{prefix}labels": torch.from_numpy(np.stack(labels))}
+
+
+def _rng(seed: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(step)])
+
+
+class WorldScenes:
+    """Stage-1 batches of world scenes: random layout and style seeds of one split."""
+
+    def __init__(self, height: int, width: int, batch_size: int, split: str = "train", seed: int = 0):
+        self.height, self.width, self.batch_size = height, width, batch_size
+        self.seeds = world.SPLIT_SEEDS[split]
+        self.seed = seed
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        rng = _rng(self.seed, step)
+        layouts = rng.integers(self.seeds.start, self.seeds.stop, self.batch_size)
+        styles = rng.integers(self.seeds.start, self.seeds.stop, self.batch_size)
+        photos, labels = [], []
+        for layout_seed, style_seed in zip(layouts, styles):
+            photo, ids = world.scene(int(layout_seed), int(style_seed), self.height, self.width)
+            photos.append(photo)
+            labels.append(ids)
+        return to_batch(photos, labels)
+
+
+class WorldPairs:
+    """Stage-2 batches: per row one style rendered on two different layouts.
+
+    The exemplar's photo is then exactly the appearance the target should take
+    on, under a different geometry."""
+
+    def __init__(self, height: int, width: int, batch_size: int, split: str = "train", seed: int = 0):
+        self.height, self.width, self.batch_size = height, width, batch_size
+        self.seeds = world.SPLIT_SEEDS[split]
+        self.seed = seed
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        rng = _rng(self.seed, step)
+        target_photos, target_labels, exemplar_photos, exemplar_labels = [], [], [], []
+        for _ in range(self.batch_size):
+            target_seed, exemplar_seed = self._two_distinct(rng)
+            appearance = world.style(int(rng.integers(self.seeds.start, self.seeds.stop)))
+            for seed, photos, labels in (
+                (target_seed, target_photos, target_labels),
+                (exemplar_seed, exemplar_photos, exemplar_labels),
+            ):
+                ids = world.layout(int(seed), self.height, self.width)
+                photos.append(world.render(ids, appearance))
+                labels.append(ids)
+        return {**to_batch(target_photos, target_labels), **to_batch(exemplar_photos, exemplar_labels, "exemplar_")}
+
+    def _two_distinct(self, rng: np.random.Generator) -> tuple[int, int]:
+        first = int(rng.integers(self.seeds.start, self.seeds.stop))
+        offset = int(rng.integers(1, len(self.seeds)))
+        second = self.seeds.start + (first - self.seeds.start + offset) % len(self.seeds)
+        return first, second
+
+
+class _Frames:
+    """Random access to real frames with skipping of bad inputs."""
+
+    def __init__(self, load_frame: Callable[[int], Frame], num_frames: int):
+        if num_frames <= 0:
+            raise ValueError("a frame source needs at least one frame")
+        self.load_frame, self.num_frames = load_frame, num_frames
+        self.skipped: dict[int, str] = {}
+
+    def pick(self, rng: np.random.Generator) -> Frame:
+        """A random usable frame; frames that raise ``InputError`` are skipped for good."""
+        index = int(rng.integers(self.num_frames))
+        for _ in range(self.num_frames):
+            if index not in self.skipped:
+                try:
+                    return self.load_frame(index)
+                except InputError as err:
+                    self.skipped[index] = str(err)
+            index = (index + 1) % self.num_frames
+        raise RuntimeError(f"none of the {self.num_frames} frames could be read; e.g. {next(iter(self.skipped.values()))}")
+
+
+def _scaled(frame: Frame, height: int, width: int, zoom: float) -> Frame:
+    """Resize a frame so a (height, width) crop covers 1/zoom of its shorter fitting side.
+
+    Photo bilinear, labels nearest (labels are never interpolated)."""
+    photo, labels = frame
+    fit = max(height / photo.shape[0], width / photo.shape[1])
+    scale = fit * zoom
+    size = (max(width, round(photo.shape[1] * scale)), max(height, round(photo.shape[0] * scale)))
+    if size == (photo.shape[1], photo.shape[0]):
+        return photo, labels
+    photo = np.asarray(Image.fromarray(photo).resize(size, Image.BILINEAR))
+    labels = np.asarray(Image.fromarray(labels).resize(size, Image.NEAREST))
+    return photo, labels
+
+
+def _crop(frame: Frame, rng: np.random.Generator, height: int, width: int, flip: bool) -> Frame:
+    photo, labels = frame
+    top = int(rng.integers(photo.shape[0] - height + 1))
+    left = int(rng.integers(photo.shape[1] - width + 1))
+    photo, labels = photo[top:top + height, left:left + width], labels[top:top + height, left:left + width]
+    if flip and rng.random() < 0.5:
+        photo, labels = photo[:, ::-1], labels[:, ::-1]
+    return np.ascontiguousarray(photo), np.ascontiguousarray(labels)
+
+
+class FrameCrops(_Frames):
+    """Stage-1 batches of random crops (random zoom in [1, max_zoom], random flip) of real frames."""
+
+    def __init__(self, load_frame, num_frames: int, height: int, width: int, batch_size: int,
+                 max_zoom: float = 1.5, seed: int = 0):
+        super().__init__(load_frame, num_frames)
+        self.height, self.width, self.batch_size, self.max_zoom, self.seed = height, width, batch_size, max_zoom, seed
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        rng = _rng(self.seed, step)
+        photos, labels = [], []
+        for _ in range(self.batch_size):
+            frame = _scaled(self.pick(rng), self.height, self.width, rng.uniform(1.0, self.max_zoom))
+            photo, ids = _crop(frame, rng, self.height, self.width, flip=True)
+            photos.append(photo)
+            labels.append(ids)
+        return to_batch(photos, labels)
+
+
+class FrameCropPairs(_Frames):
+    """Stage-2 batches: two different crops (independent offsets and flips) of one frame.
+
+    The frame is zoomed by at least ``min_zoom`` so the two crops can differ;
+    their appearance is the same frame's, so the exemplar carries the right
+    appearance under a geometric change."""
+
+    def __init__(self, load_frame, num_frames: int, height: int, width: int, batch_size: int,
+                 min_zoom: float = 1.3, max_zoom: float = 1.8, seed: int = 0):
+        super().__init__(load_frame, num_frames)
+        if min_zoom <= 1.0:
+            raise ValueError("min_zoom must exceed 1 so that two crops of a frame can differ")
+        self.height, self.width, self.batch_size = height, width, batch_size
+        self.min_zoom, self.max_zoom, self.seed = min_zoom, max_zoom, seed
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        rng = _rng(self.seed, step)
+        target_photos, target_labels, exemplar_photos, exemplar_labels = [], [], [], []
+        for _ in range(self.batch_size):
+            frame = _scaled(self.pick(rng), self.height, self.width, rng.uniform(self.min_zoom, self.max_zoom))
+            for photos, labels in ((target_photos, target_labels), (exemplar_photos, exemplar_labels)):
+                photo, ids = _crop(frame, rng, self.height, self.width, flip=True)
+                photos.append(photo)
+                labels.append(ids)
+        return {**to_batch(target_photos, target_labels), **to_batch(exemplar_photos, exemplar_labels, "exemplar_")}

@@ -1,0 +1,169 @@
+"""Stage 1: structure guidance (and, for a model trained from scratch, its VAE).
+
+Phases, in order, each resumable:
+
+- ``vae`` (only when asked, i.e. for a from-scratch small model): the
+  autoencoder learns to reconstruct photos (L1 + a small KL term, on random
+  crops; the demo VAE is fully convolutional). Afterwards its
+  ``scaling_factor`` is set to 1 / std of its latents, as Stable Diffusion's is.
+- ``unet``: the structure encoder trains and the UNet is fine-tuned (or, with
+  ``train_unet=False``, kept frozen) with the noise-prediction loss: the
+  structure-guided UNet (``structure_guidance.unet_with_control``) predicts the
+  scheduler's ``prediction_type`` target (epsilon, v or sample) of noised
+  latents. Prompt embeddings are dropped to the unconditional embedding with
+  probability ``uncond_prob`` so classifier-free guidance works; stored prompt
+  embeddings (models without a text encoder) train with the UNet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+
+from amadapter.structure_guidance import unet_with_control
+from amadapter.training.checkpoints import latest_checkpoint, load_components
+from amadapter.training.conditioning import PromptConditioning
+from amadapter.training.loop import PhaseOptions, count_trainable, run_phase
+from amadapter.training.noise import diffusion_target, step_generator
+
+PHASES = ("vae", "unet")
+
+
+@dataclass(frozen=True)
+class Stage1Options:
+    unet: PhaseOptions
+    vae: PhaseOptions | None = None  # None: the VAE is pretrained and stays frozen
+    vae_crop: tuple[int, int] | None = None  # (h, w) random crop for VAE steps; None: whole images
+    vae_kl_weight: float = 1e-6
+    vae_scale_batches: int = 8  # batches used to measure the latent std afterwards
+    uncond_prob: float = 0.1
+    train_unet: bool = True
+    seed: int = 0
+
+
+def vae_loss(vae, images: torch.Tensor, generator: torch.Generator, kl_weight: float) -> torch.Tensor:
+    posterior = vae.encode(images).latent_dist
+    noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean)
+    latents = posterior.mean + posterior.std * noise
+    reconstruction = vae.decode(latents).sample
+    return F.l1_loss(reconstruction.float(), images.float()) + kl_weight * posterior.kl().mean()
+
+
+def random_crop(images: torch.Tensor, crop: tuple[int, int] | None, generator: torch.Generator) -> torch.Tensor:
+    if crop is None or tuple(crop) == tuple(images.shape[-2:]):
+        return images
+    h, w = crop
+    top = int(torch.randint(images.shape[-2] - h + 1, (1,), generator=generator))
+    left = int(torch.randint(images.shape[-1] - w + 1, (1,), generator=generator))
+    return images[..., top:top + h, left:left + w]
+
+
+@torch.no_grad()
+def encode_latents(vae, images: torch.Tensor) -> torch.Tensor:
+    """Photos in [-1, 1] -> scaled latents (the posterior mean, as the sampler's inversion uses)."""
+    latents = vae.encode(images.to(vae.device, vae.dtype)).latent_dist.mean
+    return latents * vae.config.scaling_factor
+
+
+@torch.no_grad()
+def measure_vae_scale(vae, source: Callable[[int], dict], batches: int) -> float:
+    """1 / std of unscaled latents over ``batches`` batches (steps beyond training's)."""
+    latents = [
+        vae.encode(source(10**9 + i)["image"].to(vae.device, vae.dtype)).latent_dist.mean.float()
+        for i in range(batches)
+    ]
+    return float(1.0 / torch.cat(latents).std())
+
+
+def structure_loss(pipe, conditioning: PromptConditioning, batch: dict, generator: torch.Generator,
+                   uncond_prob: float) -> torch.Tensor:
+    """Noise-prediction loss of the structure-guided UNet on one batch."""
+    device = pipe.unet.device
+    latents = encode_latents(pipe.vae, batch["image"])
+    n = latents.shape[0]
+    noise = torch.randn(latents.shape, generator=generator).to(latents)
+    steps = pipe.scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, steps, (n,), generator=generator).to(device)
+    noisy = pipe.scheduler.add_noise(latents, noise, timesteps)
+    drop = torch.rand(n, generator=generator) < uncond_prob
+    embeds = conditioning.batch(drop.to(device))
+    control = pipe.structure_encoder.encode_labels(batch["labels"])
+    prediction = unet_with_control(pipe.unet, noisy, timesteps, embeds, control)
+    target = diffusion_target(pipe.scheduler, latents, noise, timesteps)
+    return F.mse_loss(prediction.float(), target.float())
+
+
+def train_structure(
+    pipe,
+    source: Callable[[int], dict],
+    run_dir: str | Path,
+    options: Stage1Options,
+    device: torch.device | str = "cpu",
+    print_fn: Callable[[str], None] = print,
+):
+    """Run (or resume) stage 1 on ``pipe`` in place; returns ``pipe``.
+
+    ``source(step)`` gives batches with ``image`` and ``labels``
+    (``amadapter.training.data``). Checkpoints and ``loss.jsonl`` go to ``run_dir``."""
+    device = torch.device(device)
+    pipe.to(device)
+    conditioning = PromptConditioning.from_pipeline(pipe, device)
+    saved = {"structure_encoder": pipe.structure_encoder}
+    if options.train_unet:
+        saved["unet"] = pipe.unet
+    if conditioning.trainable is not None:
+        saved["prompt_embeds"] = conditioning.trainable
+    if options.vae is not None:
+        saved["vae"] = pipe.vae
+    latest = latest_checkpoint(run_dir, PHASES)
+    if latest is not None:
+        load_components(latest, saved)
+        if "vae_scaling_factor" in latest.extra:
+            pipe.vae.register_to_config(scaling_factor=latest.extra["vae_scaling_factor"])
+    for module in (pipe.vae, pipe.unet, pipe.structure_encoder, *conditioning.frozen_modules):
+        module.requires_grad_(False)
+
+    if options.vae is not None and (latest is None or latest.phase == "vae"):
+        pipe.vae.requires_grad_(True)
+        print_fn(f"[vae] trainable parameters: {count_trainable({'vae': pipe.vae}):,}")
+
+        def vae_step(step: int) -> torch.Tensor:
+            generator = step_generator(options.seed, step)
+            images = random_crop(source(step)["image"], options.vae_crop, generator).to(device)
+            return vae_loss(pipe.vae, images, generator, options.vae_kl_weight)
+
+        run_phase(run_dir, "vae", {"vae": pipe.vae}, saved, vae_step, options.vae, device,
+                  resume_from=latest if latest is not None and latest.phase == "vae" else None,
+                  phase_order=PHASES, print_fn=print_fn)
+        pipe.vae.requires_grad_(False)
+        pipe.vae.register_to_config(scaling_factor=measure_vae_scale(pipe.vae, source, options.vae_scale_batches))
+        print_fn(f"[vae] latent scaling factor {pipe.vae.config.scaling_factor:.4f}")
+        latest = None
+    pipe.vae.eval()
+
+    trainable = {"structure_encoder": pipe.structure_encoder}
+    if options.train_unet:
+        trainable["unet"] = pipe.unet
+    if conditioning.trainable is not None:
+        trainable["prompt_embeds"] = conditioning.trainable
+    for module in trainable.values():
+        module.requires_grad_(True)
+    print_fn(f"[unet] trainable parameters: {count_trainable(trainable):,}")
+
+    def unet_step(step: int) -> torch.Tensor:
+        generator = step_generator(options.seed, step)
+        return structure_loss(pipe, conditioning, source(step), generator, options.uncond_prob)
+
+    run_phase(run_dir, "unet", trainable, saved, unet_step, options.unet, device,
+              resume_from=latest if latest is not None and latest.phase == "unet" else None,
+              phase_order=PHASES, extra=lambda: {"vae_scaling_factor": pipe.vae.config.scaling_factor},
+              print_fn=print_fn)
+    for module in trainable.values():
+        module.requires_grad_(False)
+    pipe.unet.eval()
+    pipe.structure_encoder.eval()
+    return pipe

@@ -1,0 +1,110 @@
+"""Stage 2: the appearance-matching adapter; every other weight is frozen.
+
+Each batch row is a (target, exemplar) pair whose appearance agrees (one style
+on two layouts, or two crops of one frame; ``amadapter.training.data``). Both
+are VAE-encoded and noised to the same timestep with independent noise; one
+UNet forward runs targets and exemplars together, the targets reading their
+exemplar's self-attention states through the adapter
+(``exemplar_forward.predict_with_exemplars``), and the loss is the usual noise
+prediction on the targets. Gradients reach only phi: the UNet, VAE, structure
+encoder and prompt are frozen, and phi sees the attention logits detached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+
+from amadapter.exemplar_forward import predict_with_exemplars
+from amadapter.training.checkpoints import latest_checkpoint, load_components
+from amadapter.training.conditioning import PromptConditioning
+from amadapter.training.loop import PhaseOptions, count_trainable, run_phase
+from amadapter.training.noise import diffusion_target, step_generator
+from amadapter.training.stage1 import encode_latents
+
+PHASES = ("adapter",)
+
+
+@dataclass(frozen=True)
+class Stage2Options:
+    adapter: PhaseOptions
+    max_tokens: int | None = None  # None: the adapter's configured limit
+    seed: int = 0
+
+
+def adapter_loss(pipe, conditioning: PromptConditioning, batch: dict, generator: torch.Generator,
+                 max_tokens: int | None = None) -> torch.Tensor:
+    """Noise-prediction loss of targets that read their exemplars through the adapter."""
+    device = pipe.unet.device
+    target = encode_latents(pipe.vae, batch["image"])
+    exemplar = encode_latents(pipe.vae, batch["exemplar_image"])
+    n = target.shape[0]
+    target_noise = torch.randn(target.shape, generator=generator).to(target)
+    exemplar_noise = torch.randn(exemplar.shape, generator=generator).to(exemplar)
+    timesteps = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (n,), generator=generator).to(device)
+    with torch.no_grad():
+        target_control = pipe.structure_encoder.encode_labels(batch["labels"])
+        exemplar_control = pipe.structure_encoder.encode_labels(batch["exemplar_labels"])
+        embeds = conditioning.batch(torch.zeros(n, dtype=torch.bool, device=device))
+    prediction = predict_with_exemplars(
+        pipe.unet,
+        pipe.adapter,
+        pipe.scheduler.add_noise(target, target_noise, timesteps),
+        pipe.scheduler.add_noise(exemplar, exemplar_noise, timesteps),
+        timesteps,
+        embeds,
+        target_control,
+        exemplar_control,
+        batch["labels"].to(device),
+        batch["exemplar_labels"].to(device),
+        mode="am_adapter",
+        max_tokens=max_tokens,
+    )
+    return F.mse_loss(prediction.float(), diffusion_target(pipe.scheduler, target, target_noise, timesteps).float())
+
+
+def train_adapter(
+    pipe,
+    source: Callable[[int], dict],
+    run_dir: str | Path,
+    options: Stage2Options,
+    device: torch.device | str = "cpu",
+    print_fn: Callable[[str], None] = print,
+):
+    """Run (or resume) stage 2 on ``pipe`` in place; returns ``pipe``.
+
+    ``source(step)`` gives pair batches (``image``, ``labels``, ``exemplar_image``,
+    ``exemplar_labels``). Prints the trainable parameter count."""
+    device = torch.device(device)
+    pipe.to(device)
+    conditioning = PromptConditioning.from_pipeline(pipe, device)
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.requires_grad_(False)
+            module.eval()
+    trainable = {"adapter": pipe.adapter}
+    pipe.adapter.requires_grad_(True)
+    latest = latest_checkpoint(run_dir, PHASES)
+    if latest is not None:
+        load_components(latest, trainable)
+    print_fn(f"[adapter] trainable parameters: {count_trainable(trainable):,} "
+             f"(all other weights frozen: {sum(p.numel() for p in _frozen(pipe)):,})")
+
+    def step_loss(step: int) -> torch.Tensor:
+        generator = step_generator(options.seed, step)
+        return adapter_loss(pipe, conditioning, source(step), generator, options.max_tokens)
+
+    run_phase(run_dir, "adapter", trainable, trainable, step_loss, options.adapter, device,
+              resume_from=latest, phase_order=PHASES, print_fn=print_fn)
+    pipe.adapter.requires_grad_(False)
+    pipe.adapter.eval()
+    return pipe
+
+
+def _frozen(pipe) -> list[torch.nn.Parameter]:
+    return [p for m in pipe.components.values() if isinstance(m, torch.nn.Module)
+            for p in m.parameters() if not p.requires_grad]

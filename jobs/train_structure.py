@@ -1,0 +1,60 @@
+"""Stage 1: train the structure encoder and fine-tune the UNet (and, for a model
+trained from scratch, first its VAE) with the noise-prediction loss.
+
+    # the demo model, from scratch on the procedural world (CPU)
+    python -m jobs.train_structure --model demo --data world --size 64x128 \\
+        --vae-steps 2000 --steps 6000 --run-dir runs/stage1 --output runs/stage1/model
+
+    # Stable Diffusion 1.5 on Cityscapes (GPU)
+    python -m jobs.train_structure --stable-diffusion /models/sd15 --data cityscapes \\
+        --root /data/cityscapes --size 512x1024 --batch-size 4 --device cuda \\
+        --mixed-precision bf16 --gradient-checkpointing --steps 20000 --lr 1e-5 \\
+        --run-dir runs/sd15-s1 --output models/sd15-structure
+
+Re-running the same command resumes from the run directory's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from amadapter.training.stage1 import Stage1Options, train_structure
+from jobs.make_world import parse_size
+from jobs.training_common import (
+    add_common_arguments,
+    add_phase_arguments,
+    build_source,
+    load_model,
+    phase_options,
+    save_model,
+    set_up,
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    add_phase_arguments(parser, "UNet + structure encoder", steps=6000, lr=2e-4)
+    add_phase_arguments(parser, "VAE (0 steps: keep the model's VAE)", steps=0, lr=5e-4, prefix="vae-")
+    parser.add_argument("--vae-crop", type=parse_size, default=None, help="HxW random crop for VAE steps")
+    parser.add_argument("--vae-kl-weight", type=float, default=1e-6)
+    parser.add_argument("--uncond-prob", type=float, default=0.1, help="prompt dropout for guidance")
+    parser.add_argument("--freeze-unet", action="store_true", help="train only the structure encoder")
+    args = parser.parse_args(argv)
+    set_up(args)
+    pipe = load_model(args)
+    options = Stage1Options(
+        unet=phase_options(args),
+        vae=phase_options(args, "vae-") if args.vae_steps > 0 else None,
+        vae_crop=args.vae_crop,
+        vae_kl_weight=args.vae_kl_weight,
+        uncond_prob=args.uncond_prob,
+        train_unet=not args.freeze_unet,
+        seed=args.seed,
+    )
+    train_structure(pipe, build_source(args, pairs=False), args.run_dir, options, device=args.device)
+    print(f"saved {save_model(pipe, args.output, args.save_fp16)}")
+
+
+if __name__ == "__main__":
+    main()

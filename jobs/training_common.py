@@ -1,0 +1,120 @@
+"""Command-line options and set-up shared by ``jobs.train_structure`` and ``jobs.train_adapter``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from amadapter.model_factory import PRESETS, build_pipeline, from_stable_diffusion
+from amadapter.pipeline_amadapter import AMAdapterPipeline
+from amadapter.training import data
+from amadapter.training.loop import MIXED_PRECISION, PhaseOptions
+from jobs.make_world import parse_size
+from transforms.training_frames import frame_loader
+
+DATASETS = ("world", "cityscapes", "bdd100k", "folder")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="demo",
+                       help=f"a preset ({', '.join(PRESETS)}: fresh weights) or a model directory")
+    model.add_argument("--stable-diffusion", metavar="DIR",
+                       help="a local Stable Diffusion 1.5 diffusers directory (replaces --model)")
+    model.add_argument("--preset-overrides", type=json.loads, default=None,
+                       help='JSON constructor overrides for a preset, e.g. \'{"unet": {"layers_per_block": 2}}\'')
+    model.add_argument("--output", required=True, help="directory for the trained model (model-directory format)")
+    model.add_argument("--save-fp16", action="store_true", help="store the final weights as float16 (half the size)")
+
+    source = parser.add_argument_group("data")
+    source.add_argument("--data", choices=DATASETS, default="world")
+    source.add_argument("--root", help="dataset root (cityscapes, bdd100k, folder); local, gs:// or s3://")
+    source.add_argument("--split", default=None, help="dataset split (world: train, val or test)")
+    source.add_argument("--label-format", default=None, help="ids, train_ids or color (folder: required)")
+    source.add_argument("--size", type=parse_size, default=(64, 128), help="training crop HxW")
+    source.add_argument("--batch-size", type=int, default=16)
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--run-dir", required=True, help="checkpoints and loss.jsonl; an existing run resumes")
+    run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    run.add_argument("--mixed-precision", choices=sorted(MIXED_PRECISION), default="no")
+    run.add_argument("--gradient-checkpointing", action="store_true", help="trade UNet compute for memory")
+    run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    run.add_argument("--seed", type=int, default=0, help="data order, noise and fresh weights")
+    run.add_argument("--log-every", type=int, default=10)
+    run.add_argument("--checkpoint-every", type=int, default=500)
+    run.add_argument("--keep-checkpoints", type=int, default=2)
+
+
+def add_phase_arguments(parser: argparse.ArgumentParser, name: str, steps: int, lr: float,
+                        prefix: str = "") -> None:
+    group = parser.add_argument_group(f"{name} optimisation")
+    group.add_argument(f"--{prefix}steps", type=int, default=steps, help="total optimisation steps")
+    group.add_argument(f"--{prefix}lr", type=float, default=lr, help="peak learning rate (AdamW)")
+    group.add_argument(f"--{prefix}warmup-steps", type=int, default=0)
+    group.add_argument(f"--{prefix}schedule", choices=("constant", "cosine"), default="constant")
+    group.add_argument(f"--{prefix}weight-decay", type=float, default=0.0)
+    group.add_argument(f"--{prefix}grad-clip", type=float, default=1.0)
+
+
+def phase_options(args: argparse.Namespace, prefix: str = "") -> PhaseOptions:
+    key = prefix.replace("-", "_")
+    return PhaseOptions(
+        steps=getattr(args, f"{key}steps"),
+        lr=getattr(args, f"{key}lr"),
+        warmup_steps=getattr(args, f"{key}warmup_steps"),
+        schedule=getattr(args, f"{key}schedule"),
+        weight_decay=getattr(args, f"{key}weight_decay"),
+        grad_clip=getattr(args, f"{key}grad_clip"),
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
+        mixed_precision=args.mixed_precision,
+    )
+
+
+def set_up(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def load_model(args: argparse.Namespace) -> AMAdapterPipeline:
+    """The starting model: an SD1.5 directory, a preset with fresh weights, or a model directory.
+
+    Weights are float32 for training whatever dtype a directory stores."""
+    if args.stable_diffusion:
+        pipe = from_stable_diffusion(args.stable_diffusion)
+    elif args.model in PRESETS:
+        pipe = build_pipeline(args.model, args.preset_overrides, seed=args.seed)
+    else:
+        pipe = AMAdapterPipeline.from_pretrained(args.model, torch_dtype=torch.float32)
+    if args.gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+    return pipe
+
+
+def build_source(args: argparse.Namespace, pairs: bool):
+    """The batch source for stage 1 (``pairs=False``) or stage 2 (``pairs=True``)."""
+    height, width = args.size
+    if args.data == "world":
+        kind = data.WorldPairs if pairs else data.WorldScenes
+        return kind(height, width, args.batch_size, split=args.split or "train", seed=args.seed)
+    if not args.root:
+        raise SystemExit(f"--data {args.data} needs --root")
+    load_frame, count = frame_loader(args.root, args.data, args.split, args.label_format)
+    kind = data.FrameCropPairs if pairs else data.FrameCrops
+    return kind(load_frame, count, height, width, args.batch_size, seed=args.seed)
+
+
+def save_model(pipe: AMAdapterPipeline, output: str | Path, fp16: bool) -> Path:
+    """Save in the model-directory format; returns the directory."""
+    output = Path(output)
+    if fp16:
+        pipe.to(dtype=torch.float16)
+    pipe.save_pretrained(output, safe_serialization=True)
+    if fp16:
+        pipe.to(dtype=torch.float32)
+    return output

@@ -1,0 +1,185 @@
+"""Both training stages on the tiny preset: loss goes down, resume is exact,
+stage 2 moves only the adapter, the CLIs write loadable models."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from amadapter import world
+from amadapter.matcher import encoder_parameter_count
+from amadapter.model_factory import build_pipeline
+from amadapter.pipeline_amadapter import AMAdapterPipeline
+from amadapter.training.checkpoints import latest_checkpoint
+from amadapter.training.conditioning import PromptConditioning
+from amadapter.training.data import FrameCropPairs, FrameCrops, WorldPairs, WorldScenes
+from amadapter.training.loop import LOG_FILE, PhaseOptions
+from amadapter.training.noise import step_generator
+from amadapter.training.stage1 import Stage1Options, structure_loss, train_structure, vae_loss
+from amadapter.training.stage2 import Stage2Options, adapter_loss, train_adapter
+from amadapter.world_export import export_world
+from jobs import train_adapter as train_adapter_job
+from jobs import train_structure as train_structure_job
+from transforms.training_frames import frame_loader
+
+from conftest import CITYSCAPES_ROOT
+
+SIZE = (32, 64)  # tiny preset: VAE f=2, so 16x32 latents and 128-token attention
+
+
+def fixed(batch):
+    return lambda step: batch
+
+
+def quiet(_line):
+    pass
+
+
+def _mean_loss(fn, seeds=4):
+    with torch.no_grad():
+        return sum(fn(step_generator(7, i)).item() for i in range(seeds)) / seeds
+
+
+def test_stage1_unet_loss_finite_and_decreasing_on_a_fixed_batch(tmp_path):
+    pipe = build_pipeline("tiny", seed=0)
+    batch = WorldScenes(*SIZE, batch_size=2, seed=1)(0)
+    conditioning = PromptConditioning.from_pipeline(pipe, "cpu")
+
+    def loss(generator):
+        return structure_loss(pipe, conditioning, batch, generator, uncond_prob=0.0)
+
+    before = _mean_loss(loss)
+    options = Stage1Options(unet=PhaseOptions(steps=8, lr=1e-3, log_every=2, checkpoint_every=100))
+    train_structure(pipe, fixed(batch), tmp_path, options, print_fn=quiet)
+    after = _mean_loss(loss)
+    rows = [json.loads(line) for line in (tmp_path / LOG_FILE).read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8] and all(np.isfinite(r["loss"]) for r in rows)
+    assert after < 0.85 * before, (before, after)
+
+
+def test_stage1_vae_phase_loss_decreasing_and_latent_scale_set(tmp_path):
+    pipe = build_pipeline("tiny", seed=0)
+    batch = WorldScenes(*SIZE, batch_size=2, seed=1)(0)
+
+    def loss(generator):
+        return vae_loss(pipe.vae, batch["image"], generator, kl_weight=1e-6)
+
+    before = _mean_loss(loss)
+    options = Stage1Options(unet=PhaseOptions(steps=0, lr=1e-3),
+                            vae=PhaseOptions(steps=10, lr=2e-3, log_every=5, checkpoint_every=100))
+    train_structure(pipe, fixed(batch), tmp_path, options, print_fn=quiet)
+    assert _mean_loss(loss) < 0.85 * before
+    latents = pipe.vae.encode(batch["image"]).latent_dist.mean
+    assert abs(float(latents.std()) * pipe.vae.config.scaling_factor - 1.0) < 0.05  # unit-variance latents
+
+
+def _stage1(run_dir, steps):
+    pipe = build_pipeline("tiny", seed=0)
+    options = Stage1Options(unet=PhaseOptions(steps=steps, lr=1e-3, log_every=1, checkpoint_every=2))
+    train_structure(pipe, WorldScenes(*SIZE, batch_size=2, seed=3), run_dir, options, print_fn=quiet)
+    return pipe
+
+
+def test_stage1_resume_continues_from_the_saved_step_exactly(tmp_path):
+    straight = _stage1(tmp_path / "straight", 4)
+    _stage1(tmp_path / "resumed", 2)  # "interrupted" after its checkpoint at step 2
+    printed = []
+    pipe = build_pipeline("tiny", seed=0)
+    options = Stage1Options(unet=PhaseOptions(steps=4, lr=1e-3, log_every=1, checkpoint_every=2))
+    train_structure(pipe, WorldScenes(*SIZE, batch_size=2, seed=3), tmp_path / "resumed", options,
+                    print_fn=printed.append)
+    assert any("resuming at step 2" in line for line in printed)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / LOG_FILE).read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert latest_checkpoint(tmp_path / "resumed", ("vae", "unet")).step == 4
+    for name in ("unet", "structure_encoder", "prompt_embeds"):
+        a, b = getattr(straight, name).state_dict(), getattr(pipe, name).state_dict()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=f"{name}.{key}")
+
+
+def test_stage2_changes_only_the_adapter(tmp_path):
+    pipe = build_pipeline("tiny", seed=0)
+    before = {name: {k: v.clone() for k, v in module.state_dict().items()}
+              for name, module in pipe.components.items() if isinstance(module, torch.nn.Module)}
+    printed = []
+    options = Stage2Options(adapter=PhaseOptions(steps=3, lr=1e-2, log_every=1, checkpoint_every=3))
+    train_adapter(pipe, WorldPairs(*SIZE, batch_size=2, seed=5), tmp_path, options, print_fn=printed.append)
+    expected = 3 * encoder_parameter_count(pipe.adapter.config.heads)  # one encoder per block group
+    assert any(f"trainable parameters: {expected:,}" in line for line in printed)
+    for name, state in before.items():
+        after = getattr(pipe, name).state_dict()
+        changed = [k for k in state if not torch.equal(state[k], after[k])]
+        if name == "adapter":
+            assert len(changed) > 0
+        else:
+            assert changed == [], f"{name} changed: {changed[:3]}"
+
+
+def test_stage2_loss_decreases_on_a_fixed_batch(tmp_path):
+    pipe = build_pipeline("tiny", seed=0)
+    batch = WorldPairs(*SIZE, batch_size=2, seed=9)(0)
+    conditioning = PromptConditioning.from_pipeline(pipe, "cpu")
+
+    def loss(generator):
+        return adapter_loss(pipe, conditioning, batch, generator)
+
+    before = _mean_loss(loss, seeds=2)
+    options = Stage2Options(adapter=PhaseOptions(steps=6, lr=1e-2, log_every=3, checkpoint_every=100))
+    train_adapter(pipe, fixed(batch), tmp_path, options, print_fn=quiet)
+    assert np.isfinite(before) and _mean_loss(loss, seeds=2) < before
+
+
+def test_world_pairs_share_one_style_on_two_layouts():
+    batch = WorldPairs(64, 128, batch_size=3, seed=2)(11)
+    assert batch["image"].shape == (3, 3, 64, 128) and batch["exemplar_labels"].shape == (3, 64, 128)
+    assert batch["image"].min() >= -1 and batch["image"].max() <= 1
+    for i in range(3):
+        target, exemplar = batch["labels"][i].numpy(), batch["exemplar_labels"][i].numpy()
+        assert not np.array_equal(target, exemplar)
+        same = target == exemplar
+        torch.testing.assert_close(batch["image"][i][:, same], batch["exemplar_image"][i][:, same])
+    again = WorldPairs(64, 128, batch_size=3, seed=2)(11)
+    assert torch.equal(again["image"], batch["image"])  # a batch depends only on (seed, step)
+
+
+def test_frame_pairs_are_two_crops_of_one_real_frame():
+    load_frame, count = frame_loader(str(CITYSCAPES_ROOT), "cityscapes", "val")
+    photo, labels = load_frame(0)
+    batch = FrameCropPairs(load_frame, count, 64, 96, batch_size=2, seed=0)(3)
+    assert batch["image"].shape == (2, 3, 64, 96) and batch["exemplar_labels"].shape == (2, 64, 96)
+    present = set(np.unique(labels))
+    for key in ("labels", "exemplar_labels"):
+        assert set(np.unique(batch[key].numpy())) <= present
+    assert not torch.equal(batch["labels"], batch["exemplar_labels"])
+
+
+def test_frame_crops_skip_unreadable_frames(tmp_path):
+    stems = export_world(tmp_path, 3, split="val", height=32, width=64)
+    broken = tmp_path / "leftImg8bit" / "val" / "world" / f"{stems[1]}_leftImg8bit.png"
+    broken.write_bytes(broken.read_bytes()[:40])  # truncated photo
+    load_frame, count = frame_loader(str(tmp_path), "cityscapes", "val")
+    source = FrameCrops(load_frame, count, 32, 64, batch_size=6, max_zoom=1.0, seed=0)
+    batch = source(0)
+    assert batch["image"].shape == (6, 3, 32, 64)
+    assert list(source.skipped) == [1] and "unreadable_image" in source.skipped[1]
+
+
+def test_cli_stages_write_models_that_load(tmp_path, capsys):
+    common = ["--model", "tiny", "--size", "32x64", "--batch-size", "2", "--log-every", "1"]
+    train_structure_job.main(common + ["--steps", "2", "--vae-steps", "2", "--vae-crop", "16x32",
+                                       "--run-dir", str(tmp_path / "s1"), "--output", str(tmp_path / "m1")])
+    stage1 = AMAdapterPipeline.from_pretrained(tmp_path / "m1")
+    assert stage1.vae.config.scaling_factor != 1.0
+    train_adapter_job.main(["--model", str(tmp_path / "m1"), "--size", "32x64", "--batch-size", "2",
+                            "--steps", "2", "--run-dir", str(tmp_path / "s2"), "--output", str(tmp_path / "m2"),
+                            "--save-fp16"])
+    assert "trainable parameters" in capsys.readouterr().out
+    final = AMAdapterPipeline.from_pretrained(tmp_path / "m2", torch_dtype=torch.float32)
+    for name in ("unet", "structure_encoder", "vae"):
+        for key, value in getattr(stage1, name).state_dict().items():
+            torch.testing.assert_close(getattr(final, name).state_dict()[key], value.half().float())
+    labels = world.layout(900_001, *SIZE)
+    image = final([labels], [world.render(labels, world.style(3))], [labels], num_inference_steps=2).images
+    assert image.shape == (1, *SIZE, 3) and np.isfinite(image).all()
