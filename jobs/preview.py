@@ -1,0 +1,179 @@
+"""A quick look at an augment run: contact sheet PNG + HTML page of its first samples.
+
+    python -m jobs.preview out/augment [--count 8] [--prefix aug]
+
+Each row shows one sample: the label map overlaid on the result | the exemplar
+photo it borrowed its appearance from | the result. Samples are taken in shard
+order, then in key order inside a shard, so the preview of a run is stable.
+Writes ``OUTPUT/preview.png`` and ``OUTPUT/preview.html`` (self-contained, images
+inline) through Beam's ``FileSystems``; ``OUTPUT`` may be a bucket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import posixpath
+import tarfile
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from PIL import Image
+
+from amadapter.errors import InputError
+from amadapter.labels import train_ids_to_colors
+from amadapter.sample_format import decode_sample
+from pipeline.options import DEFAULT_SHARD_PREFIX
+from transforms.fileio import list_files, open_file, write_atomically
+from transforms.read_label_maps import read_photo
+
+PREVIEW_PNG = "preview.png"
+PREVIEW_HTML = "preview.html"
+OVERLAY_ALPHA = 0.55  # share of the label colour in the overlay tile
+MIN_TILE_HEIGHT = 128  # small images are enlarged (nearest) to at least this height
+GUTTER = 4
+COLUMNS = ("label overlay", "exemplar", "result")
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    key: str
+    tiles: tuple[np.ndarray, np.ndarray, np.ndarray]  # (H, W, 3) uint8 each, in COLUMNS order
+    meta: dict
+
+
+def write_preview(output: str, count: int = 8, prefix: str = DEFAULT_SHARD_PREFIX) -> tuple[str, str] | None:
+    """Write the preview of the first ``count`` samples under ``output``; return the
+    (png, html) paths, or None when the run wrote no sample."""
+    rows = [_row(key, image, label, meta) for key, image, label, meta in first_samples(output, prefix, count)]
+    if not rows:
+        return None
+    png_path = FileSystems.join(output, PREVIEW_PNG)
+    html_path = FileSystems.join(output, PREVIEW_HTML)
+    write_atomically(png_path, _png_bytes(contact_sheet(rows)), "image/png")
+    write_atomically(html_path, _html(rows, output).encode(), "text/html")
+    return png_path, html_path
+
+
+def first_samples(output: str, prefix: str, count: int) -> Iterator[tuple[str, np.ndarray, np.ndarray, dict]]:
+    """(key, image, label, meta) of the first ``count`` samples of the finished shards."""
+    pattern = FileSystems.join(output, f"{prefix}-*.tar")
+    left = count
+    for path in list_files(pattern):
+        for sample in _tar_samples(path):
+            if left <= 0:
+                return
+            yield decode_sample(sample)
+            left -= 1
+
+
+def contact_sheet(rows: list[PreviewRow]) -> np.ndarray:
+    """One image: a row per sample, the tiles side by side, separated by white gutters."""
+    lines = [np.concatenate(_with_gutters(list(row.tiles), axis=1), axis=1) for row in rows]
+    width = max(line.shape[1] for line in lines)
+    lines = [np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)), constant_values=255) for line in lines]
+    return np.concatenate(_with_gutters(lines, axis=0), axis=0)
+
+
+def _row(key: str, image: np.ndarray, label: np.ndarray, meta: dict) -> PreviewRow:
+    colours = train_ids_to_colors(label).astype(np.float32)
+    overlay = (OVERLAY_ALPHA * colours + (1 - OVERLAY_ALPHA) * image).round().astype(np.uint8)
+    exemplar = _exemplar_tile(meta.get("exemplar", {}).get("photo"), image.shape[:2])
+    return PreviewRow(key, tuple(_enlarge(t) for t in (overlay, exemplar, image)), meta)
+
+
+def _exemplar_tile(photo_path: str | None, size: tuple[int, int]) -> np.ndarray:
+    """The exemplar photo resized to the sample's size; mid grey if it cannot be read."""
+    if photo_path is None:
+        return np.full((*size, 3), 128, np.uint8)
+    try:
+        photo = read_photo(photo_path)
+    except InputError:
+        return np.full((*size, 3), 128, np.uint8)
+    return np.asarray(Image.fromarray(photo).resize((size[1], size[0]), Image.BILINEAR))
+
+
+def _enlarge(tile: np.ndarray) -> np.ndarray:
+    factor = -(-MIN_TILE_HEIGHT // tile.shape[0])
+    return tile.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else tile
+
+
+def _with_gutters(parts: list[np.ndarray], axis: int) -> list[np.ndarray]:
+    out = []
+    for part in parts:
+        if out:
+            shape = list(part.shape)
+            shape[axis] = GUTTER
+            out.append(np.full(shape, 255, np.uint8))
+        out.append(part)
+    return out
+
+
+def _tar_samples(path: str) -> Iterator[dict]:
+    """The samples of one shard as WebDataset-style dicts of raw member bytes, in tar order."""
+    with open_file(path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+        current: dict = {}
+        for member in tar:
+            key, _, suffix = posixpath.basename(member.name).partition(".")
+            if current and current["__key__"] != key:
+                yield current
+                current = {}
+            current["__key__"] = key
+            current[suffix] = tar.extractfile(member).read()
+        if current:
+            yield current
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _html(rows: list[PreviewRow], output: str) -> str:
+    def cell(tile: np.ndarray) -> str:
+        data = base64.b64encode(_png_bytes(tile)).decode()
+        return f'<td><img src="data:image/png;base64,{data}"></td>'
+
+    def caption(row: PreviewRow) -> str:
+        exemplar = row.meta.get("exemplar", {})
+        parts = [
+            f"<b>{html.escape(row.key)}</b>",
+            f"label: {html.escape(str(row.meta.get('source', '')))}",
+            f"exemplar: {html.escape(str(exemplar.get('key', '')))} "
+            f"(score {float(exemplar.get('score', float('nan'))):.3f})",
+            f"seed {row.meta.get('seed')}, {row.meta.get('steps')} steps, "
+            f"guidance {row.meta.get('guidance')}",
+        ]
+        return "<td>" + "<br>".join(parts) + "</td>"
+
+    head = "".join(f"<th>{name}</th>" for name in COLUMNS + ("sample",))
+    body = "\n".join("<tr>" + "".join(cell(t) for t in row.tiles) + caption(row) + "</tr>" for row in rows)
+    return (
+        "<!doctype html><meta charset=utf-8>"
+        f"<title>augment preview: {html.escape(output)}</title>"
+        "<style>body{font-family:sans-serif}td{vertical-align:top;padding:4px}"
+        "img{image-rendering:pixelated}</style>"
+        f"<h1>{html.escape(output)}: first {len(rows)} samples</h1>"
+        f"<table><tr>{head}</tr>\n{body}</table>\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output", help="the augment job's --output folder")
+    parser.add_argument("--count", type=int, default=8, help="samples to show")
+    parser.add_argument("--prefix", default=DEFAULT_SHARD_PREFIX, help="the job's --shard-prefix")
+    args = parser.parse_args(argv)
+    written = write_preview(args.output, args.count, args.prefix)
+    if written is None:
+        raise SystemExit(f"no samples in {args.output} (shards {args.prefix}-*.tar)")
+    print(f"preview: {written[0]}\n         {written[1]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Example trainer: a small segmenter on the augment job's shards, optionally mixed with real data.
+
+    python -m jobs.train_segmenter --shards 'out/augment/*.tar' --steps 200
+    python -m jobs.train_segmenter --shards 'out/augment/*.tar' \\
+        --real /data/cityscapes --real-dataset cityscapes --real-split train --size 64x128
+
+It shows the intended use of the output: shards are streamed with
+``amadapter.data.shards`` (labels decoded as uint8 train IDs) through a torch
+``DataLoader`` with several workers; each worker reads its own shards and its
+own share of the real frames, and the two streams are interleaved one sample
+from each in turn. Real frames are read with the project's dataset readers
+(``transforms.training_frames``: cityscapes, bdd100k or folder layouts, local or
+on a bucket); an unreadable frame is skipped with its named error.
+The model is ``amadapter.segmenter.SmallSegmenter``; weights are saved as
+safetensors in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from amadapter.class_cost import resize_labels_nearest
+from amadapter.data import shards
+from amadapter.errors import InputError
+from amadapter.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
+from pipeline.options import parse_size
+from transforms.label_sources import DATASETS
+from transforms.training_frames import frame_loader
+
+LOG = logging.getLogger("train_segmenter")
+SYNTHETIC, REAL = 0, 1  # the source tag each sample carries
+
+
+def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int] | None):
+    """Photo bilinear, label nearest (never blends IDs); unchanged when ``size`` is None."""
+    if size is None or image.shape[:2] == tuple(size):
+        return image, label
+    photo = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+    ids = resize_labels_nearest(torch.from_numpy(label)[None], size)[0].numpy()
+    return photo, ids
+
+
+class SyntheticSamples(IterableDataset):
+    """The shards' (image, label) pairs; split across DataLoader workers by shard."""
+
+    def __init__(self, pattern: str, size: tuple[int, int] | None, shuffle: int, seed: int):
+        self.pattern, self.size, self.shuffle, self.seed = pattern, size, shuffle, seed
+
+    def __iter__(self):
+        for image, label in shards(self.pattern, shuffle=self.shuffle, seed=self.seed):
+            yield (*resize_pair(image, label, self.size), SYNTHETIC)
+
+
+class RealFrames(IterableDataset):
+    """Frames of a dataset root that have a photo; worker w of n reads frames w, w+n, ..."""
+
+    def __init__(self, root: str, dataset: str, split: str | None, size: tuple[int, int]):
+        self.root, self.dataset, self.split, self.size = root, dataset, split, size
+
+    def __iter__(self):
+        load_frame, count = frame_loader(self.root, self.dataset, self.split)
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for index in range(worker, count, workers):
+            try:
+                photo, ids = load_frame(index)
+            except InputError as error:
+                LOG.warning("skipped: %s", error)
+                continue
+            yield (*resize_pair(photo, ids, self.size), REAL)
+
+
+class Interleaved(IterableDataset):
+    """One sample from each source in turn, until every source is exhausted."""
+
+    def __init__(self, *sources: IterableDataset):
+        self.sources = sources
+
+    def __iter__(self):
+        iterators = [iter(s) for s in self.sources]
+        while iterators:
+            for it in list(iterators):
+                try:
+                    yield next(it)
+                except StopIteration:
+                    iterators.remove(it)
+
+
+def train(
+    shard_pattern: str | None,
+    real: tuple[str, str, str | None] | None = None,
+    size: tuple[int, int] | None = None,
+    steps: int = 200,
+    batch_size: int = 8,
+    workers: int = 2,
+    lr: float = 2e-3,
+    seed: int = 0,
+    out: str | None = None,
+    log_every: int = 10,
+) -> dict:
+    """Train for ``steps`` steps (cycling over the data); returns the losses and sample counts."""
+    if shard_pattern is None and real is None:
+        raise ValueError("give --shards, --real, or both")
+    if real is not None and size is None:
+        raise ValueError("mixing in real frames needs --size, the common training size")
+    sources = []
+    if shard_pattern is not None:
+        sources.append(SyntheticSamples(shard_pattern, size, shuffle=64, seed=seed))
+    if real is not None:
+        sources.append(RealFrames(*real, size))
+    loader = DataLoader(
+        Interleaved(*sources), batch_size=batch_size, num_workers=workers, drop_last=False
+    )
+    torch.manual_seed(seed)
+    model = SmallSegmenter()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses: list[float] = []
+    seen = {"synthetic": 0, "real": 0}
+    began = time.perf_counter()
+    while len(losses) < steps:  # epochs until enough steps
+        epoch_start = len(losses)
+        for images, labels, tags in loader:
+            loss = segmentation_loss(model(images_to_tensor(images)), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+            seen["synthetic"] += int((tags == SYNTHETIC).sum())
+            seen["real"] += int((tags == REAL).sum())
+            if len(losses) % log_every == 0 or len(losses) == steps:
+                LOG.info("step %d/%d loss %.4f", len(losses), steps, losses[-1])
+            if len(losses) == steps:
+                break
+        if len(losses) == epoch_start:
+            raise ValueError("no readable samples in the given shards / dataset")
+    seconds = time.perf_counter() - began
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        save_file(model.state_dict(), str(Path(out) / "segmenter.safetensors"))
+    return {"losses": losses, "seen": seen, "seconds": seconds, "steps": len(losses)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shards", help="shard glob or brace pattern, e.g. 'out/augment/*.tar'")
+    parser.add_argument("--real", help="a real dataset root to mix in")
+    parser.add_argument("--real-dataset", default="cityscapes", choices=DATASETS)
+    parser.add_argument("--real-split", default=None, help="split of --real (default: train)")
+    parser.add_argument("--size", type=parse_size, default=None, help="HxW all samples are resized to")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="out/segmenter", help="where segmenter.safetensors goes")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    real = (args.real, args.real_dataset, args.real_split) if args.real else None
+    result = train(
+        args.shards, real, args.size, args.steps, args.batch_size, args.workers, args.lr, args.seed, args.out
+    )
+    print(
+        f"trained {result['steps']} steps in {result['seconds']:.1f} s on "
+        f"{result['seen']['synthetic']} synthetic + {result['seen']['real']} real samples; "
+        f"loss {result['losses'][0]:.3f} -> {result['losses'][-1]:.3f}; weights in {args.out}"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""``AugmentOptions``: the options of the augment job, in Beam's ``PipelineOptions`` style.
+
+Every option is registered under both spellings, ``--samples-per-label`` and
+``--samples_per_label``: people type dashes, while Dataflow Flex Templates (and
+Beam itself, when it ships options to workers) pass the underscore name.
+
+``--labels``: Beam's own ``GoogleCloudOptions`` already owns ``--labels`` (Dataflow
+job labels) and every options class shares one parser, so the label-map root is
+registered as ``--label-maps``; ``jobs.augment`` accepts ``--labels`` as an alias
+and rewrites it (``alias_labels_flag``). Dataflow job labels stay available as
+``--label key=value``.
+
+Values stay plain strings and numbers (``--size`` is the text ``"HxW"``, read with
+``parse_size``) because Beam ships options to workers as a JSON dictionary and
+parses them again there. Defaults that depend on the model (``--steps``,
+``--size``) are ``None`` here and resolved against the model by the graph builder.
+"""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from amadapter.sample_format import IMAGE_FORMATS
+from transforms.label_sources import DATASETS
+
+DEVICES = ("cpu", "cuda", "mps")
+DTYPES = ("float32", "float16", "bfloat16")
+DEFAULT_OUTPUT = "out/augment"
+DEFAULT_SHARD_PREFIX = "aug"
+DEFAULT_ACCELERATOR = "type:nvidia-l4;count:1;install-nvidia-driver"
+LABELS_ALIAS = "--labels"
+LABEL_MAPS_FLAG = "--label_maps"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"64x128"`` -> ``(64, 128)`` (height, width)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must be HxW, e.g. 512x1024, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"size must be positive, got {text!r}")
+    return height, width
+
+
+def alias_labels_flag(argv: list[str]) -> list[str]:
+    """Rewrite ``--labels X`` / ``--labels=X`` to ``--label_maps`` (see the module docstring)."""
+    out = []
+    for arg in argv:
+        if arg == LABELS_ALIAS:
+            out.append(LABEL_MAPS_FLAG)
+        elif arg.startswith(LABELS_ALIAS + "="):
+            out.append(LABEL_MAPS_FLAG + arg[len(LABELS_ALIAS) :])
+        else:
+            out.append(arg)
+    return out
+
+
+def _add(parser, name: str, **kwargs) -> None:
+    """Register ``--a-b`` and ``--a_b`` for one option with dest ``a_b``."""
+    dest = name.replace("-", "_")
+    spellings = [f"--{name}"] + ([f"--{dest}"] if dest != name else [])
+    parser.add_argument(*spellings, dest=dest, **kwargs)
+
+
+class AugmentOptions(PipelineOptions):
+    """Options of ``python -m jobs.augment`` (``--help`` lists them)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        # Inputs.
+        _add(
+            parser,
+            "label-maps",
+            default=None,
+            help="Root of the target label maps (alias --labels; local, gs:// or s3://). "
+            "Default: a small procedural world exported into OUTPUT/_world.",
+        )
+        _add(parser, "dataset", default="cityscapes", choices=DATASETS, help="Layout of --labels.")
+        _add(parser, "split", default=None, help="Split subfolder (cityscapes/bdd100k: train).")
+        _add(
+            parser,
+            "label-format",
+            default=None,
+            choices=("ids", "train_ids", "color"),
+            help="Label encoding (required for --dataset folder).",
+        )
+        _add(
+            parser,
+            "exemplars",
+            default=None,
+            help="Root of the exemplar pool (photos + label maps); an index is built from it "
+            "at start. Default: the --labels root itself (each target's own frame excluded).",
+        )
+        _add(parser, "exemplars-dataset", default=None, choices=DATASETS, help="Default --dataset.")
+        _add(parser, "exemplars-split", default=None, help="Default: --split.")
+        _add(parser, "index", default=None, help="A prebuilt index (jobs.build_index) instead.")
+        # Model and sampling.
+        _add(
+            parser,
+            "model",
+            default=None,
+            help="Checkpoint directory (local or remote). Default: the bundled demo model.",
+        )
+        _add(parser, "samples-per-label", type=int, default=1, help="Samples per label map.")
+        _add(
+            parser,
+            "exemplar-topk",
+            type=int,
+            default=1,
+            help="1: the best exemplar; k > 1: a seeded draw among the best k, per sample.",
+        )
+        _add(parser, "steps", type=int, default=None, help="DDIM steps (default: the model's).")
+        _add(parser, "guidance", type=float, default=7.5, help="Classifier-free guidance scale.")
+        _add(
+            parser,
+            "size",
+            default=None,
+            help="Output HxW, e.g. 512x1024; a multiple of the model's latent grid "
+            "(default: the size the model was trained at).",
+        )
+        _add(parser, "seed", type=int, default=0, help="Run seed; each sample's seed is "
+             "derived from it and the sample key.")
+        # Output.
+        _add(parser, "output", default=DEFAULT_OUTPUT, help="Output folder or bucket prefix.")
+        _add(parser, "shard-size", type=int, default=64, help="Samples per shard.")
+        _add(parser, "shard-prefix", default=DEFAULT_SHARD_PREFIX, help="Shard file prefix.")
+        _add(parser, "image-format", default="jpg", choices=IMAGE_FORMATS, help="Image encoding.")
+        _add(
+            parser,
+            "preview-count",
+            type=int,
+            default=8,
+            help="Samples in the preview written after the run (0: none).",
+        )
+        # Execution.
+        _add(parser, "batch-size", type=int, default=8, help="Targets per model call.")
+        _add(parser, "device", default="cpu", choices=DEVICES, help="Torch device of the workers.")
+        _add(parser, "dtype", default="float32", choices=DTYPES, help="Model dtype on the device.")
+        _add(
+            parser,
+            "model-copies",
+            type=int,
+            default=None,
+            help="Copies of the model per worker machine, shared across its processes "
+            "(GPU workers: e.g. 1 per GPU, or 2 on a large GPU to overlap CPU work).",
+        )
+        _add(
+            parser,
+            "share-model",
+            action="store_true",
+            default=False,
+            help="Load one model per machine shared by all SDK processes (large models).",
+        )
+        _add(
+            parser,
+            "accelerator",
+            default=DEFAULT_ACCELERATOR,
+            help="Beam accelerator resource hint for the synthesis step, used with "
+            "--device cuda.",
+        )

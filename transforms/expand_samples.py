@@ -1,0 +1,63 @@
+"""Turn each label map into the samples to render: (label map, sample index) -> ``Target``.
+
+A label map read with key ``K`` gives ``--samples-per-label`` targets with keys
+``K-s0``, ``K-s1``, ... (still WebDataset-safe: ``K`` is a safe key and the
+suffix adds only ``-``, ``s`` and digits). Each target's seed is derived from
+its key and the run seed alone (``sample_seed``), never from worker order or
+timing, so a sample is the same whichever worker renders it, in whichever run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import apache_beam as beam
+
+from transforms.records import LabelRecord
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Target:
+    """One sample to render: it follows ``record``'s label map; ``index`` counts the
+    samples of that label map; ``seed`` drives its initial noise and exemplar draw."""
+
+    key: str
+    record: LabelRecord
+    index: int
+    seed: int
+
+    @property
+    def source(self) -> str:
+        """The input path reported in the manifest: the label map's."""
+        return self.record.label_path
+
+
+def sample_key(label_key: str, index: int) -> str:
+    return f"{label_key}-s{index}"
+
+
+def sample_seed(key: str, run_seed: int) -> int:
+    """A 63-bit seed from (sample key, run seed): sha256, so nearby keys get unrelated seeds."""
+    digest = hashlib.sha256(f"{int(run_seed)}/{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def expand_targets(record: LabelRecord, samples_per_label: int, run_seed: int) -> list[Target]:
+    keys = (sample_key(record.key, i) for i in range(samples_per_label))
+    return [Target(k, record, i, sample_seed(k, run_seed)) for i, k in enumerate(keys)]
+
+
+class ExpandSamples(beam.PTransform):
+    """``PCollection[LabelRecord] -> PCollection[Target]``, ``samples_per_label`` per record."""
+
+    def __init__(self, samples_per_label: int, run_seed: int):
+        super().__init__()
+        if samples_per_label < 1:
+            raise ValueError(f"samples_per_label must be at least 1, got {samples_per_label}")
+        self._samples_per_label, self._run_seed = samples_per_label, run_seed
+
+    def expand(self, records):
+        return records | "Expand" >> beam.FlatMap(
+            expand_targets, self._samples_per_label, self._run_seed
+        )

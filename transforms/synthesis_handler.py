@@ -1,0 +1,242 @@
+"""``SynthesisModelHandler``: the augment job's RunInference ``ModelHandler``.
+
+What the model does lives here (load ``AMAdapterPipeline`` once per worker
+process, render one pre-formed batch per call); how Beam schedules it lives in
+``RunInference`` (shared models, resource hints, the dead-letter output).
+
+- **Pre-formed batches.** Each element is a whole batch, a tuple of
+  ``SynthesisRequest`` built by ``transforms.batch_by_exemplar`` from one shard's
+  content alone (``should_skip_batching``: RunInference must not re-batch), so a
+  target is always rendered in the same company. Floats in a batch are
+  row-independent only up to rounding; with fixed company the image bytes are
+  identical across resumed, multi-process and single-process runs.
+- **Exemplar sharing.** The distinct exemplars of a batch are passed once each
+  with an assignment, so each exemplar branch runs once per step for all its
+  targets.
+- **Inversion cache per batch.** The pipeline inverts the exemplars missing
+  from its cache in one batched pass. A cache kept across batches would make
+  an exemplar's inversion depend on which batch first needed it (worker order),
+  and its floats on that batch's size; so every batch starts with an empty
+  cache and inverts its own exemplars together: a deterministic function of the
+  batch. (Exemplars of one shard are kept in one batch where they fit, so little
+  is inverted twice.)
+- **Outputs.** ``(shard, Sample)`` pairs, ready for ``WriteShards``; the sample's
+  label is the target's label map nearest-resized to the output size with the
+  pipeline's own resize, so image and label agree pixel for pixel.
+- **Metrics** (namespace ``augment``): ``model_calls`` (batches rendered),
+  ``synthesized`` (targets rendered) and the distribution ``batch_latency_ms``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler
+
+from amadapter.class_cost import resize_labels_nearest
+from amadapter.inversion_cache import InversionCache
+from amadapter.pipeline_amadapter import AMAdapterPipeline
+from transforms.fileio import list_files, open_file
+from transforms.records import Sample
+from transforms.shards import SOURCE_META_KEY
+from transforms.synthesis_request import SynthesisRequest
+
+METRICS_NAMESPACE = "augment"
+LOG = logging.getLogger("augment")
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class SynthesisModelHandler(ModelHandler[Sequence[SynthesisRequest], tuple, AMAdapterPipeline]):
+    """Renders batches of ``SynthesisRequest`` with an ``AMAdapterPipeline`` checkpoint.
+
+    Args:
+        model: checkpoint directory, local or on any Beam file system (copied to a
+            local temporary folder on the worker first).
+        steps, guidance: DDIM steps and classifier-free guidance.
+        size: output (height, width), or None for the model's ``Renderer.native_size``.
+        device, dtype: torch device and dtype name (``TORCH_DTYPES``).
+        model_copies: copies per machine shared across SDK processes (GPU workers);
+            None loads one model per process.
+        share_model: share one model per machine across processes.
+        accelerator: Beam accelerator resource hint, used when ``device`` is cuda.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        steps: int,
+        guidance: float,
+        size: tuple[int, int] | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        model_copies: int | None = None,
+        share_model: bool = False,
+        accelerator: str | None = None,
+    ):
+        super().__init__(model_copies=model_copies, large_model=share_model)
+        if dtype not in TORCH_DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(TORCH_DTYPES)}, got {dtype!r}")
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        self._model, self._steps, self._guidance = model, steps, guidance
+        self._size = tuple(size) if size is not None else None
+        self._device, self._dtype, self._accelerator = device, dtype, accelerator
+        self._calls = Metrics.counter(METRICS_NAMESPACE, "model_calls")
+        self._synthesized = Metrics.counter(METRICS_NAMESPACE, "synthesized")
+        self._latency = Metrics.distribution(METRICS_NAMESPACE, "batch_latency_ms")
+
+    def load_model(self) -> "Renderer":
+        pipe = AMAdapterPipeline.from_pretrained(_local_directory(self._model))
+        pipe.to(device=self._device, dtype=TORCH_DTYPES[self._dtype])
+        pipe.set_progress_bar_config(disable=True)
+        return Renderer(pipe)
+
+    def run_inference(
+        self,
+        batch: Sequence[SynthesisRequest],
+        model: "Renderer",
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[tuple[int, Sample]]:
+        began = time.perf_counter()
+        size = self._size or model.native_size()
+        exemplars, assignment = _distinct_exemplars(batch)
+        pixels = model.render(
+            target_labels=[r.target.record.train_ids for r in batch],
+            exemplar_images=[e.image for e in exemplars],
+            exemplar_labels=[e.labels for e in exemplars],
+            assignment=assignment,
+            seeds=[r.target.seed for r in batch],
+            steps=self._steps,
+            guidance=self._guidance,
+            size=size,
+        )
+        provenance = {
+            "model": self._model,
+            "model_hash": model.model_hash(),
+            "steps": self._steps,
+            "guidance": self._guidance,
+            "size": list(size),
+            "dtype": self._dtype,
+        }
+        results = [
+            (request.shard, _sample(request, image, size, provenance))
+            for request, image in zip(batch, pixels)
+        ]
+        elapsed_ms = (time.perf_counter() - began) * 1000.0
+        self._calls.inc()
+        self._synthesized.inc(len(batch))
+        self._latency.update(int(elapsed_ms))
+        LOG.info(
+            "rendered %d targets with %d exemplars in %.1f s (shard %d)",
+            len(batch), len(exemplars), elapsed_ms / 1000.0, batch[0].shard,
+        )
+        return results
+
+    def should_skip_batching(self) -> bool:
+        return True  # every element already is a batch (see the module docstring)
+
+    def get_num_bytes(self, batch: Sequence[SynthesisRequest]) -> int:
+        exemplars, _ = _distinct_exemplars(batch)
+        targets = sum(r.target.record.train_ids.nbytes for r in batch)
+        return targets + sum(e.image.nbytes + e.labels.nbytes for e in exemplars)
+
+    def get_metrics_namespace(self) -> str:
+        return METRICS_NAMESPACE
+
+    def get_resource_hints(self) -> dict:
+        if self._device == "cuda" and self._accelerator:
+            return {"accelerator": self._accelerator}
+        return {}
+
+
+class Renderer:
+    """The loaded model behind one small method interface, so that with
+    ``share_model``/``model_copies`` Beam can proxy it from another process
+    (arguments and results are plain arrays and numbers)."""
+
+    def __init__(self, pipe: AMAdapterPipeline):
+        self._pipe = pipe
+        self._hash = pipe.model_hash()  # hashed once at load, not inside the first batch
+
+    def model_hash(self) -> str:
+        return self._hash
+
+    def native_size(self) -> tuple[int, int]:
+        """The image size the model was built for: UNet sample size times the VAE factor."""
+        sample = self._pipe.unet.config.sample_size
+        height, width = (sample, sample) if isinstance(sample, int) else sample
+        return height * self._pipe.vae_scale_factor, width * self._pipe.vae_scale_factor
+
+    def render(
+        self, target_labels, exemplar_images, exemplar_labels, assignment, seeds, steps, guidance, size
+    ) -> np.ndarray:
+        """(B, H, W, 3) uint8 images; arguments as ``AMAdapterPipeline.__call__``."""
+        self._pipe.inversion_cache = InversionCache()  # see the module docstring
+        images = self._pipe(
+            target_labels=target_labels,
+            exemplar_images=exemplar_images,
+            exemplar_labels=exemplar_labels,
+            assignment=assignment,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            seeds=seeds,
+            height=size[0],
+            width=size[1],
+            output_type="np",
+        ).images
+        return (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def _distinct_exemplars(batch: Sequence[SynthesisRequest]):
+    """The batch's exemplars in order of first use, and each request's index among them."""
+    order: dict[str, int] = {}
+    exemplars = []
+    for request in batch:
+        if request.exemplar.key not in order:
+            order[request.exemplar.key] = len(exemplars)
+            exemplars.append(request.exemplar)
+    return exemplars, [order[r.exemplar.key] for r in batch]
+
+
+def _sample(request: SynthesisRequest, image: np.ndarray, size, provenance: dict) -> Sample:
+    target = request.target
+    labels = torch.from_numpy(target.record.train_ids)[None]
+    label = resize_labels_nearest(labels, size)[0].numpy()
+    meta = {
+        SOURCE_META_KEY: target.source,
+        "label_key": target.record.key,
+        "sample_index": target.index,
+        "seed": target.seed,
+        "exemplar": {
+            "key": request.exemplar.key,
+            "photo": request.exemplar.photo_path,
+            "label": request.exemplar.label_path,
+            "score": request.score,
+        },
+        "source_size": list(target.record.train_ids.shape),
+        **provenance,
+    }
+    return Sample(target.key, image, label, meta)
+
+
+def _local_directory(path: str) -> str:
+    """``path`` itself when local; else a copy of the remote directory in a local temp folder."""
+    if FileSystems.get_scheme(path) is None:
+        return path
+    local = tempfile.mkdtemp(prefix="amadapter-model-")
+    root = path.rstrip("/") + "/"
+    for remote in list_files(root + "**"):
+        target = os.path.join(local, remote[len(root) :])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open_file(remote) as source, open(target, "wb") as sink:
+            while chunk := source.read(1 << 24):
+                sink.write(chunk)
+    return local
