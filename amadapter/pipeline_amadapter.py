@@ -166,7 +166,8 @@ class AMAdapterPipeline(DiffusionPipeline):
         if self.text_encoder is None:
             if prompt is not None:
                 raise ValueError("this model stores its prompt embeddings; pass prompt=None")
-            return self.prompt_embeds.cond.to(device, dtype), self.prompt_embeds.uncond.to(device, dtype)
+            stored = self.prompt_embeds
+            return stored.cond.detach().to(device, dtype), stored.uncond.detach().to(device, dtype)
         tokens = self.tokenizer(
             [prompt if prompt is not None else DEFAULT_PROMPT, ""],
             padding="max_length",
