@@ -44,12 +44,12 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from amadapter.attention_processors import MODES, AugmentedAttention
 from amadapter.class_cost import resize_labels_nearest
 from amadapter.content_hash import tensor_hash, weights_fingerprint, weights_hash
-from amadapter.exemplar_forward import unet_rows
 from amadapter.inversion import ddim_invert
 from amadapter.inversion_cache import InversionCache, inversion_key
 from amadapter.labels import check_train_ids
 from amadapter.matcher import AppearanceMatchingAdapter
 from amadapter.prompt_embeddings import PromptEmbeddings
+from amadapter.structure_guidance import structure_control
 from amadapter.structure_encoder import StructureEncoder
 
 DEFAULT_PROMPT = "A photo of a <sks> driving scene"
@@ -103,7 +103,7 @@ class AMAdapterPipeline(DiffusionPipeline):
         )
         AugmentedAttention.of(unet)
         self.inversion_cache = InversionCache()
-        self._model_hash: tuple[tuple, str] | None = None
+        self._weight_hashes: dict[tuple[str, ...], tuple[tuple, str]] = {}
 
     def register_modules(self, **kwargs):
         """As diffusers, but our components are recorded under the library name
@@ -130,14 +130,17 @@ class AMAdapterPipeline(DiffusionPipeline):
         """Image sizes must be multiples of this: every UNet level then has whole tokens."""
         return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
 
-    def model_hash(self) -> str:
-        """sha256 of all weights (for provenance and the inversion cache); recomputed
-        only when weights change."""
-        modules = {n: getattr(self, n) for n in self.components if isinstance(getattr(self, n), torch.nn.Module)}
+    def model_hash(self, components: tuple[str, ...] | None = None) -> str:
+        """sha256 of the weights of ``components`` (default: all), for provenance and
+        the inversion cache; recomputed only when those weights change."""
+        if components is None:
+            components = tuple(n for n in self.components if isinstance(getattr(self, n), torch.nn.Module))
+        modules = {n: getattr(self, n) for n in components}
         fingerprint = weights_fingerprint(*modules.values())
-        if self._model_hash is None or self._model_hash[0] != fingerprint:
-            self._model_hash = (fingerprint, weights_hash(**modules))
-        return self._model_hash[1]
+        cached = self._weight_hashes.get(components)
+        if cached is None or cached[0] != fingerprint:
+            cached = self._weight_hashes[components] = (fingerprint, weights_hash(**modules))
+        return cached[1]
 
     def _label_batch(self, labels, name: str, size: tuple[int, int] | None) -> torch.Tensor:
         """List of (H, W) train-ID maps or a (N, H, W) tensor -> (N, h, w) uint8, nearest-resized."""
@@ -186,7 +189,7 @@ class AMAdapterPipeline(DiffusionPipeline):
         ``num_inference_steps``."""
         device, dtype = self.unet.device, self.unet.dtype
         schedule = f"{type(self.scheduler).__name__}|{dict(self.scheduler.config)}|{num_inference_steps}|{dtype}"
-        model = self.model_hash()
+        model = self.model_hash(("unet", "vae"))  # all the inversion uses, with the uncond embedding
         uncond_hash = tensor_hash(uncond)
         keys = [inversion_key(tensor_hash(img), model, f"{schedule}|{uncond_hash}") for img in images]
         latents: list[torch.Tensor | None] = [self.inversion_cache.get(k) for k in keys]
@@ -305,20 +308,23 @@ class AMAdapterPipeline(DiffusionPipeline):
         row_control = torch.cat([control_t] * halves + [control_e])
         row_embeds = torch.cat([uncond.expand(b * (halves - 1), -1, -1), cond.expand(b + e, -1, -1)])
 
-        for t in self.progress_bar(self.scheduler.timesteps):
-            rows = torch.cat([latents] * halves + ([ex_latents] if e else []))
-            out = unet_rows(
-                self.unet, rows, t, row_embeds, row_control, exemplar_row, mode, row_labels,
-                self.adapter, adapter_max_tokens, categorical_beta, control_scale,
-            )
-            target_out = out[(halves - 1) * b: halves * b]
-            if guided:
-                target_out = out[:b] + guidance_scale * (target_out - out[:b])
-            stepped = self.scheduler.step(
-                torch.cat([target_out, out[first_exemplar:]]), t,
-                torch.cat([latents] + ([ex_latents] if e else [])),
-            ).prev_sample
-            latents, ex_latents = stepped[:b], stepped[b:]
+        # one plan and one control hook for the whole loop: C and row indices are
+        # computed once per call, not once per step
+        plan = AugmentedAttention.of(self.unet).plan(
+            exemplar_row, mode, (h, w), row_labels, self.adapter, adapter_max_tokens, categorical_beta
+        )
+        with plan, structure_control(self.unet, row_control, control_scale):
+            for t in self.progress_bar(self.scheduler.timesteps):
+                rows = torch.cat([latents] * halves + ([ex_latents] if e else []))
+                out = self.unet(rows, t, encoder_hidden_states=row_embeds).sample
+                target_out = out[(halves - 1) * b : halves * b]
+                if guided:
+                    target_out = out[:b] + guidance_scale * (target_out - out[:b])
+                stepped = self.scheduler.step(
+                    torch.cat([target_out, out[first_exemplar:]]), t,
+                    torch.cat([latents] + ([ex_latents] if e else [])),
+                ).prev_sample
+                latents, ex_latents = stepped[:b], stepped[b:]
 
         images = self._decode(latents, output_type)
         return AMAdapterPipelineOutput(images=images) if return_dict else (images,)
