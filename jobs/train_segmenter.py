@@ -118,7 +118,10 @@ def train(
     if real is not None:
         sources.append(RealFrames(*real, size))
     loader = DataLoader(
-        Interleaved(*sources), batch_size=batch_size, num_workers=workers, drop_last=False
+        Interleaved(*sources),
+        batch_size=batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,  # no new worker processes every epoch
     )
     torch.manual_seed(seed)
     model = SmallSegmenter()
@@ -133,7 +136,7 @@ def train(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             seen["synthetic"] += int((tags == SYNTHETIC).sum())
             seen["real"] += int((tags == REAL).sum())
             if len(losses) % log_every == 0 or len(losses) == steps:

@@ -1,4 +1,4 @@
-"""Cut each shard's targets into synthesis batches that depend only on the shard's content.
+"""Cut a shard's targets into synthesis batches that depend only on the shard's content.
 
 Rule (``cut_batches``): sort the shard's targets by (exemplar key, target key);
 walk the exemplar groups in that order, adding a whole group to the current
@@ -14,8 +14,6 @@ image bytes identical between single-process, multi-process and resumed runs
 from __future__ import annotations
 
 from typing import Callable, Sequence, TypeVar
-
-import apache_beam as beam
 
 T = TypeVar("T")
 
@@ -46,31 +44,3 @@ def cut_batches(
     if current:
         batches.append(current)
     return batches
-
-
-class BatchByExemplar(beam.PTransform):
-    """``PCollection[(shard, item)] -> PCollection[(shard, list[item])]``, batches per ``cut_batches``.
-
-    ``exemplar_of(item)`` and ``key_of(item)`` name the item's exemplar and its own
-    unique key (module-level functions, so Beam can pickle them).
-    """
-
-    def __init__(self, batch_size: int, exemplar_of: Callable, key_of: Callable):
-        super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self._batch_size, self._exemplar_of, self._key_of = batch_size, exemplar_of, key_of
-
-    def expand(self, keyed):
-        batch_size, exemplar_of, key_of = self._batch_size, self._exemplar_of, self._key_of
-        return (
-            keyed
-            | "GroupByShard" >> beam.GroupByKey()
-            | "Cut"
-            >> beam.FlatMapTuple(
-                lambda shard, items: (
-                    (shard, batch)
-                    for batch in cut_batches(list(items), exemplar_of, key_of, batch_size)
-                )
-            )
-        )

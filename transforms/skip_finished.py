@@ -2,10 +2,11 @@
 
 A shard counts as finished when its stats file (the commit marker, see
 ``transforms.shards``) exists beside its tar, records the image format this run
-asks for, and accounts for exactly the input keys this run assigns to the
-shard. The key check catches a changed input set (new label maps shift the
-key ranks, hence the shards), so a stale shard is rendered again rather than
-reused. Other options (steps, model, seed) are not recorded in the stats:
+asks for, accounts for exactly the input keys this run assigns to the shard,
+and has no target whose model call failed (``synthesis_failed``: possibly
+transient, e.g. out of GPU memory, so such a shard is tried again). The key
+check catches a changed input set (new label maps shift the key ranks, hence
+the shards), so a stale shard is rendered again rather than reused. Other options (steps, model, seed) are not recorded in the stats:
 resuming assumes the same options, as ``--output`` reuse implies.
 
 The manifest rows of a finished shard come from its stats file, so the new
@@ -20,8 +21,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from transforms.shards import manifest_rows, read_shard_stats, shard_is_complete, shard_keys
+from transforms.synthesis_handler import METRICS_NAMESPACE, SYNTHESIS_FAILED
 
-METRICS_NAMESPACE = "augment"
 
 
 class SkipFinishedResult(typing.NamedTuple):
@@ -64,6 +65,9 @@ class _FinishedStats(beam.DoFn):
         if not shard_is_complete(self._output, self._prefix, shard):
             return
         stats = read_shard_stats(self._output, self._prefix, shard)
-        if stats.get("image_format") == self._image_format and shard_keys(stats) == set(keys):
+        same_inputs = shard_keys(stats) == set(keys)
+        same_format = stats.get("image_format") == self._image_format
+        retry = any(row["error_code"] == SYNTHESIS_FAILED for row in stats["failed"])
+        if same_inputs and same_format and not retry:
             self._skipped.inc()
             yield shard, stats

@@ -1,14 +1,20 @@
 """``SynthesisModelHandler``: the augment job's RunInference ``ModelHandler``.
 
 What the model does lives here (load ``AMAdapterPipeline`` once per worker
-process, render one pre-formed batch per call); how Beam schedules it lives in
+process, render pre-formed batches); how Beam schedules it lives in
 ``RunInference`` (shared models, resource hints, the dead-letter output).
 
-- **Pre-formed batches.** Each element is a whole batch, a tuple of
-  ``SynthesisRequest`` built by ``transforms.batch_by_exemplar`` from one shard's
-  content alone (``should_skip_batching``: RunInference must not re-batch), so a
-  target is always rendered in the same company. Floats in a batch are
-  row-independent only up to rounding; with fixed company the image bytes are
+- **One shard per element.** Each element is a ``ShardWork``: one shard's targets,
+  already cut into batches by ``transforms.batch_by_exemplar`` from the shard's
+  content alone (``should_skip_batching``: RunInference must not re-batch). The
+  handler renders the batches one model call each and returns one
+  ``ShardResult``, which the next step (fused with this one, no shuffle between)
+  writes at once: a finished shard is committed while the run goes on, so a
+  crash loses at most the shards in flight. With an element per batch, the
+  grouping of samples into shards would need a shuffle after synthesis, which
+  batch runners execute only once every batch is rendered.
+- **Determinism.** Floats in a batch are row-independent only up to rounding;
+  with the company of every target fixed by its shard, image bytes are
   identical across resumed, multi-process and single-process runs.
 - **Exemplar sharing.** The distinct exemplars of a batch are passed once each
   with an assignment, so each exemplar branch runs once per step for all its
@@ -18,13 +24,18 @@ process, render one pre-formed batch per call); how Beam schedules it lives in
   an exemplar's inversion depend on which batch first needed it (worker order),
   and its floats on that batch's size; so every batch starts with an empty
   cache and inverts its own exemplars together: a deterministic function of the
-  batch. (Exemplars of one shard are kept in one batch where they fit, so little
-  is inverted twice.)
-- **Outputs.** ``(shard, Sample)`` pairs, ready for ``WriteShards``; the sample's
-  label is the target's label map nearest-resized to the output size with the
-  pipeline's own resize, so image and label agree pixel for pixel.
-- **Metrics** (namespace ``augment``): ``model_calls`` (batches rendered),
-  ``synthesized`` (targets rendered) and the distribution ``batch_latency_ms``.
+  batch. (Targets of one exemplar share a batch where they fit, so little is
+  inverted twice.)
+- **A failed batch** (any exception in its model call, e.g. out of GPU memory)
+  becomes ``FailedInput`` rows with code ``synthesis_failed`` for its targets; the
+  shard's other batches are still written. Such shards are rendered again on
+  resume (``transforms.skip_finished``). Anything failing outside a batch goes to
+  RunInference's dead-letter output (``with_exception_handling``).
+- **Outputs.** Each sample's label is the target's label map nearest-resized to
+  the output size with the pipeline's own resize, so image and label agree
+  pixel for pixel.
+- **Metrics** (namespace ``augment``): ``model_calls``, ``synthesized`` (targets
+  rendered), ``failed_batches`` and the distribution ``batch_latency_ms``.
 """
 
 from __future__ import annotations
@@ -45,17 +56,18 @@ from amadapter.class_cost import resize_labels_nearest
 from amadapter.inversion_cache import InversionCache
 from amadapter.pipeline_amadapter import AMAdapterPipeline
 from transforms.fileio import list_files, open_file
-from transforms.records import Sample
+from transforms.records import FailedInput, Sample
 from transforms.shards import SOURCE_META_KEY
-from transforms.synthesis_request import SynthesisRequest
+from transforms.synthesis_request import ShardResult, ShardWork, SynthesisRequest
 
 METRICS_NAMESPACE = "augment"
+SYNTHESIS_FAILED = "synthesis_failed"  # FailedInput.error_code of targets whose batch failed
 LOG = logging.getLogger("augment")
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-class SynthesisModelHandler(ModelHandler[Sequence[SynthesisRequest], tuple, AMAdapterPipeline]):
-    """Renders batches of ``SynthesisRequest`` with an ``AMAdapterPipeline`` checkpoint.
+class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
+    """Renders ``ShardWork`` elements with an ``AMAdapterPipeline`` checkpoint.
 
     Args:
         model: checkpoint directory, local or on any Beam file system (copied to a
@@ -91,6 +103,7 @@ class SynthesisModelHandler(ModelHandler[Sequence[SynthesisRequest], tuple, AMAd
         self._device, self._dtype, self._accelerator = device, dtype, accelerator
         self._calls = Metrics.counter(METRICS_NAMESPACE, "model_calls")
         self._synthesized = Metrics.counter(METRICS_NAMESPACE, "synthesized")
+        self._failed_batches = Metrics.counter(METRICS_NAMESPACE, "failed_batches")
         self._latency = Metrics.distribution(METRICS_NAMESPACE, "batch_latency_ms")
 
     def load_model(self) -> "Renderer":
@@ -101,12 +114,34 @@ class SynthesisModelHandler(ModelHandler[Sequence[SynthesisRequest], tuple, AMAd
 
     def run_inference(
         self,
-        batch: Sequence[SynthesisRequest],
+        batch: ShardWork,
         model: "Renderer",
         inference_args: dict[str, Any] | None = None,
-    ) -> Iterable[tuple[int, Sample]]:
-        began = time.perf_counter()
+    ) -> list[ShardResult]:
+        """Render one shard (``batch`` is RunInference's name for the element)."""
         size = self._size or model.native_size()
+        samples: list[Sample] = []
+        failures = list(batch.failures)
+        for requests in batch.batches:
+            began = time.perf_counter()
+            try:
+                samples.extend(self._render(requests, model, size))
+            except Exception as error:  # noqa: BLE001 - one batch's failure is data, see docstring
+                LOG.warning("shard %d: a batch of %d failed: %r", batch.shard, len(requests), error)
+                self._failed_batches.inc()
+                failures.extend(synthesis_failures(requests, repr(error)))
+                continue
+            elapsed = time.perf_counter() - began
+            self._calls.inc()
+            self._synthesized.inc(len(requests))
+            self._latency.update(int(elapsed * 1000))
+            LOG.info(
+                "shard %d: rendered %d targets (%d exemplars) in %.1f s",
+                batch.shard, len(requests), len({r.exemplar.key for r in requests}), elapsed,
+            )
+        return [ShardResult(batch.shard, tuple(samples), tuple(failures))]
+
+    def _render(self, batch: Sequence[SynthesisRequest], model: "Renderer", size) -> list[Sample]:
         exemplars, assignment = _distinct_exemplars(batch)
         pixels = model.render(
             target_labels=[r.target.record.train_ids for r in batch],
@@ -126,26 +161,14 @@ class SynthesisModelHandler(ModelHandler[Sequence[SynthesisRequest], tuple, AMAd
             "size": list(size),
             "dtype": self._dtype,
         }
-        results = [
-            (request.shard, _sample(request, image, size, provenance))
-            for request, image in zip(batch, pixels)
-        ]
-        elapsed_ms = (time.perf_counter() - began) * 1000.0
-        self._calls.inc()
-        self._synthesized.inc(len(batch))
-        self._latency.update(int(elapsed_ms))
-        LOG.info(
-            "rendered %d targets with %d exemplars in %.1f s (shard %d)",
-            len(batch), len(exemplars), elapsed_ms / 1000.0, batch[0].shard,
-        )
-        return results
+        return [_sample(request, image, size, provenance) for request, image in zip(batch, pixels)]
 
     def should_skip_batching(self) -> bool:
-        return True  # every element already is a batch (see the module docstring)
+        return True  # every element already holds its batches (see the module docstring)
 
-    def get_num_bytes(self, batch: Sequence[SynthesisRequest]) -> int:
-        exemplars, _ = _distinct_exemplars(batch)
-        targets = sum(r.target.record.train_ids.nbytes for r in batch)
+    def get_num_bytes(self, batch: ShardWork) -> int:
+        exemplars = {r.exemplar.key: r.exemplar for r in batch.requests}.values()
+        targets = sum(r.target.record.train_ids.nbytes for r in batch.requests)
         return targets + sum(e.image.nbytes + e.labels.nbytes for e in exemplars)
 
     def get_metrics_namespace(self) -> str:
@@ -193,6 +216,19 @@ class Renderer:
             output_type="np",
         ).images
         return (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def synthesis_failures(batch: Sequence[SynthesisRequest], error: str) -> list[FailedInput]:
+    """One ``FailedInput`` per target of a batch whose model call raised ``error``."""
+    return [
+        FailedInput(
+            r.target.key,
+            r.target.source,
+            SYNTHESIS_FAILED,
+            f"{SYNTHESIS_FAILED}: {r.target.source}: model call failed: {error}",
+        )
+        for r in batch
+    ]
 
 
 def _distinct_exemplars(batch: Sequence[SynthesisRequest]):

@@ -1,8 +1,9 @@
-"""What the synthesis step consumes: a target with its loaded exemplar, and batches of them.
+"""Records of the synthesis step: targets with their loaded exemplar, per-shard work and results.
 
-A batch (one element of the synthesis step) is a tuple of ``SynthesisRequest``
-formed by ``transforms.batch_by_exemplar``; requests that share an exemplar
-share one ``Exemplar`` object, so it is pickled once per batch.
+One element of the synthesis step is a ``ShardWork``: a shard's targets as
+batches of ``SynthesisRequest`` (formed by ``transforms.batch_by_exemplar``) plus
+its known failures. Requests that share an exemplar share one ``Exemplar``
+object, so it is pickled once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from transforms.expand_samples import Target
+from transforms.records import FailedInput, Sample
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -35,3 +37,32 @@ class SynthesisRequest:
     target: Target
     exemplar: Exemplar
     score: float
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ShardWork:
+    """Everything one shard still needs: the element of the synthesis step.
+
+    ``batches``: the shard's targets cut into model calls (``batch_by_exemplar``);
+    ``failures``: its inputs already known to fail (unreadable label maps,
+    unreadable exemplars). A shard is rendered and written by one worker, right
+    after another (same fused stage), so each finished shard is committed as soon
+    as it is done and survives a crash of the run.
+    """
+
+    shard: int
+    batches: tuple[tuple[SynthesisRequest, ...], ...]
+    failures: tuple[FailedInput, ...]
+
+    @property
+    def requests(self) -> list[SynthesisRequest]:
+        return [request for batch in self.batches for request in batch]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ShardResult:
+    """A rendered shard, ready to write: ``samples`` in any order, plus ``failures``."""
+
+    shard: int
+    samples: tuple[Sample, ...]
+    failures: tuple[FailedInput, ...]

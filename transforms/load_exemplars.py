@@ -1,0 +1,25 @@
+"""Read a pool entry as an ``Exemplar``: its label map and photo, decoded and checked.
+
+Called once per distinct exemplar of a shard, before the synthesis step
+(``transforms.plan_shards``), so that an unreadable exemplar fails only the
+targets that use it. Inside the model call, an error would fail a whole batch.
+"""
+
+from __future__ import annotations
+
+from transforms.read_label_maps import read_label_record, read_photo
+from transforms.records import LabelSource
+from transforms.synthesis_request import Exemplar
+
+
+def load_exemplar(source: LabelSource) -> Exemplar:
+    """Decode the entry's label map and photo (which must exist and match its size);
+    raises the entry's ``InputError`` (e.g. ``UnreadableImageError`` naming the photo)."""
+    record = read_label_record(source, photos="require")
+    return Exemplar(
+        key=source.key,
+        photo_path=source.photo_path,
+        label_path=source.label_path,
+        image=read_photo(source.photo_path),
+        labels=record.train_ids,
+    )

@@ -1,0 +1,34 @@
+"""Write each rendered shard as soon as it arrives: ``ShardResult -> manifest rows``.
+
+Unlike ``WriteShards`` (which groups samples by shard with a shuffle), the input
+is already one element per shard, so this step fuses with the synthesis step
+before it and a shard is committed right after it is rendered. The writing
+itself is ``transforms.shards.write_shard`` (atomic tar, then the stats file).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import apache_beam as beam
+
+from transforms.shards import manifest_rows, write_shard
+from transforms.synthesis_request import ShardResult
+
+LOG = logging.getLogger("augment")
+
+
+class WriteShardResults(beam.DoFn):
+    def __init__(self, output: str, prefix: str, image_format: str):
+        self._output, self._prefix, self._image_format = output, prefix, image_format
+
+    def process(self, result: ShardResult):
+        samples = sorted(result.samples, key=lambda s: s.key)
+        stats = write_shard(
+            self._output, self._prefix, result.shard, samples, result.failures, self._image_format
+        )
+        LOG.info(
+            "shard %d written: %d samples, %d failed -> %s",
+            result.shard, stats["count"], len(stats["failed"]), stats["tar"],
+        )
+        yield from manifest_rows(stats)
