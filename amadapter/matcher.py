@@ -14,7 +14,8 @@ row) and ReLU. Channels: ``heads + 1 -> 16 -> 32 -> 16 -> heads``.
 
 With a 1x1 query kernel the query branch is a per-position channel mix, so both
 branches run on the layout ``(rows * hq * wq, channels, hx, wx)``, folded into
-one 3x3 convolution; the query dims never mix.
+one 3x3 convolution; no convolution mixes query positions (only GroupNorm's
+statistics span them).
 
 One encoder per block group (down, mid, up): the layers of a group share it.
 Parameters per encoder at 8 heads: 13,248 (``encoder_parameter_count``).
