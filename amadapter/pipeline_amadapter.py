@@ -186,21 +186,23 @@ class AMAdapterPipeline(DiffusionPipeline):
     def invert_exemplars(self, images: torch.Tensor, uncond: torch.Tensor, num_inference_steps: int) -> torch.Tensor:
         """Exemplar images (E, 3, H, W) in [-1, 1] -> latents at the first sampling
         timestep, through the inversion cache. ``self.scheduler`` must be set to
-        ``num_inference_steps``."""
+        ``num_inference_steps``.
+
+        Each missing exemplar is encoded and inverted alone (batch of one), so its
+        latent is the same bytes whichever call first needed it: a cache kept
+        across calls does not make results depend on the order of calls."""
         device, dtype = self.unet.device, self.unet.dtype
         schedule = f"{type(self.scheduler).__name__}|{dict(self.scheduler.config)}|{num_inference_steps}|{dtype}"
         model = self.model_hash(("unet", "vae"))  # all the inversion uses, with the uncond embedding
         uncond_hash = tensor_hash(uncond)
         keys = [inversion_key(tensor_hash(img), model, f"{schedule}|{uncond_hash}") for img in images]
         latents: list[torch.Tensor | None] = [self.inversion_cache.get(k) for k in keys]
-        missing = [i for i, lat in enumerate(latents) if lat is None]
-        if missing:
-            pixels = images[missing].to(device, self.vae.dtype)
-            clean = self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor
-            inverted = ddim_invert(self.unet, self.scheduler, clean.to(dtype), uncond.expand(len(missing), -1, -1))
-            for i, lat in zip(missing, inverted):
-                self.inversion_cache.put(keys[i], lat)
-                latents[i] = lat
+        for i, latent in enumerate(latents):
+            if latent is None:
+                pixels = images[i : i + 1].to(device, self.vae.dtype)
+                clean = self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor
+                latents[i] = ddim_invert(self.unet, self.scheduler, clean.to(dtype), uncond)[0]
+                self.inversion_cache.put(keys[i], latents[i])
         return torch.stack([lat.to(device, dtype) for lat in latents])
 
     # ----- sampling -------------------------------------------------------------------
