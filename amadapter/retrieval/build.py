@@ -1,0 +1,155 @@
+"""Build or update an exemplar index from a stream of pool entries, in bounded memory.
+
+Entries are read one by one (optionally by a few threads: PNG decoding releases
+the GIL), summarised, and written in Parquet row groups of ``ROWS_PER_GROUP``;
+at most one row group and the reading window are in memory, whatever the pool
+size. An entry whose label map or photo cannot be used (``read_label`` raises
+an ``InputError``, or it has no photo) is skipped and reported with the reason.
+
+An update (the default when the index exists) reads only the keys already
+indexed and adds the entries whose key is new: no existing entry is read again.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, Protocol
+
+import numpy as np
+
+from amadapter.errors import EmptyPoolError, InputError, MissingPhotoError
+from amadapter.retrieval.descriptor import downsample_nearest, layout_descriptors
+from amadapter.retrieval.frames import frame_id
+from amadapter.retrieval.score import class_areas
+from amadapter.retrieval.store import ROWS_PER_GROUP, IndexStore, RowBatch
+
+
+class PoolSource(Protocol):
+    """What the builder needs to know of a pool entry (``transforms.records.LabelSource``
+    has exactly these fields)."""
+
+    key: str
+    label_path: str
+    photo_path: str | None
+    label_format: str
+    dataset: str
+
+
+@dataclasses.dataclass
+class BuildReport:
+    path: str
+    added: int = 0  # entries written by this run
+    already_indexed: int = 0  # entries whose key the index held before (update)
+    skipped: list[tuple[str, InputError]] = dataclasses.field(default_factory=list)  # (key, why)
+    total: int = 0  # entries in the index after this run
+
+
+def build_index(
+    path: str,
+    sources: Iterable[PoolSource],
+    read_label: Callable[[PoolSource], np.ndarray],
+    *,
+    rebuild: bool = False,
+    workers: int = 1,
+    on_skip: Callable[[PoolSource, InputError], None] | None = None,
+) -> BuildReport:
+    """Index ``sources`` at ``path`` (a folder or ``gs://``/``s3://`` prefix).
+
+    ``read_label(source)`` returns the (H, W) uint8 train-ID map and raises
+    ``InputError`` for a bad entry (e.g. ``transforms.read_label_maps.read_label_record``
+    with ``photos="require"``, which also checks the photo exists and has the
+    label map's size). ``rebuild`` starts a fresh index instead of adding to an
+    existing one. ``on_skip`` is called for each skipped entry as it happens.
+    Raises ``EmptyPoolError`` when the index would hold no entry.
+    """
+    store = IndexStore(path)
+    report = BuildReport(path)
+    known: set[str] = set()
+    existing_rows = 0
+    if store.exists() and not rebuild:
+        existing_rows = store.read_meta()["rows"]
+        for keys in store.read_column("key"):
+            known.update(keys.to_pylist())
+
+    def new_sources() -> Iterator[PoolSource]:
+        for source in sources:
+            if source.key in known:
+                report.already_indexed += 1
+            else:
+                known.add(source.key)
+                yield source
+
+    writer = store.part_writer()
+    pending: list[tuple[PoolSource, np.ndarray]] = []  # (source, small map)
+    for source, result in _read_in_order(new_sources(), read_label, workers):
+        if isinstance(result, InputError):
+            report.skipped.append((source.key, result))
+            if on_skip is not None:
+                on_skip(source, result)
+            continue
+        pending.append((source, result))
+        if len(pending) == ROWS_PER_GROUP:
+            writer.write(_row_batch(pending))
+            report.added += len(pending)
+            pending = []
+    if pending:
+        writer.write(_row_batch(pending))
+        report.added += len(pending)
+    parts = writer.close()
+    if existing_rows + report.added == 0:
+        raise EmptyPoolError(
+            path, f"no usable pool entry ({len(report.skipped)} skipped as unreadable)"
+        )
+    report.total = store.commit(parts, replace=rebuild)["rows"]
+    return report
+
+
+def _read_one(read_label: Callable, source: PoolSource) -> np.ndarray | InputError:
+    """The entry's small map, or the reason it cannot be used."""
+    if source.photo_path is None:
+        return MissingPhotoError(source.label_path, "an exemplar needs a photo; none found")
+    try:
+        return downsample_nearest(read_label(source))
+    except InputError as error:
+        return error
+
+
+def _read_in_order(
+    sources: Iterable[PoolSource], read_label: Callable, workers: int
+) -> Iterator[tuple[PoolSource, np.ndarray | InputError]]:
+    """(source, small map or error) in input order; with ``workers`` > 1 a bounded window of
+    reads runs ahead on threads."""
+    if workers <= 1:
+        for source in sources:
+            yield source, _read_one(read_label, source)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        window: collections.deque = collections.deque()
+        for source in sources:
+            window.append((source, pool.submit(_read_one, read_label, source)))
+            if len(window) >= 4 * workers:
+                done, future = window.popleft()
+                yield done, future.result()
+        while window:
+            done, future = window.popleft()
+            yield done, future.result()
+
+
+def _row_batch(pending: list[tuple[PoolSource, np.ndarray]]) -> RowBatch:
+    sources = [source for source, _ in pending]
+    small_maps = np.stack([small for _, small in pending])
+    return RowBatch(
+        text={
+            "key": [s.key for s in sources],
+            "frame": [frame_id(s.label_path) for s in sources],
+            "label_path": [s.label_path for s in sources],
+            "photo_path": [s.photo_path for s in sources],
+            "label_format": [s.label_format for s in sources],
+            "dataset": [s.dataset for s in sources],
+        },
+        small_maps=small_maps,
+        descriptors=layout_descriptors(small_maps),
+        class_areas=class_areas(small_maps),
+    )

@@ -1,0 +1,99 @@
+"""RetrieveExemplars on the DirectRunner: exemplars attached, drawn by seed, own frame never."""
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from amadapter.retrieval import ExemplarIndex, build_index, draw
+from tests.test_retrieval_index import POOL_LAYOUTS, read_train_ids, sources, write_pool
+from tests.test_retrieval_score import CAR, street
+from transforms.expand_samples import expand_targets
+from transforms.read_label_maps import read_label_record
+from transforms.records import LabelRecord
+from transforms.retrieve_exemplars import RetrieveExemplars
+
+
+def targets_for(layouts, root, samples=3):
+    """Targets (samples per label map) whose label paths name frames under ``root``."""
+    out = []
+    for frame, boxes in layouts.items():
+        path = f"{root}/gtFine/val/{frame.split('_')[0]}/{frame}_gtFine_labelIds.png"
+        record = LabelRecord(frame, path, None, street(64, 128, boxes), "cityscapes")
+        out += expand_targets(record, samples, run_seed=7)
+    return out
+
+
+def run(targets, index_path, top_k, batch_size):
+    with TestPipeline(runner="DirectRunner") as p:
+        result = (
+            p
+            | beam.Create(targets, reshuffle=False)
+            | RetrieveExemplars(index_path, top_k=top_k, batch_size=batch_size)
+        )
+        retrieved = result.retrieved | "Rows" >> beam.Map(
+            lambda r: (r.target.key, r.exemplar.key, round(r.score, 6))
+        )
+        failures = result.failures | "Codes" >> beam.Map(lambda f: (f.key, f.error_code))
+        yield retrieved, failures
+
+
+@pytest.mark.parametrize("top_k, batch_size", [(1, 4), (3, 1), (3, 5)])
+def test_targets_get_their_exemplars(tmp_path, top_k, batch_size):
+    write_pool(tmp_path / "pool")
+    index_path = str(tmp_path / "index")
+    build_index(index_path, sources(tmp_path / "pool"), read_train_ids)
+    # Two frames of the pool itself (seen from another root) and one new layout.
+    layouts = {
+        "aachen_000000_000001": POOL_LAYOUTS["aachen_000000_000001"],
+        "bochum_000000_000001": POOL_LAYOUTS["bochum_000000_000001"],
+        "zurich_000000_000001": [(CAR, 0.55, 0.85, 0.6, 0.95)],
+    }
+    targets = targets_for(layouts, tmp_path / "targets")
+
+    index = ExemplarIndex.load(index_path)
+    expected = []
+    for t in targets:
+        (ranked,) = index.query([t.record.train_ids], k=top_k, target_paths=[t.source])
+        chosen = draw(ranked, t.seed if top_k > 1 else None)
+        assert t.record.key not in chosen.key  # never the target's own frame
+        expected.append((t.key, chosen.key, round(chosen.score, 6)))
+    if top_k > 1:  # the seeded draw really draws: samples of one label map differ
+        for frame in layouts:
+            assert len({e[1] for e in expected if e[0].startswith(frame)}) > 1
+
+    for retrieved, failures in run(targets, index_path, top_k, batch_size):
+        assert_that(retrieved, equal_to(expected), label="retrieved")
+        assert_that(failures, equal_to([]), label="no failures")
+
+
+def test_exemplar_sources_can_be_read_back(tmp_path):
+    write_pool(tmp_path / "pool")
+    index_path = str(tmp_path / "index")
+    build_index(index_path, sources(tmp_path / "pool"), read_train_ids)
+    targets = targets_for({"ulm_000000_000001": [(CAR, 0.55, 0.85, 0.6, 0.95)]}, tmp_path, 1)
+    with TestPipeline(runner="DirectRunner") as p:
+        result = p | beam.Create(targets) | RetrieveExemplars(index_path)
+        shapes = result.retrieved | beam.Map(
+            lambda r: read_label_record(r.exemplar, photos="require").train_ids.shape
+        )
+        assert_that(shapes, equal_to([(64, 128)]))
+
+
+def test_a_target_with_no_other_frame_fails_alone(tmp_path):
+    only = {"ulm_000000_000001": [(CAR, 0.5, 0.9, 0.3, 0.7)]}
+    write_pool(tmp_path / "pool", only)
+    index_path = str(tmp_path / "index")
+    build_index(index_path, sources(tmp_path / "pool"), read_train_ids)
+    targets = targets_for({**only, "zurich_000000_000001": []}, tmp_path / "t", samples=1)
+    for retrieved, failures in run(targets, index_path, top_k=1, batch_size=8):
+        assert_that(
+            retrieved | beam.Map(lambda row: row[0]),
+            equal_to([t.key for t in targets if t.record.key.startswith("zurich")]),
+            label="served",
+        )
+        assert_that(
+            failures,
+            equal_to([(t.key, "empty_pool") for t in targets if t.record.key.startswith("ulm")]),
+            label="failed",
+        )
