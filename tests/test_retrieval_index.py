@@ -10,6 +10,7 @@ from amadapter.errors import EmptyPoolError
 from amadapter.retrieval import ExemplarIndex, build_index, draw, layout_scores_against_pool
 from amadapter.retrieval.descriptor import downsample_nearest
 from amadapter.retrieval.store import META_FILE, IndexFormatError
+from tests.conftest import CITYSCAPES_ROOT
 from tests.layouts import cityscapes_frame, save_image
 from tests.test_retrieval_score import CAR, PERSON, POLE, street
 from transforms.label_sources import list_label_sources
@@ -216,3 +217,13 @@ def test_two_stage_search_matches_brute_force(tmp_path):
 
     alone = [index.query([t], k=3, target_paths=[None])[0] for t in targets[:5]]
     assert alone == index.query(targets[:5], k=3, target_paths=[None] * 5)
+
+
+def test_real_cityscapes_frame_is_indexed_and_excluded(shared_data, tmp_path):
+    (source,) = sources(CITYSCAPES_ROOT, split="val")
+    build_index(str(tmp_path / "index"), [source], read_train_ids)
+    index = ExemplarIndex.load(str(tmp_path / "index"))
+    train_ids = read_train_ids(source)
+    assert index.query([train_ids], k=1, target_paths=[source.label_path]) == [[]]
+    (ranked,) = index.query([train_ids], k=1, target_paths=[source.label_path], exclude_self=False)
+    assert ranked[0].key == source.key and ranked[0].score == pytest.approx(1.0)

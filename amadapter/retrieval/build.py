@@ -100,7 +100,7 @@ def build_index(
     parts = writer.close()
     if existing_rows + report.added == 0:
         raise EmptyPoolError(
-            path, f"no usable pool entry ({len(report.skipped)} skipped as unreadable)"
+            path, f"no usable pool entry ({len(report.skipped)} skipped, each with its reason)"
         )
     report.total = store.commit(parts, replace=rebuild)["rows"]
     return report

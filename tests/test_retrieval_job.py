@@ -1,0 +1,57 @@
+"""python -m jobs.build_index on real files: skipped entries printed, update, folder pools."""
+
+import numpy as np
+import pytest
+
+from amadapter.retrieval import ExemplarIndex
+from jobs.build_index import main
+from tests.layouts import save_image
+from tests.test_retrieval_index import POOL_LAYOUTS, write_pool
+from tests.test_retrieval_score import CAR, street
+
+
+def test_cityscapes_pool_with_a_corrupt_file_then_an_update(tmp_path, capsys):
+    pool, index = tmp_path / "pool", str(tmp_path / "index")
+    write_pool(pool, {**dict(list(POOL_LAYOUTS.items())[:3]), "aachen_000000_000009": []})
+    corrupt = pool / "gtFine/train/aachen/aachen_000000_000009_gtFine_labelTrainIds.png"
+    corrupt.write_bytes(b"")
+    argv = ["--pool", str(pool), "--dataset", "cityscapes", "--output", index, "--workers", "2"]
+    report = main(argv)
+    out = capsys.readouterr().out
+    assert (report.added, report.total, len(report.skipped)) == (3, 3, 1)
+    assert "skipped aachen_000000_000009" in out and "unreadable_image" in out
+    assert str(corrupt) in out
+    assert "index " + index + ": 3 entries (3 added, 0 already indexed, 1 skipped)" in out
+
+    write_pool(pool)  # two new frames
+    report = main(argv)
+    assert (report.added, report.already_indexed, report.total) == (2, 3, 5)
+    assert len(ExemplarIndex.load(index)) == 5
+
+
+def test_folder_pool_pairs_jpeg_photos(tmp_path, capsys):
+    pool = tmp_path / "pool"
+    photo = np.full((64, 128, 3), 90, np.uint8)
+    for name, boxes in (("a", []), ("b", [(CAR, 0.5, 0.9, 0.3, 0.7)]), ("c", [])):
+        save_image(pool / "seq" / f"{name}.png", street(64, 128, boxes))
+        if name != "c":
+            save_image(pool / "seq" / f"{name}.jpg", photo)
+    report = main(["--pool", str(pool), "--dataset", "folder", "--label-format", "train_ids",
+                   "--output", str(tmp_path / "index")])  # fmt: skip
+    assert report.total == 2
+    ((key, error),) = report.skipped
+    assert key.startswith("c-") and error.code == "missing_photo"
+    (ranked,) = ExemplarIndex.load(str(tmp_path / "index")).query(
+        [street(64, 128, [(CAR, 0.5, 0.9, 0.3, 0.7)])], k=1, target_paths=[None]
+    )
+    assert ranked[0].photo_path == str(pool / "seq" / "b.jpg")
+
+
+def test_an_empty_pool_exits_with_the_reason(tmp_path):
+    (tmp_path / "pool").mkdir()
+    argv = ["--pool", str(tmp_path / "pool"), "--dataset", "bdd100k", "--output", str(tmp_path / "i")]
+    with pytest.raises(SystemExit, match="empty_root"):
+        main(argv)
+    save_image(tmp_path / "pool/labels/sem_seg/masks/train/x.png", street())  # no photo
+    with pytest.raises(SystemExit, match="empty_pool"):
+        main(argv)
