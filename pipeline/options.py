@@ -43,6 +43,14 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no): Flex Templates pass booleans as values."""
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"expected true or false, got {text!r}")
+    return value in ("true", "1", "yes")
+
+
 def alias_labels_flag(argv: list[str]) -> list[str]:
     """Rewrite ``--labels X`` / ``--labels=X`` to ``--label_maps`` (see the module docstring)."""
     out = []
@@ -148,9 +156,12 @@ class AugmentOptions(PipelineOptions):
         _add(
             parser,
             "share-model",
-            action="store_true",
+            type=parse_bool,
+            nargs="?",
+            const=True,
             default=False,
-            help="Load one model per machine shared by all SDK processes (large models).",
+            help="Load one model per machine shared by all SDK processes (large models); "
+            "a bare flag or true/false.",
         )
         _add(
             parser,

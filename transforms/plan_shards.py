@@ -1,6 +1,6 @@
 """Gather each shard's pending inputs into one ``ShardWork``: batches to render + known failures.
 
-``PCollection[(shard, retrieved target | FailedInput)] -> PCollection[ShardWork]``.
+``PCollection[(shard, RetrievedTarget | FailedInput)] -> PCollection[ShardWork]``.
 Per shard: the targets are cut into batches (``batch_by_exemplar.cut_batches``:
 a function of the shard's content alone), each distinct exemplar is read once
 (``load_exemplars``), and a target whose exemplar cannot be read becomes a
@@ -10,44 +10,42 @@ targets keep their batches.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import apache_beam as beam
 
 from amadapter.errors import InputError
 from transforms.batch_by_exemplar import cut_batches
 from transforms.load_exemplars import load_exemplar
 from transforms.records import FailedInput
+from transforms.retrieve_exemplars import RetrievedTarget
 from transforms.synthesis_request import Exemplar, ShardWork, SynthesisRequest
 
 
 class PlanShards(beam.PTransform):
-    """See the module docstring.
+    """See the module docstring."""
 
-    ``unpack(item) -> (Target, exemplar LabelSource, score)`` reads one retrieved
-    target; it must be a module-level function (Beam pickles it).
-    """
-
-    def __init__(self, batch_size: int, unpack: Callable):
+    def __init__(self, batch_size: int):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self._batch_size, self._unpack = batch_size, unpack
+        self._batch_size = batch_size
 
     def expand(self, keyed):
         return (
             keyed
             | "GroupByShard" >> beam.GroupByKey()
-            | "Plan" >> beam.MapTuple(_plan, self._batch_size, self._unpack)
+            | "Plan" >> beam.Map(_plan, self._batch_size)
         )
 
 
-def _plan(shard: int, elements, batch_size: int, unpack: Callable) -> ShardWork:
+def _plan(shard_and_elements: tuple, batch_size: int) -> ShardWork:
+    shard, elements = shard_and_elements[0], list(shard_and_elements[1])
     failures = [e for e in elements if isinstance(e, FailedInput)]
-    retrieved = [unpack(e) for e in elements if not isinstance(e, FailedInput)]
+    retrieved = [e for e in elements if isinstance(e, RetrievedTarget)]
+    if len(failures) + len(retrieved) != len(elements):
+        raise TypeError("PlanShards takes RetrievedTarget or FailedInput elements")
     exemplars: dict[str, Exemplar | InputError] = {}
     usable = []
-    for target, source, score in sorted(retrieved, key=lambda r: r[0].key):
+    for target, source, score in sorted(retrieved, key=lambda r: r.target.key):
         if source.key not in exemplars:
             try:
                 exemplars[source.key] = load_exemplar(source)

@@ -51,6 +51,7 @@ import torch
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
+from diffusers.utils import logging as diffusers_logging
 
 from amadapter.class_cost import resize_labels_nearest
 from amadapter.inversion_cache import InversionCache
@@ -107,8 +108,11 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         self._latency = Metrics.distribution(METRICS_NAMESPACE, "batch_latency_ms")
 
     def load_model(self) -> "Renderer":
-        pipe = AMAdapterPipeline.from_pretrained(_local_directory(self._model))
-        pipe.to(device=self._device, dtype=TORCH_DTYPES[self._dtype])
+        diffusers_logging.set_verbosity_error()  # loader notices are not the job's progress
+        diffusers_logging.disable_progress_bar()
+        directory = _local_directory(self._model)
+        pipe = AMAdapterPipeline.from_pretrained(directory, dtype=TORCH_DTYPES[self._dtype])
+        pipe.to(device=self._device)
         pipe.set_progress_bar_config(disable=True)
         return Renderer(pipe)
 

@@ -58,6 +58,10 @@ class ShardWork:
     def requests(self) -> list[SynthesisRequest]:
         return [request for batch in self.batches for request in batch]
 
+    def __len__(self) -> int:
+        """The shard's inputs (RunInference counts elements of a "batch" with ``len``)."""
+        return sum(len(batch) for batch in self.batches) + len(self.failures)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ShardResult:
