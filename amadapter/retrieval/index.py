@@ -122,6 +122,16 @@ class ExemplarIndex:
     def __len__(self) -> int:
         return len(self._small_maps)
 
+    @property
+    def small_maps(self) -> np.ndarray:
+        """(N, *MAP_SHAPE) small maps, row i of entry i (e.g. for exhaustive scoring)."""
+        return self._small_maps
+
+    @property
+    def class_areas(self) -> np.ndarray:
+        """(N, NUM_CLASSES) class sample counts of the small maps."""
+        return self._areas
+
     def query(
         self,
         label_maps: Sequence[np.ndarray],
