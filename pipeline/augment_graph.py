@@ -43,7 +43,7 @@ from apache_beam.ml.inference.base import RunInference
 
 import amadapter
 from amadapter.errors import EmptyPoolError, EmptyRootError
-from pipeline.default_world import POOL_SPLIT, TARGET_SPLIT, export_default_world
+from pipeline.default_world import POOL_SPLIT, TARGET_SPLIT, WORLD_STEPS, export_default_world
 from pipeline.exemplar_index import prepare_index
 from pipeline.options import AugmentOptions, parse_size
 from transforms.expand_samples import ExpandSamples, Target
@@ -60,7 +60,7 @@ from transforms.write_shards import AssignShards
 
 MANIFEST = "manifest.parquet"
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(amadapter.__file__), "demo_model")
-DEFAULT_STEPS = 20
+DEFAULT_STEPS = 20  # the paper's; the built-in demo world uses WORLD_STEPS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +76,7 @@ class AugmentInputs:
     exemplars_split: str | None
     index: str | None
     model: str
+    steps: int
 
 
 class AugmentGraph(typing.NamedTuple):
@@ -84,13 +85,16 @@ class AugmentGraph(typing.NamedTuple):
 
 
 def resolve_inputs(options: AugmentOptions) -> AugmentInputs:
-    """Apply the defaults: the built-in world when no ``--labels``; the label root
-    itself as the pool when neither ``--exemplars`` nor ``--index``; the bundled model."""
+    """Apply the defaults: the built-in world when no ``--labels`` (with ``WORLD_STEPS``
+    unless ``--steps``); the label root itself as the pool when neither ``--exemplars``
+    nor ``--index``; the bundled model; ``DEFAULT_STEPS``."""
     model = options.model or DEFAULT_MODEL_DIR
     if options.label_maps is None:
         world = export_default_world(options.output)
+        steps = options.steps or WORLD_STEPS
         return AugmentInputs(
-            world, "cityscapes", TARGET_SPLIT, None, world, "cityscapes", POOL_SPLIT, None, model
+            world, "cityscapes", TARGET_SPLIT, None, world, "cityscapes", POOL_SPLIT, None, model,
+            steps,
         )
     exemplars = options.exemplars
     if exemplars is None and options.index is None:
@@ -105,6 +109,7 @@ def resolve_inputs(options: AugmentOptions) -> AugmentInputs:
         exemplars_split=options.exemplars_split or options.split,
         index=options.index,
         model=model,
+        steps=options.steps or DEFAULT_STEPS,
     )
 
 
@@ -113,7 +118,11 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
     _check(options)
     inputs = resolve_inputs(options)
     try:
-        index_path, pool_error = prepare_index(inputs, options.output), None
+        index_path = prepare_index(
+            inputs.index, inputs.exemplars, inputs.exemplars_dataset, inputs.exemplars_split,
+            options.output,
+        )
+        pool_error = None
     except (EmptyPoolError, EmptyRootError) as error:  # every target fails with it; run goes on
         index_path, pool_error = None, error
     output, prefix, image_format = options.output, options.shard_prefix, options.image_format
@@ -157,7 +166,7 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
     )
     handler = SynthesisModelHandler(
         model=inputs.model,
-        steps=options.steps or DEFAULT_STEPS,
+        steps=inputs.steps,
         guidance=options.guidance,
         size=parse_size(options.size) if options.size else None,
         device=options.device,

@@ -23,12 +23,21 @@ INDEX_DIR = "_index"
 LOG = logging.getLogger("augment")
 
 
-def prepare_index(inputs, output: str) -> str:
-    """The index path for ``inputs`` (a ``pipeline.augment_graph.AugmentInputs``)."""
-    if inputs.index is not None:
-        return inputs.index
+def prepare_index(
+    index: str | None, exemplars: str | None, dataset: str, split: str | None, output: str
+) -> str:
+    """``index`` when given; else the path of an index of the pool ``exemplars`` (a
+    ``dataset`` root, ``split``) built or updated under ``output``. Raises ``EmptyRootError``
+    or ``EmptyPoolError`` when the pool has no usable entry."""
+    if index is not None:
+        return index
+    if dataset == "folder":
+        raise ValueError(
+            "a folder pool pairs photos by file name: build its index with "
+            "python -m jobs.build_index --dataset folder, then pass --index"
+        )
     path = FileSystems.join(output, INDEX_DIR)
-    sources = list_label_sources(inputs.exemplars, inputs.exemplars_dataset, inputs.exemplars_split)
+    sources = list_label_sources(exemplars, dataset, split)
     report = build_index(
         path,
         sources,

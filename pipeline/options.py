@@ -12,8 +12,9 @@ and rewrites it (``alias_labels_flag``). Dataflow job labels stay available as
 
 Values stay plain strings and numbers (``--size`` is the text ``"HxW"``, read with
 ``parse_size``) because Beam ships options to workers as a JSON dictionary and
-parses them again there. Defaults that depend on the model (``--steps``,
-``--size``) are ``None`` here and resolved against the model by the graph builder.
+parses them again there. Defaults that depend on other choices are ``None`` here:
+``--steps`` (resolved by ``pipeline.augment_graph.resolve_inputs``) and ``--size``
+(the model's own size, resolved on the worker by the synthesis handler).
 """
 
 from __future__ import annotations
@@ -118,7 +119,13 @@ class AugmentOptions(PipelineOptions):
             default=1,
             help="1: the best exemplar; k > 1: a seeded draw among the best k, per sample.",
         )
-        _add(parser, "steps", type=int, default=None, help="DDIM steps (default: the model's).")
+        _add(
+            parser,
+            "steps",
+            type=int,
+            default=None,
+            help="DDIM steps (default 20, the paper's; 10 for the built-in demo world).",
+        )
         _add(parser, "guidance", type=float, default=7.5, help="Classifier-free guidance scale.")
         _add(
             parser,

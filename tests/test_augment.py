@@ -23,7 +23,6 @@ from amadapter.model_factory import build_pipeline
 from amadapter.retrieval import ExemplarIndex
 from amadapter.world_export import export_world
 from jobs.augment import run
-from pipeline.augment_graph import AugmentInputs
 from pipeline.exemplar_index import prepare_index
 from tests.conftest import REPO
 from transforms.label_sources import list_label_sources
@@ -44,8 +43,7 @@ def inputs(tmp_path_factory):
     labels = root / "gtFine" / "test" / "world"
     (labels / "world_999990_000000_gtFine_labelIds.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     Image.fromarray(np.full((16, 32), 99, np.uint8)).save(labels / "world_999991_000000_gtFine_labelIds.png")
-    pool = AugmentInputs(None, None, None, None, str(root), "cityscapes", "val", None, None)
-    index = prepare_index(pool, str(root))
+    index = prepare_index(None, str(root), "cityscapes", "val", str(root))
     # A photo that some target retrieves disappears after indexing: only its targets may fail.
     good = [s for s in list_label_sources(str(root), "cityscapes", "test") if "99999" not in s.key]
     maps = [read_label_record(s).train_ids for s in good]

@@ -19,13 +19,10 @@ process, render pre-formed batches); how Beam schedules it lives in
 - **Exemplar sharing.** The distinct exemplars of a batch are passed once each
   with an assignment, so each exemplar branch runs once per step for all its
   targets.
-- **Inversion cache per batch.** The pipeline inverts the exemplars missing
-  from its cache in one batched pass. A cache kept across batches would make
-  an exemplar's inversion depend on which batch first needed it (worker order),
-  and its floats on that batch's size; so every batch starts with an empty
-  cache and inverts its own exemplars together: a deterministic function of the
-  batch. (Targets of one exemplar share a batch where they fit, so little is
-  inverted twice.)
+- **Inversion cache across batches.** The pipeline inverts each exemplar alone
+  (a batch of one), so a cached inversion is the same bytes whichever batch
+  first needed it; the model's in-memory cache then spares exemplars shared by
+  several batches or shards a second inversion in the same worker process.
 - **A failed batch** (any exception in its model call, e.g. out of GPU memory)
   becomes ``FailedInput`` rows with code ``synthesis_failed`` for its targets; the
   shard's other batches are still written. Such shards are rendered again on
@@ -54,7 +51,6 @@ from apache_beam.ml.inference.base import ModelHandler
 from diffusers.utils import logging as diffusers_logging
 
 from amadapter.class_cost import resize_labels_nearest
-from amadapter.inversion_cache import InversionCache
 from amadapter.pipeline_amadapter import AMAdapterPipeline
 from transforms.fileio import list_files, open_file
 from transforms.records import FailedInput, Sample
@@ -126,7 +122,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         size = self._size or model.native_size()
         samples: list[Sample] = []
         failures = list(batch.failures)
-        for requests in batch.batches:
+        for number, requests in enumerate(batch.batches, 1):
             began = time.perf_counter()
             try:
                 samples.extend(self._render(requests, model, size))
@@ -140,8 +136,9 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
             self._synthesized.inc(len(requests))
             self._latency.update(int(elapsed * 1000))
             LOG.info(
-                "shard %d: rendered %d targets (%d exemplars) in %.1f s",
-                batch.shard, len(requests), len({r.exemplar.key for r in requests}), elapsed,
+                "shard %d, batch %d/%d: rendered %d targets (%d exemplars) in %.1f s",
+                batch.shard, number, len(batch.batches), len(requests),
+                len({r.exemplar.key for r in requests}), elapsed,
             )
         return [ShardResult(batch.shard, tuple(samples), tuple(failures))]
 
@@ -206,7 +203,6 @@ class Renderer:
         self, target_labels, exemplar_images, exemplar_labels, assignment, seeds, steps, guidance, size
     ) -> np.ndarray:
         """(B, H, W, 3) uint8 images; arguments as ``AMAdapterPipeline.__call__``."""
-        self._pipe.inversion_cache = InversionCache()  # see the module docstring
         images = self._pipe(
             target_labels=target_labels,
             exemplar_images=exemplar_images,
