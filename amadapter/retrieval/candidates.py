@@ -94,17 +94,18 @@ class CandidateSearch:
         start = 0
         for chunk in self._descriptor_chunks:
             stop = start + chunk.shape[1]
-            estimate = torch._int_mm(queries, chunk).float()  # cos_sum * 127^2
+            cos_sum = torch._int_mm(queries, chunk).float()  # times 127^2
             union, covered = (query_side @ self._class_side[:, start:stop]).split(b)
-            estimate.div_(union.clamp_(min=1))
-            estimate = torch.add(covered.mul_(coverage_factor), estimate, alpha=iou_factor)
+            estimate = torch.addcdiv(
+                covered.mul_(coverage_factor), cos_sum, union.clamp_(min=1), value=iou_factor
+            )
             if excluded is not None:
                 _mask_rows(estimate, excluded, start, stop)
-            top = torch.topk(estimate, min(count, stop - start), dim=1)
+            top = torch.topk(estimate, min(count, stop - start), dim=1, sorted=False)
             best_scores = torch.cat([best_scores, top.values], 1)
             best_rows = torch.cat([best_rows, top.indices + start], 1)
             if best_scores.shape[1] > count:  # keep the running best `count`
-                keep = torch.topk(best_scores, count, dim=1)
+                keep = torch.topk(best_scores, count, dim=1, sorted=False)
                 best_scores, best_rows = keep.values, best_rows.gather(1, keep.indices)
             start = stop
         order = torch.argsort(best_scores, dim=1, descending=True, stable=True)
