@@ -164,9 +164,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads of the training process"
+    )
     parser.add_argument("--out", default="out/segmenter", help="where segmenter.safetensors goes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     real = (args.real, args.real_dataset, args.real_split) if args.real else None
     result = train(
         args.shards, real, args.size, args.steps, args.batch_size, args.workers, args.lr, args.seed, args.out

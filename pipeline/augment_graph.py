@@ -171,6 +171,7 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
         size=parse_size(options.size) if options.size else None,
         device=options.device,
         dtype=options.dtype,
+        torch_threads=options.torch_threads,
         model_copies=options.model_copies,
         share_model=options.share_model,
         accelerator=options.accelerator,

@@ -154,6 +154,16 @@ class AugmentOptions(PipelineOptions):
         _add(parser, "dtype", default="float32", choices=DTYPES, help="Model dtype on the device.")
         _add(
             parser,
+            "torch-threads",
+            type=int,
+            default=1,
+            help="Torch intra-op threads per worker process. 1 suits CPU workers (Beam runs "
+            "about one SDK process per core) and shared machines, where spinning threads "
+            "contend; raise it for one process on an otherwise idle machine. Part of the "
+            "options a resumed run must repeat: float results may depend on it.",
+        )
+        _add(
+            parser,
             "model-copies",
             type=int,
             default=None,

@@ -33,12 +33,13 @@ class PlanShards(beam.PTransform):
         return (
             keyed
             | "GroupByShard" >> beam.GroupByKey()
-            | "Plan" >> beam.Map(_plan, self._batch_size)
+            | "Plan" >> beam.Map(lambda item, size: plan_shard(item[0], item[1], size), self._batch_size)
         )
 
 
-def _plan(shard_and_elements: tuple, batch_size: int) -> ShardWork:
-    shard, elements = shard_and_elements[0], list(shard_and_elements[1])
+def plan_shard(shard: int, elements, batch_size: int) -> ShardWork:
+    """One shard's ``ShardWork`` from its pending ``RetrievedTarget`` and ``FailedInput``."""
+    elements = list(elements)
     failures = [e for e in elements if isinstance(e, FailedInput)]
     retrieved = [e for e in elements if isinstance(e, RetrievedTarget)]
     if len(failures) + len(retrieved) != len(elements):

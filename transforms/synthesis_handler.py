@@ -72,6 +72,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         steps, guidance: DDIM steps and classifier-free guidance.
         size: output (height, width), or None for the model's ``Renderer.native_size``.
         device, dtype: torch device and dtype name (``TORCH_DTYPES``).
+        torch_threads: intra-op threads of the worker process (None: torch's default).
         model_copies: copies per machine shared across SDK processes (GPU workers);
             None loads one model per process.
         share_model: share one model per machine across processes.
@@ -86,6 +87,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         size: tuple[int, int] | None = None,
         device: str = "cpu",
         dtype: str = "float32",
+        torch_threads: int | None = None,
         model_copies: int | None = None,
         share_model: bool = False,
         accelerator: str | None = None,
@@ -98,12 +100,15 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         self._model, self._steps, self._guidance = model, steps, guidance
         self._size = tuple(size) if size is not None else None
         self._device, self._dtype, self._accelerator = device, dtype, accelerator
+        self._threads = torch_threads
         self._calls = Metrics.counter(METRICS_NAMESPACE, "model_calls")
         self._synthesized = Metrics.counter(METRICS_NAMESPACE, "synthesized")
         self._failed_batches = Metrics.counter(METRICS_NAMESPACE, "failed_batches")
         self._latency = Metrics.distribution(METRICS_NAMESPACE, "batch_latency_ms")
 
     def load_model(self) -> "Renderer":
+        if self._threads is not None:
+            torch.set_num_threads(self._threads)
         diffusers_logging.set_verbosity_error()  # loader notices are not the job's progress
         diffusers_logging.disable_progress_bar()
         directory = _local_directory(self._model)
@@ -143,17 +148,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         return [ShardResult(batch.shard, tuple(samples), tuple(failures))]
 
     def _render(self, batch: Sequence[SynthesisRequest], model: "Renderer", size) -> list[Sample]:
-        exemplars, assignment = _distinct_exemplars(batch)
-        pixels = model.render(
-            target_labels=[r.target.record.train_ids for r in batch],
-            exemplar_images=[e.image for e in exemplars],
-            exemplar_labels=[e.labels for e in exemplars],
-            assignment=assignment,
-            seeds=[r.target.seed for r in batch],
-            steps=self._steps,
-            guidance=self._guidance,
-            size=size,
-        )
+        pixels = model.render(batch, self._steps, self._guidance, size)
         provenance = {
             "model": self._model,
             "model_hash": model.model_hash(),
@@ -184,7 +179,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
 class Renderer:
     """The loaded model behind one small method interface, so that with
     ``share_model``/``model_copies`` Beam can proxy it from another process
-    (arguments and results are plain arrays and numbers)."""
+    (arguments and results are picklable records and arrays)."""
 
     def __init__(self, pipe: AMAdapterPipeline):
         self._pipe = pipe
@@ -200,17 +195,19 @@ class Renderer:
         return height * self._pipe.vae_scale_factor, width * self._pipe.vae_scale_factor
 
     def render(
-        self, target_labels, exemplar_images, exemplar_labels, assignment, seeds, steps, guidance, size
+        self, batch: Sequence[SynthesisRequest], steps: int, guidance: float, size: tuple[int, int]
     ) -> np.ndarray:
-        """(B, H, W, 3) uint8 images; arguments as ``AMAdapterPipeline.__call__``."""
+        """One model call for a batch: (B, H, W, 3) uint8 images, in the batch's order.
+        Each distinct exemplar is passed once, with an assignment of targets to it."""
+        exemplars, assignment = _distinct_exemplars(batch)
         images = self._pipe(
-            target_labels=target_labels,
-            exemplar_images=exemplar_images,
-            exemplar_labels=exemplar_labels,
+            target_labels=[r.target.record.train_ids for r in batch],
+            exemplar_images=[e.image for e in exemplars],
+            exemplar_labels=[e.labels for e in exemplars],
             assignment=assignment,
             num_inference_steps=steps,
             guidance_scale=guidance,
-            seeds=seeds,
+            seeds=[r.target.seed for r in batch],
             height=size[0],
             width=size[1],
             output_type="np",
