@@ -1,8 +1,9 @@
-"""A small segmenter trained on the procedural world, to score layouts of generated images.
+"""The project's small segmenter (``amadapter.segmenter.SmallSegmenter``) trained on
+the procedural world, to score the layouts of generated images.
 
-A three-level conv U-Net (about 0.5 M parameters) trained with cross-entropy on
-random train-split world scenes. World styles give every class a random colour,
-so it has to read shape, position and texture, as a layout metric should.
+Trained with cross-entropy on random train-split world scenes. World styles give
+every class a random colour, so it has to read shape, position and texture, as a
+layout metric should.
 Trained once per configuration and cached as safetensors (default under
 ``out/``, which git ignores).
 """
@@ -17,42 +18,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
-from torch.nn import functional as F
 
 from amadapter.labels import IGNORE_ID, NUM_CLASSES
+from amadapter.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
 from amadapter.training.data import WorldScenes
 
-
-def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-    )
-
-
-class WorldSegmenter(nn.Module):
-    def __init__(self, widths: tuple[int, int, int] = (32, 64, 128)):
-        super().__init__()
-        a, b, c = widths
-        self.enc1, self.enc2, self.enc3 = _block(3, a), _block(a, b), _block(b, c)
-        self.dec2, self.dec1 = _block(c + b, b), _block(b + a, a)
-        self.head = nn.Conv2d(a, NUM_CLASSES, 1)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) in [-1, 1] -> (N, 19, H, W) logits; H, W multiples of 4."""
-        e1 = self.enc1(image)
-        e2 = self.enc2(F.max_pool2d(e1, 2))
-        e3 = self.enc3(F.max_pool2d(e2, 2))
-        d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0), e2], 1))
-        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), e1], 1))
-        return self.head(d1)
+WIDTH = 32  # SmallSegmenter width: about 0.47 M parameters
 
 
 def train_segmenter(steps: int, batch_size: int, size: tuple[int, int], seed: int = 0,
-                    lr: float = 2e-3) -> WorldSegmenter:
+                    lr: float = 2e-3) -> SmallSegmenter:
     torch.manual_seed(seed)
-    model = WorldSegmenter()
+    model = SmallSegmenter(width=WIDTH)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     source = WorldScenes(*size, batch_size=batch_size, split="train", seed=seed + 12345)
     model.train()
@@ -60,7 +37,8 @@ def train_segmenter(steps: int, batch_size: int, size: tuple[int, int], seed: in
         for group in optimizer.param_groups:  # cosine decay to zero
             group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
         batch = source(step)
-        loss = F.cross_entropy(model(batch["image"]), batch["labels"].long(), ignore_index=IGNORE_ID)
+        images = (batch["image"] + 1.0) / 2.0  # the segmenter takes [0, 1]
+        loss = segmentation_loss(model(images), batch["labels"])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -68,12 +46,12 @@ def train_segmenter(steps: int, batch_size: int, size: tuple[int, int], seed: in
 
 
 def load_or_train(cache_dir: str | Path, steps: int, batch_size: int, size: tuple[int, int],
-                  seed: int = 0, print_fn=print) -> WorldSegmenter:
+                  seed: int = 0, print_fn=print) -> SmallSegmenter:
     """The cached segmenter for this configuration, training it first if missing."""
-    config = {"steps": steps, "batch_size": batch_size, "size": list(size), "seed": seed, "version": 1}
+    config = {"steps": steps, "batch_size": batch_size, "size": list(size), "seed": seed, "width": WIDTH}
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"world_segmenter-{digest}.safetensors"
-    model = WorldSegmenter()
+    model = SmallSegmenter(width=WIDTH)
     if path.is_file():
         model.load_state_dict(load_file(str(path)))
         return model.eval()
@@ -86,11 +64,11 @@ def load_or_train(cache_dir: str | Path, steps: int, batch_size: int, size: tupl
 
 
 @torch.no_grad()
-def segment(model: WorldSegmenter, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+def segment(model: SmallSegmenter, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, H, W) uint8 train IDs."""
     out = []
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[i:i + batch_size]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x = images_to_tensor(torch.from_numpy(images[i:i + batch_size]))
         out.append(model(x).argmax(1).to(torch.uint8).numpy())
     return np.concatenate(out)
 
