@@ -90,7 +90,8 @@ class ExemplarIndex:
     @classmethod
     def load(cls, path: str) -> "ExemplarIndex":
         """Read an index written by ``build_index``, row group by row group into
-        preallocated arrays (peak memory about the index's own size)."""
+        preallocated arrays (peak memory: the index once, plus its descriptors once more
+        while ``CandidateSearch`` lays them out)."""
         store = IndexStore(path)
         meta = store.read_meta()
         n = meta["rows"]
