@@ -15,10 +15,11 @@ Only cos_sum approximates; the class-set terms are the exact score's own. On
 synthetic street layouts this estimate ranks the exact best higher than the
 plain cosine does (bench/RESULTS.md), so fewer candidates need the exact re-rank.
 
-The products run in torch: descriptors as an int8 x int8 -> int32 matrix product
-(``torch._int_mm``, exact, and several times faster than float32 BLAS on CPUs
-with VNNI; a private torch API, hence the pinned torch and the tests that
-compare the search with brute force), the class-set terms as small float products, then ``torch.topk``.
+The products run in torch: descriptors as an int8 x int8 -> int32 matrix
+product (``torch._int_mm``: exact, and about twice as fast as float32 BLAS on
+the 2-core VNNI CPU of bench/RESULTS.md; a private torch API, hence the pinned
+torch and the tests that compare the search with brute force), the class-set
+terms as small float products, then ``torch.topk``.
 The pool is processed in fixed chunks of rows, so memory per query batch is
 bounded and a target's candidates do not depend on which other targets share
 its batch.
