@@ -2,6 +2,7 @@
 
 import apache_beam as beam
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -97,3 +98,21 @@ def test_a_target_with_no_other_frame_fails_alone(tmp_path):
             equal_to([(t.key, "empty_pool") for t in targets if t.record.key.startswith("ulm")]),
             label="failed",
         )
+
+
+def test_two_worker_processes_draw_the_same_exemplars(tmp_path):
+    write_pool(tmp_path / "pool")
+    index_path = str(tmp_path / "index")
+    build_index(index_path, sources(tmp_path / "pool"), read_train_ids)
+    layouts = {"zurich_000000_000001": [(CAR, 0.55, 0.85, 0.6, 0.95)], "aachen_000000_000001": []}
+    targets = targets_for(layouts, tmp_path / "t", samples=4)
+    index = ExemplarIndex.load(index_path)
+    expected = []
+    for t in targets:
+        (ranked,) = index.query([t.record.train_ids], k=3, target_paths=[t.source])
+        expected.append((t.key, draw(ranked, t.seed).key))
+    options = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    with TestPipeline(runner="DirectRunner", options=options) as p:
+        result = p | beam.Create(targets) | RetrieveExemplars(index_path, top_k=3, batch_size=2)
+        rows = result.retrieved | beam.Map(lambda r: (r.target.key, r.exemplar.key))
+        assert_that(rows, equal_to(expected))
