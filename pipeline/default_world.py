@@ -22,9 +22,6 @@ WORLD_POOL = 48
 TARGET_SPLIT = "test"
 POOL_SPLIT = "val"
 WORLD_SIZE = (64, 128)  # the bundled demo model's size; other sizes are resized by the job
-# DDIM steps when --steps is not given: keeps `make demo` (16 images with the bundled model)
-# under 3 minutes on 2 CPU cores; user data defaults to the paper's 20.
-WORLD_STEPS = 10
 
 
 def export_default_world(

@@ -13,7 +13,7 @@ and rewrites it (``alias_labels_flag``). Dataflow job labels stay available as
 Values stay plain strings and numbers (``--size`` is the text ``"HxW"``, read with
 ``parse_size``) because Beam ships options to workers as a JSON dictionary and
 parses them again there. Defaults that depend on other choices are ``None`` here:
-``--steps`` (resolved by ``pipeline.augment_graph.resolve_inputs``) and ``--size``
+``--steps`` (``pipeline.augment_graph.DEFAULT_STEPS``) and ``--size``
 (the model's own size, resolved on the worker by the synthesis handler).
 """
 
@@ -124,7 +124,7 @@ class AugmentOptions(PipelineOptions):
             "steps",
             type=int,
             default=None,
-            help="DDIM steps (default 20, the paper's; 10 for the built-in demo world).",
+            help="DDIM steps (default 20, the paper's).",
         )
         _add(parser, "guidance", type=float, default=7.5, help="Classifier-free guidance scale.")
         _add(
