@@ -54,5 +54,6 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 
 def images_to_tensor(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(B, H, W, 3)`` (as the shard reader yields them) -> float ``(B, 3, H, W)`` in [0, 1]."""
+    """uint8 ``(B, H, W, 3)`` (as the shard reader yields them) -> float ``(B, 3, H, W)``
+    in [0, 1]."""
     return images.permute(0, 3, 1, 2).float() / 255.0

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -61,12 +60,14 @@ SEED = 0
 GUIDANCE = 7.5
 THREADS = 1  # the job's --torch-threads default, used by both sides
 
+# VmHWM: the peak RSS of this address space. Not ru_maxrss, which Linux carries over from
+# the parent through fork and exec (it reported the bench process's own peak).
 PEAK_RSS_JOB = """
-import json, resource, sys
+import json, sys
 from jobs.augment import run
 summary = run(sys.argv[1:])
-print(json.dumps({"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "written": summary.written}))
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"peak_rss_kb": int(hwm.split()[1]), "written": summary.written}))
 """
 
 
@@ -115,17 +116,22 @@ def bare_loop(renderer: Renderer, work: list, steps: int) -> tuple[float, dict[s
 
 
 def peak_rss_mb(root: Path, index: str, model: str, output: Path) -> float:
-    """Peak RSS of the job (1 step) in a fresh process."""
+    """Peak RSS of the job (1 step) in a fresh process (Linux: reads /proc/self/status)."""
     argv = job_argv(root, index, model, 1, output)
     out = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS_JOB, *argv], check=True, capture_output=True, text=True,
+        [sys.executable, "-c", PEAK_RSS_JOB, *argv],
+        check=True,
+        capture_output=True,
+        text=True,
         cwd=Path(__file__).resolve().parents[1],
     ).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_rss_kb"] / 1024.0
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="2 steps, 1 repeat")
     parser.add_argument("--n", type=int, default=32, help="targets (at least 32)")
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default 20; quick 2)")
@@ -158,15 +164,21 @@ def main(argv: list[str] | None = None) -> dict:
             began = time.perf_counter()
             summary = run(job_argv(root, index, model, steps, output))
             s_pipeline.append(time.perf_counter() - began)
-            written = {key: image for key, image, _ in shards(sorted(map(str, output.glob("*.tar"))), with_key=True)}
+            written = {
+                key: image
+                for key, image, _ in shards(sorted(map(str, output.glob("*.tar"))), with_key=True)
+            }
             identical &= summary.written == args.n and all(
                 np.array_equal(written[k], images[k]) for k in images
             )
             shutil.rmtree(output)
-            print(f"repeat {repeat + 1}/{repeats}: bare {seconds:.1f} s, pipeline {s_pipeline[-1]:.1f} s", flush=True)
+            line = f"bare {seconds:.1f} s, pipeline {s_pipeline[-1]:.1f} s"
+            print(f"repeat {repeat + 1}/{repeats}: {line}", flush=True)
         rss_n = peak_rss_mb(root, index, model, work_dir / "rss_n")
         root_10n = work_dir / "data10"
-        rss_10n = peak_rss_mb(root_10n, export_inputs(root_10n, 10 * args.n), model, work_dir / "rss_10n")
+        rss_10n = peak_rss_mb(
+            root_10n, export_inputs(root_10n, 10 * args.n), model, work_dir / "rss_10n"
+        )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     bare, pipe = statistics.median(s_bare), statistics.median(s_pipeline)
@@ -183,7 +195,6 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_rss_mb_n": round(rss_n, 1),
         "peak_rss_mb_10n": round(rss_10n, 1),
         "ratio_rss_10n_vs_n": round(rss_10n / rss_n, 4),
-        "bench_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
     }
     print(json.dumps(result))
     return result

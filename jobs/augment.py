@@ -22,6 +22,7 @@ import sys
 import time
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
 from jobs.preview import write_preview
@@ -30,7 +31,6 @@ from pipeline.options import AugmentOptions, alias_labels_flag
 from transforms.manifest import read_manifest
 from transforms.shards import completed_shards
 from transforms.synthesis_handler import METRICS_NAMESPACE
-from apache_beam.io.filesystems import FileSystems
 
 TEMPLATE_LAUNCH_ENV = "FLEX_TEMPLATE_PYTHON_PY_FILE"
 
@@ -59,7 +59,8 @@ class AugmentSummary:
         return [
             f"inputs {self.inputs} = written {self.written} + failed {self.failed}"
             + (f" ({reasons})" if reasons else ""),
-            f"shards {self.shards} in {self.output} ({self.skipped_shards} finished earlier, reused)",
+            f"shards {self.shards} in {self.output} "
+            f"({self.skipped_shards} finished earlier, reused)",
             f"rendered {self.synthesized} images in {self.model_calls} model calls, "
             f"{self.seconds:.1f} s, {self.images_per_second:.2f} images/s",
             f"manifest {self.manifest}",
@@ -85,7 +86,9 @@ def run(argv: list[str] | None = None) -> AugmentSummary | None:
     return _summary(result, augment, seconds, preview)
 
 
-def _summary(result, augment: AugmentOptions, seconds: float, preview: str | None) -> AugmentSummary:
+def _summary(
+    result, augment: AugmentOptions, seconds: float, preview: str | None
+) -> AugmentSummary:
     manifest_path = FileSystems.join(augment.output, MANIFEST)
     rows = read_manifest(manifest_path).to_pylist()
     failed = [r for r in rows if r["status"] == "failed"]

@@ -46,10 +46,15 @@ class PreviewRow:
     meta: dict
 
 
-def write_preview(output: str, count: int = 8, prefix: str = DEFAULT_SHARD_PREFIX) -> tuple[str, str] | None:
+def write_preview(
+    output: str, count: int = 8, prefix: str = DEFAULT_SHARD_PREFIX
+) -> tuple[str, str] | None:
     """Write the preview of the first ``count`` samples under ``output``; return the
     (png, html) paths, or None when the run wrote no sample."""
-    rows = [_row(key, image, label, meta) for key, image, label, meta in first_samples(output, prefix, count)]
+    rows = [
+        _row(key, image, label, meta)
+        for key, image, label, meta in first_samples(output, prefix, count)
+    ]
     if not rows:
         return None
     png_path = FileSystems.join(output, PREVIEW_PNG)
@@ -59,7 +64,9 @@ def write_preview(output: str, count: int = 8, prefix: str = DEFAULT_SHARD_PREFI
     return png_path, html_path
 
 
-def first_samples(output: str, prefix: str, count: int) -> Iterator[tuple[str, np.ndarray, np.ndarray, dict]]:
+def first_samples(
+    output: str, prefix: str, count: int
+) -> Iterator[tuple[str, np.ndarray, np.ndarray, dict]]:
     """(key, image, label, meta) of the first ``count`` samples of the finished shards."""
     pattern = FileSystems.join(output, f"{prefix}-*.tar")
     left = count
@@ -75,7 +82,10 @@ def contact_sheet(rows: list[PreviewRow]) -> np.ndarray:
     """One image: a row per sample, the tiles side by side, separated by white gutters."""
     lines = [np.concatenate(_with_gutters(list(row.tiles), axis=1), axis=1) for row in rows]
     width = max(line.shape[1] for line in lines)
-    lines = [np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)), constant_values=255) for line in lines]
+    lines = [
+        np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)), constant_values=255)
+        for line in lines
+    ]
     return np.concatenate(_with_gutters(lines, axis=0), axis=0)
 
 
@@ -152,7 +162,9 @@ def _html(rows: list[PreviewRow], output: str) -> str:
         return "<td>" + "<br>".join(parts) + "</td>"
 
     head = "".join(f"<th>{name}</th>" for name in COLUMNS + ("sample",))
-    body = "\n".join("<tr>" + "".join(cell(t) for t in row.tiles) + caption(row) + "</tr>" for row in rows)
+    body = "\n".join(
+        "<tr>" + "".join(cell(t) for t in row.tiles) + caption(row) + "</tr>" for row in rows
+    )
     return (
         "<!doctype html><meta charset=utf-8>"
         f"<title>augment preview: {html.escape(output)}</title>"
@@ -164,7 +176,9 @@ def _html(rows: list[PreviewRow], output: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("output", help="the augment job's --output folder")
     parser.add_argument("--count", type=int, default=8, help="samples to show")
     parser.add_argument("--prefix", default=DEFAULT_SHARD_PREFIX, help="the job's --shard-prefix")

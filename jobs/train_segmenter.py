@@ -153,12 +153,16 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shards", help="shard glob or brace pattern, e.g. 'out/augment/*.tar'")
     parser.add_argument("--real", help="a real dataset root to mix in")
     parser.add_argument("--real-dataset", default="cityscapes", choices=DATASETS)
     parser.add_argument("--real-split", default=None, help="split of --real (default: train)")
-    parser.add_argument("--size", type=parse_size, default=None, help="HxW all samples are resized to")
+    parser.add_argument(
+        "--size", type=parse_size, default=None, help="HxW all samples are resized to"
+    )
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
@@ -174,7 +178,15 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     real = (args.real, args.real_dataset, args.real_split) if args.real else None
     result = train(
-        args.shards, real, args.size, args.steps, args.batch_size, args.workers, args.lr, args.seed, args.out
+        args.shards,
+        real,
+        args.size,
+        args.steps,
+        args.batch_size,
+        args.workers,
+        args.lr,
+        args.seed,
+        args.out,
     )
     print(
         f"trained {result['steps']} steps in {result['seconds']:.1f} s on "

@@ -47,18 +47,24 @@ from pipeline.default_world import POOL_SPLIT, TARGET_SPLIT, export_default_worl
 from pipeline.exemplar_index import prepare_index
 from pipeline.options import AugmentOptions, parse_size
 from transforms.expand_samples import ExpandSamples, Target
+from transforms.fileio import exists
 from transforms.manifest import WriteManifest
 from transforms.plan_shards import PlanShards
 from transforms.read_label_maps import ReadLabelMaps
 from transforms.records import FailedInput
 from transforms.retrieve_exemplars import RetrievedTarget, RetrieveExemplars
 from transforms.skip_finished import SkipFinishedShards
-from transforms.synthesis_handler import METRICS_NAMESPACE, SynthesisModelHandler, synthesis_failures
+from transforms.synthesis_handler import (
+    METRICS_NAMESPACE,
+    SynthesisModelHandler,
+    synthesis_failures,
+)
 from transforms.synthesis_request import ShardResult
 from transforms.write_shard_results import WriteShardResults
 from transforms.write_shards import AssignShards
 
 MANIFEST = "manifest.parquet"
+MODEL_INDEX = "model_index.json"  # present in every checkpoint directory
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(amadapter.__file__), "demo_model")
 DEFAULT_STEPS = 20  # the paper's; `make demo` takes under a minute with it on 2 CPU cores
 
@@ -93,7 +99,15 @@ def resolve_inputs(options: AugmentOptions) -> AugmentInputs:
     if options.label_maps is None:
         world = export_default_world(options.output)
         return AugmentInputs(
-            world, "cityscapes", TARGET_SPLIT, None, world, "cityscapes", POOL_SPLIT, None, model,
+            world,
+            "cityscapes",
+            TARGET_SPLIT,
+            None,
+            world,
+            "cityscapes",
+            POOL_SPLIT,
+            None,
+            model,
             steps,
         )
     exemplars = options.exemplars
@@ -117,9 +131,17 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
     """Add the augment graph to ``pipeline``; see the module docstring."""
     _check(options)
     inputs = resolve_inputs(options)
+    if not exists(FileSystems.join(inputs.model, MODEL_INDEX)):
+        raise FileNotFoundError(
+            f"no model at {inputs.model} (no {MODEL_INDEX}); pass --model, a checkpoint "
+            "directory (AMAdapterPipeline.save_pretrained)"
+        )
     try:
         index_path = prepare_index(
-            inputs.index, inputs.exemplars, inputs.exemplars_dataset, inputs.exemplars_split,
+            inputs.index,
+            inputs.exemplars,
+            inputs.exemplars_dataset,
+            inputs.exemplars_split,
             options.output,
         )
         pool_error = None
@@ -130,7 +152,9 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
     read = pipeline | "ReadLabelMaps" >> ReadLabelMaps(
         inputs.labels, inputs.dataset, inputs.split, inputs.label_format
     )
-    targets = read.records | "ExpandSamples" >> ExpandSamples(options.samples_per_label, options.seed)
+    targets = read.records | "ExpandSamples" >> ExpandSamples(
+        options.samples_per_label, options.seed
+    )
     keyed = (
         (targets, read.failures)
         | "AllInputs" >> beam.Flatten()
@@ -158,7 +182,8 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
         )
     work = (
         (
-            rekeyed | "Rekey" >> beam.Map(lambda item, shards: (shards[_key(item)], item), shard_of),
+            rekeyed
+            | "Rekey" >> beam.Map(lambda item, shards: (shards[_key(item)], item), shard_of),
             pending_failures,
         )
         | "PendingByShard" >> beam.Flatten()

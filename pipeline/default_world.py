@@ -24,9 +24,7 @@ POOL_SPLIT = "val"
 WORLD_SIZE = (64, 128)  # the bundled demo model's size; other sizes are resized by the job
 
 
-def export_default_world(
-    output: str, targets: int = WORLD_TARGETS, pool: int = WORLD_POOL
-) -> str:
+def export_default_world(output: str, targets: int = WORLD_TARGETS, pool: int = WORLD_POOL) -> str:
     """Export targets and pool under ``output/_world`` (a local folder); return that root."""
     if FileSystems.get_scheme(output) is not None:
         raise ValueError(

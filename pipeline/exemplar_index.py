@@ -46,7 +46,10 @@ def prepare_index(
     )
     LOG.info(
         "exemplar index %s: %d entries (%d new, %d skipped)",
-        path, report.total, report.added, len(report.skipped),
+        path,
+        report.total,
+        report.added,
+        len(report.skipped),
     )
     return path
 

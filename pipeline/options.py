@@ -134,8 +134,13 @@ class AugmentOptions(PipelineOptions):
             help="Output HxW, e.g. 512x1024; a multiple of the model's latent grid "
             "(default: the size the model was trained at).",
         )
-        _add(parser, "seed", type=int, default=0, help="Run seed; each sample's seed is "
-             "derived from it and the sample key.")
+        _add(
+            parser,
+            "seed",
+            type=int,
+            default=0,
+            help="Run seed; each sample's seed is " "derived from it and the sample key.",
+        )
         # Output.
         _add(parser, "output", default=DEFAULT_OUTPUT, help="Output folder or bucket prefix.")
         _add(parser, "shard-size", type=int, default=64, help="Samples per shard.")

@@ -42,18 +42,24 @@ def inputs(tmp_path_factory):
     export_world(root, POOL, "val", 16, 32)
     labels = root / "gtFine" / "test" / "world"
     (labels / "world_999990_000000_gtFine_labelIds.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    Image.fromarray(np.full((16, 32), 99, np.uint8)).save(labels / "world_999991_000000_gtFine_labelIds.png")
+    Image.fromarray(np.full((16, 32), 99, np.uint8)).save(
+        labels / "world_999991_000000_gtFine_labelIds.png"
+    )
     index = prepare_index(None, str(root), "cityscapes", "val", str(root))
     # A photo that some target retrieves disappears after indexing: only its targets may fail.
     good = [s for s in list_label_sources(str(root), "cityscapes", "test") if "99999" not in s.key]
     maps = [read_label_record(s).train_ids for s in good]
-    best = [m[0] for m in ExemplarIndex.load(index).query(maps, 1, target_paths=[s.label_path for s in good])]
+    best = [
+        m[0]
+        for m in ExemplarIndex.load(index).query(maps, 1, target_paths=[s.label_path for s in good])
+    ]
     chosen = min({m.photo_path for m in best}, key=[m.photo_path for m in best].count)
     os.remove(chosen)
     model = tmp_path_factory.mktemp("model")
     build_pipeline("tiny").save_pretrained(str(model))
     argv = [
-        "--runner=DirectRunner", "--labels", str(root), "--dataset", "cityscapes", "--split", "test",
+        "--runner=DirectRunner", "--labels", str(root), "--dataset", "cityscapes",
+        "--split", "test",
         "--index", index, "--model", str(model), "--steps", "2", "--size", SIZE,
         "--shard-size", "4", "--batch-size", "3", "--image-format", "png", "--preview-count", "4",
     ]  # fmt: skip
@@ -80,7 +86,9 @@ def shard_members(output: str) -> dict[str, bytes]:
 
 def test_every_input_is_written_or_failed_with_its_reason(inputs, reference):
     output, summary = reference
-    rows = {r["key"]: r for r in read_manifest(os.path.join(output, "manifest.parquet")).to_pylist()}
+    rows = {
+        r["key"]: r for r in read_manifest(os.path.join(output, "manifest.parquet")).to_pylist()
+    }
     assert summary.inputs == len(rows) == TARGETS + 2 == summary.written + summary.failed
     failed = {k: r for k, r in rows.items() if r["status"] == "failed"}
     by_code = {}
@@ -103,7 +111,10 @@ def test_every_input_is_written_or_failed_with_its_reason(inputs, reference):
 def test_shards_read_back_with_tar_and_webdataset(inputs, reference):
     output, _ = reference
     tars = sorted(str(p) for p in Path(output).glob("aug-*.tar"))
-    listed = [subprocess.run(["tar", "-tf", t], check=True, capture_output=True, text=True).stdout for t in tars]
+    listed = [
+        subprocess.run(["tar", "-tf", t], check=True, capture_output=True, text=True).stdout
+        for t in tars
+    ]
     rows = read_manifest(os.path.join(output, "manifest.parquet")).to_pylist()
     written = sum(r["status"] == "written" for r in rows)
     assert sum(text.count(".image.png") for text in listed) == written
@@ -150,7 +161,9 @@ def test_sigkill_then_rerun_gives_the_same_samples(inputs, reference, tmp_path):
     output = tmp_path / "killed"
     job = subprocess.Popen(
         [sys.executable, "-c", JOB, *inputs["argv"], "--output", str(output)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while not rendered_shards(output) and job.poll() is None and time.monotonic() < deadline:
@@ -158,7 +171,9 @@ def test_sigkill_then_rerun_gives_the_same_samples(inputs, reference, tmp_path):
     job.send_signal(signal.SIGKILL)
     job.wait()
     finished_before = len(list(output.glob("*.stats.json")))
-    assert rendered_shards(output) and finished_before < 3, "kill after a rendered shard, before the end"
+    assert (
+        rendered_shards(output) and finished_before < 3
+    ), "kill after a rendered shard, before the end"
     for tar in output.glob("aug-*.tar"):  # whatever has a final name is a whole tar
         with tarfile.open(tar) as archive:
             assert all(archive.extractfile(m).read() is not None for m in archive.getmembers())

@@ -12,9 +12,15 @@ from tests.conftest import REPO
 
 def test_dash_and_underscore_spellings_parse_alike():
     dashed = AugmentOptions(["--samples-per-label", "3", "--exemplar-topk=4", "--share-model"])
-    underscored = AugmentOptions(["--samples_per_label=3", "--exemplar_topk", "4", "--share_model=true"])
+    underscored = AugmentOptions(
+        ["--samples_per_label=3", "--exemplar_topk", "4", "--share_model=true"]
+    )
     for options in (dashed, underscored):
-        assert (options.samples_per_label, options.exemplar_topk, options.share_model) == (3, 4, True)
+        assert (options.samples_per_label, options.exemplar_topk, options.share_model) == (
+            3,
+            4,
+            True,
+        )
 
 
 def test_labels_alias_does_not_collide_with_dataflow_job_labels():
@@ -44,5 +50,11 @@ def test_help_lists_the_options(capsys):
     with pytest.raises(SystemExit):
         AugmentOptions(["--help"])
     text = capsys.readouterr().out
-    for flag in ("--label-maps", "--samples-per-label", "--exemplar-topk", "--batch-size", "--model-copies"):
+    for flag in (
+        "--label-maps",
+        "--samples-per-label",
+        "--exemplar-topk",
+        "--batch-size",
+        "--model-copies",
+    ):
         assert flag in text

@@ -28,8 +28,22 @@ def shard_pattern(tmp_path_factory):
 
 
 def test_trains_on_shards_with_two_workers(shard_pattern, tmp_path):
-    result = main(["--shards", shard_pattern, "--steps", "4", "--batch-size", "4",
-                   "--workers", "2", "--threads", "1", "--out", str(tmp_path)])
+    result = main(
+        [
+            "--shards",
+            shard_pattern,
+            "--steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--workers",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert result["steps"] == 4 and all(np.isfinite(result["losses"]))
     # 12 samples in 3 shards: an epoch is 3 batches; step 4 starts the second epoch.
     assert result["seen"] == {"synthetic": 16, "real": 0}
@@ -37,7 +51,26 @@ def test_trains_on_shards_with_two_workers(shard_pattern, tmp_path):
 
 
 def test_mixes_real_cityscapes_frames(shard_pattern, tmp_path):
-    result = main(["--shards", shard_pattern, "--real", str(CITYSCAPES_ROOT), "--real-split", "val",
-                   "--size", "16x32", "--steps", "2", "--batch-size", "4", "--workers", "2", "--threads", "1",
-                   "--out", str(tmp_path)])
+    result = main(
+        [
+            "--shards",
+            shard_pattern,
+            "--real",
+            str(CITYSCAPES_ROOT),
+            "--real-split",
+            "val",
+            "--size",
+            "16x32",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--workers",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert result["seen"]["real"] >= 1 and result["seen"]["synthetic"] >= 1

@@ -33,7 +33,8 @@ class PlanShards(beam.PTransform):
         return (
             keyed
             | "GroupByShard" >> beam.GroupByKey()
-            | "Plan" >> beam.Map(lambda item, size: plan_shard(item[0], item[1], size), self._batch_size)
+            | "Plan"
+            >> beam.Map(lambda item, size: plan_shard(item[0], item[1], size), self._batch_size)
         )
 
 

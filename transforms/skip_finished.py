@@ -6,8 +6,9 @@ asks for, accounts for exactly the input keys this run assigns to the shard,
 and has no target whose model call failed (``synthesis_failed``: possibly
 transient, e.g. out of GPU memory, so such a shard is tried again). The key
 check catches a changed input set (new label maps shift the key ranks, hence
-the shards), so a stale shard is rendered again rather than reused. Other options (steps, model, seed) are not recorded in the stats:
-resuming assumes the same options, as ``--output`` reuse implies.
+the shards), so a stale shard is rendered again rather than reused. Other
+options (steps, model, seed) are not recorded in the stats: resuming assumes
+the same options, as reusing ``--output`` implies.
 
 The manifest rows of a finished shard come from its stats file, so the new
 manifest still holds one row per input.
@@ -22,7 +23,6 @@ from apache_beam.metrics import Metrics
 
 from transforms.shards import manifest_rows, read_shard_stats, shard_is_complete, shard_keys
 from transforms.synthesis_handler import METRICS_NAMESPACE, SYNTHESIS_FAILED
-
 
 
 class SkipFinishedResult(typing.NamedTuple):
@@ -45,7 +45,9 @@ class SkipFinishedShards(beam.PTransform):
             | "Finished"
             >> beam.ParDo(_FinishedStats(self._output, self._prefix, self._image_format))
         )
-        rows = finished | "RowsFromStats" >> beam.FlatMapTuple(lambda _, stats: manifest_rows(stats))
+        rows = finished | "RowsFromStats" >> beam.FlatMapTuple(
+            lambda _, stats: manifest_rows(stats)
+        )
         pending = keyed | "DropFinished" >> beam.Filter(
             lambda item, done: item[0] not in done,
             done=beam.pvalue.AsDict(finished | "Done" >> beam.MapTuple(lambda s, _: (s, True))),

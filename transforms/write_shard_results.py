@@ -29,6 +29,9 @@ class WriteShardResults(beam.DoFn):
         )
         LOG.info(
             "shard %d written: %d samples, %d failed -> %s",
-            result.shard, stats["count"], len(stats["failed"]), stats["tar"],
+            result.shard,
+            stats["count"],
+            len(stats["failed"]),
+            stats["tar"],
         )
         yield from manifest_rows(stats)
