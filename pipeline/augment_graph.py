@@ -42,7 +42,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
 import amadapter
-from amadapter.errors import EmptyPoolError, EmptyRootError
+from amadapter.errors import EmptyPoolError
 from pipeline.default_world import POOL_SPLIT, TARGET_SPLIT, export_default_world
 from pipeline.exemplar_index import prepare_index
 from pipeline.options import AugmentOptions, parse_size
@@ -99,16 +99,16 @@ def resolve_inputs(options: AugmentOptions) -> AugmentInputs:
     if options.label_maps is None:
         world = export_default_world(options.output)
         return AugmentInputs(
-            world,
-            "cityscapes",
-            TARGET_SPLIT,
-            None,
-            world,
-            "cityscapes",
-            POOL_SPLIT,
-            None,
-            model,
-            steps,
+            labels=world,
+            dataset="cityscapes",
+            split=TARGET_SPLIT,
+            label_format=None,
+            exemplars=world,
+            exemplars_dataset="cityscapes",
+            exemplars_split=POOL_SPLIT,
+            index=None,
+            model=model,
+            steps=steps,
         )
     exemplars = options.exemplars
     if exemplars is None and options.index is None:
@@ -145,7 +145,7 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
             options.output,
         )
         pool_error = None
-    except (EmptyPoolError, EmptyRootError) as error:  # every target fails with it; run goes on
+    except EmptyPoolError as error:  # every target fails with it; the run goes on
         index_path, pool_error = None, error
     output, prefix, image_format = options.output, options.shard_prefix, options.image_format
 
@@ -177,8 +177,10 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
         )
         rekeyed = (retrieval.retrieved, retrieval.failures) | "Retrieved" >> beam.Flatten()
     else:
-        rekeyed = targets_only | "NoExemplars" >> beam.Map(
-            lambda t, error: FailedInput.from_error(t.key, t.source, error), pool_error
+        rekeyed = targets_only | "NoExemplars" >> beam.Map(  # error code and text: picklable
+            lambda t, code, text: FailedInput(t.key, t.source, code, text),
+            pool_error.code,
+            str(pool_error),
         )
     work = (
         (

@@ -15,6 +15,7 @@ import logging
 
 from apache_beam.io.filesystems import FileSystems
 
+from amadapter.errors import EmptyPoolError, EmptyRootError
 from amadapter.retrieval import build_index
 from transforms.label_sources import list_label_sources
 from transforms.read_label_maps import read_label_record
@@ -27,8 +28,8 @@ def prepare_index(
     index: str | None, exemplars: str | None, dataset: str, split: str | None, output: str
 ) -> str:
     """``index`` when given; else the path of an index of the pool ``exemplars`` (a
-    ``dataset`` root, ``split``) built or updated under ``output``. Raises ``EmptyRootError``
-    or ``EmptyPoolError`` when the pool has no usable entry."""
+    ``dataset`` root, ``split``) built or updated under ``output``. Raises
+    ``EmptyPoolError`` when the pool has no usable entry (or no entry at all)."""
     if index is not None:
         return index
     if dataset == "folder":
@@ -37,7 +38,10 @@ def prepare_index(
             "python -m jobs.build_index --dataset folder, then pass --index"
         )
     path = FileSystems.join(output, INDEX_DIR)
-    sources = list_label_sources(exemplars, dataset, split)
+    try:
+        sources = list_label_sources(exemplars, dataset, split)
+    except EmptyRootError as error:
+        raise EmptyPoolError(error.path, f"exemplar pool: {error.reason}") from None
     report = build_index(
         path,
         sources,

@@ -190,3 +190,16 @@ def test_two_worker_processes_give_the_same_samples(inputs, reference, tmp_path)
     summary = run(argv)
     assert (summary.inputs, summary.written) == (reference[1].inputs, reference[1].written)
     assert shard_members(output) == shard_members(reference[0])
+
+
+def test_an_empty_pool_fails_every_target_by_name(inputs, tmp_path):
+    empty = tmp_path / "pool"
+    empty.mkdir()
+    argv = [a for a in inputs["argv"]]
+    i = argv.index("--index")
+    del argv[i : i + 2]
+    summary = run(argv + ["--exemplars", str(empty), "--output", str(tmp_path / "out")])
+    assert (summary.inputs, summary.written, summary.model_calls) == (TARGETS + 2, 0, 0)
+    assert summary.failure_codes["empty_pool"] == TARGETS
+    rows = read_manifest(str(tmp_path / "out" / "manifest.parquet")).to_pylist()
+    assert all(str(empty) in r["error"] for r in rows if r["error_code"] == "empty_pool")
