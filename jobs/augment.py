@@ -22,6 +22,7 @@ import sys
 import time
 
 import apache_beam as beam
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
@@ -90,17 +91,15 @@ def _summary(
     result, augment: AugmentOptions, seconds: float, preview: str | None
 ) -> AugmentSummary:
     manifest_path = FileSystems.join(augment.output, MANIFEST)
-    rows = read_manifest(manifest_path).to_pylist()
-    failed = [r for r in rows if r["status"] == "failed"]
-    codes: dict[str, int] = {}
-    for row in failed:
-        codes[row["error_code"]] = codes.get(row["error_code"], 0) + 1
+    manifest = read_manifest(manifest_path)
+    failed = manifest.filter(pc.equal(manifest.column("status"), "failed"))
+    counts = pc.value_counts(failed.column("error_code")).to_pylist()
     metrics = _counters(result)
     return AugmentSummary(
         output=augment.output,
-        inputs=len(rows),
-        written=len(rows) - len(failed),
-        failed=len(failed),
+        inputs=manifest.num_rows,
+        written=manifest.num_rows - failed.num_rows,
+        failed=failed.num_rows,
         shards=len(completed_shards(augment.output, augment.shard_prefix)),
         synthesized=metrics.get("synthesized", 0),
         model_calls=metrics.get("model_calls", 0),
@@ -108,7 +107,7 @@ def _summary(
         seconds=seconds,
         manifest=manifest_path,
         preview=preview,
-        failure_codes=codes,
+        failure_codes={c["values"]: c["counts"] for c in counts},
     )
 
 
