@@ -23,6 +23,7 @@ from amadapter.model_factory import build_pipeline
 from amadapter.retrieval import ExemplarIndex
 from amadapter.world_export import export_world
 from jobs.augment import run
+from pipeline.augment_graph import DEFAULT_MODEL_DIR
 from pipeline.exemplar_index import prepare_index
 from tests.conftest import REPO
 from transforms.label_sources import list_label_sources
@@ -203,3 +204,19 @@ def test_an_empty_pool_fails_every_target_by_name(inputs, tmp_path):
     assert summary.failure_codes["empty_pool"] == TARGETS
     rows = read_manifest(str(tmp_path / "out" / "manifest.parquet")).to_pylist()
     assert all(str(empty) in r["error"] for r in rows if r["error_code"] == "empty_pool")
+
+
+@pytest.mark.skipif(
+    not (Path(DEFAULT_MODEL_DIR) / "model_index.json").is_file(),
+    reason="the bundled demo model is not committed yet (issue 4)",
+)
+def test_default_run_with_the_bundled_model(tmp_path):
+    """No --labels, no --model: the built-in world and amadapter/demo_model (small and few
+    steps here to keep the suite fast; `make demo` runs the defaults)."""
+    summary = run(["--runner=DirectRunner", "--output", str(tmp_path), "--steps", "2"])
+    assert (summary.inputs, summary.written, summary.shards) == (16, 16, 1)
+    listed = subprocess.run(
+        ["tar", "-tf", str(tmp_path / "aug-000000.tar")], check=True, capture_output=True, text=True
+    ).stdout
+    assert listed.count(".image.jpg") == 16 and listed.count(".seg.png") == 16
+    assert Path(summary.preview).is_file() and Path(summary.manifest).is_file()
