@@ -131,7 +131,6 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
                 self._failed_batches.inc()
                 failures.extend(synthesis_failures(requests, repr(error)))
                 continue
-            return_freed_memory()
             elapsed = time.perf_counter() - began
             self._calls.inc()
             self._synthesized.inc(len(requests))
@@ -221,7 +220,9 @@ class Renderer:
             width=size[1],
             output_type="np",
         ).images
-        return (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        pixels = (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        return_freed_memory()  # in the process that holds the model (a shared one too)
+        return pixels
 
 
 def _libc_malloc_trim():
