@@ -17,7 +17,6 @@ takes the result with ``--index``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from typing import Iterable, Iterator
@@ -25,28 +24,11 @@ from typing import Iterable, Iterator
 from amadapter.errors import InputError
 from amadapter.label_io import LABEL_FORMATS
 from amadapter.retrieval import BuildReport, build_index
-from transforms.fileio import exists
-from transforms.label_sources import DATASETS, list_label_sources
-from transforms.read_label_maps import read_label_record
+from transforms.exemplar_pool import pool_labels, pool_sources
+from transforms.label_sources import DATASETS
 from transforms.records import LabelSource
 
 PROGRESS_EVERY = 5000
-FOLDER_PHOTO_EXTENSIONS = (".jpg", ".jpeg")
-
-
-def pool_labels(source: LabelSource):
-    """A pool entry's train IDs; its photo must exist, with the label map's size."""
-    return read_label_record(source, photos="require").train_ids
-
-
-def with_folder_photos(sources: list[LabelSource]) -> list[LabelSource]:
-    """Give each folder-layout label map ``x.png`` the photo ``x.jpg`` (or ``x.jpeg``) beside it."""
-    paired = []
-    for source in sources:
-        stem = source.label_path[: -len(".png")]
-        photo = next((stem + e for e in FOLDER_PHOTO_EXTENSIONS if exists(stem + e)), None)
-        paired.append(dataclasses.replace(source, photo_path=photo))
-    return paired
 
 
 def _progress(sources: list[LabelSource]) -> Iterator[LabelSource]:
@@ -75,11 +57,9 @@ def main(argv: Iterable[str] | None = None) -> BuildReport:
 
     began = time.perf_counter()
     try:
-        sources = list_label_sources(args.pool, args.dataset, args.split, args.label_format)
+        sources = pool_sources(args.pool, args.dataset, args.split, args.label_format)
     except InputError as error:
         sys.exit(f"error: {error}")
-    if args.dataset == "folder":
-        sources = with_folder_photos(sources)
     print(f"pool {args.pool}: {len(sources)} label maps", flush=True)
 
     def report_skip(source, error: InputError) -> None:

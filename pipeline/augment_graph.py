@@ -143,6 +143,8 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
             inputs.exemplars_dataset,
             inputs.exemplars_split,
             options.output,
+            # A folder pool is read with the same --label-format as the label maps.
+            inputs.label_format if inputs.exemplars_dataset == "folder" else None,
         )
         pool_error = None
     except EmptyPoolError as error:  # every target fails with it; the run goes on

@@ -17,35 +17,35 @@ from apache_beam.io.filesystems import FileSystems
 
 from amadapter.errors import EmptyPoolError, EmptyRootError
 from amadapter.retrieval import build_index
-from transforms.label_sources import list_label_sources
-from transforms.read_label_maps import read_label_record
+from transforms.exemplar_pool import pool_labels, pool_sources
 
 INDEX_DIR = "_index"
 LOG = logging.getLogger("augment")
 
 
 def prepare_index(
-    index: str | None, exemplars: str | None, dataset: str, split: str | None, output: str
+    index: str | None,
+    exemplars: str | None,
+    dataset: str,
+    split: str | None,
+    output: str,
+    label_format: str | None = None,
 ) -> str:
     """``index`` when given; else the path of an index of the pool ``exemplars`` (a
-    ``dataset`` root, ``split``) built or updated under ``output``. Raises
+    ``dataset`` root, ``split``; a ``folder`` pool needs ``label_format`` and a JPEG
+    beside each label map) built or updated under ``output``. Raises
     ``EmptyPoolError`` when the pool has no usable entry (or no entry at all)."""
     if index is not None:
         return index
-    if dataset == "folder":
-        raise ValueError(
-            "a folder pool pairs photos by file name: build its index with "
-            "python -m jobs.build_index --dataset folder, then pass --index"
-        )
     path = FileSystems.join(output, INDEX_DIR)
     try:
-        sources = list_label_sources(exemplars, dataset, split)
+        sources = pool_sources(exemplars, dataset, split, label_format)
     except EmptyRootError as error:
         raise EmptyPoolError(error.path, f"exemplar pool: {error.reason}") from None
     report = build_index(
         path,
         sources,
-        _pool_labels,
+        pool_labels,
         on_skip=lambda source, error: LOG.warning("exemplar pool: skipped %s", error),
     )
     LOG.info(
@@ -57,7 +57,3 @@ def prepare_index(
     )
     return path
 
-
-def _pool_labels(source):
-    """A pool entry's train IDs; its photo must exist with the label map's size."""
-    return read_label_record(source, photos="require").train_ids

@@ -55,3 +55,17 @@ def test_an_empty_pool_exits_with_the_reason(tmp_path):
     save_image(tmp_path / "pool/labels/sem_seg/masks/train/x.png", street())  # no photo
     with pytest.raises(SystemExit, match="empty_pool"):
         main(argv)
+
+
+def test_augment_job_indexes_a_folder_pool_given_with_exemplars(tmp_path):
+    from pipeline.exemplar_index import prepare_index
+
+    pool = tmp_path / "pool"
+    save_image(pool / "a.png", street(64, 128, [(CAR, 0.5, 0.9, 0.3, 0.7)]))
+    save_image(pool / "a.jpg", np.full((64, 128, 3), 90, np.uint8))
+    save_image(pool / "b.png", street(64, 128, []))  # no photo: skipped
+    path = prepare_index(None, str(pool), "folder", None, str(tmp_path / "out"), "train_ids")
+    index = ExemplarIndex.load(path)
+    assert len(index) == 1
+    (ranked,) = index.query([street(64, 128, [])], k=1, target_paths=[None])
+    assert ranked[0].photo_path == str(pool / "a.jpg")
