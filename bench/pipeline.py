@@ -50,7 +50,7 @@ from transforms.expand_samples import expand_targets
 from transforms.label_sources import list_label_sources
 from transforms.plan_shards import plan_shard
 from transforms.read_label_maps import read_label_record
-from transforms.retrieve_exemplars import RetrievedTarget, _label_source
+from transforms.retrieve_exemplars import RetrievedTarget, match_source
 from transforms.shards import assign_shards
 from transforms.synthesis_handler import Renderer
 
@@ -96,7 +96,7 @@ def planned_work(root: Path, index_path: str) -> list:
         [t.record.train_ids for t in targets], 1, target_paths=[t.source for t in targets]
     )
     best = [draw(r, None) for r in ranked]  # --exemplar-topk 1
-    retrieved = [RetrievedTarget(t, _label_source(m), m.score) for t, m in zip(targets, best)]
+    retrieved = [RetrievedTarget(t, match_source(m), m.score) for t, m in zip(targets, best)]
     shard_of = assign_shards([t.key for t in targets], SHARD_SIZE)
     by_shard: dict[int, list] = {}
     for item in retrieved:

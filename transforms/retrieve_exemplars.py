@@ -119,10 +119,10 @@ class _RetrieveBatch(beam.DoFn):
                 )
                 continue
             match = draw(matches, target.seed if self._top_k > 1 else None)
-            yield RetrievedTarget(target, _label_source(match), match.score)
+            yield RetrievedTarget(target, match_source(match), match.score)
 
 
-def _label_source(match: ExemplarMatch) -> LabelSource:
+def match_source(match: ExemplarMatch) -> LabelSource:
     return LabelSource(
         key=match.key,
         label_path=match.label_path,
