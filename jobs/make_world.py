@@ -10,11 +10,7 @@ import time
 
 from amadapter.world import SPLIT_SEEDS
 from amadapter.world_export import export_world
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    height, width = (int(v) for v in text.lower().split("x"))
-    return height, width
+from pipeline.options import parse_size
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,7 +12,7 @@ from amadapter.model_factory import PRESETS, build_pipeline, from_stable_diffusi
 from amadapter.pipeline_amadapter import AMAdapterPipeline
 from amadapter.training import data
 from amadapter.training.loop import MIXED_PRECISION, PhaseOptions
-from jobs.make_world import parse_size
+from pipeline.options import parse_size
 from transforms.training_frames import frame_loader
 
 DATASETS = ("world", "cityscapes", "bdd100k", "folder")
