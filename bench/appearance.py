@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
 
-    pipe = AMAdapterPipeline.from_pretrained(args.model, torch_dtype=torch.float32)
+    pipe = AMAdapterPipeline.from_pretrained(args.model, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     height, width = args.size
     test = make_pairs("test", args.pairs, height, width)

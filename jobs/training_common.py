@@ -90,7 +90,7 @@ def load_model(args: argparse.Namespace) -> AMAdapterPipeline:
     elif args.model in PRESETS:
         pipe = build_pipeline(args.model, args.preset_overrides, seed=args.seed)
     else:
-        pipe = AMAdapterPipeline.from_pretrained(args.model, torch_dtype=torch.float32)
+        pipe = AMAdapterPipeline.from_pretrained(args.model, dtype=torch.float32)
     if args.gradient_checkpointing:
         pipe.unet.enable_gradient_checkpointing()
     return pipe

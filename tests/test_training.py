@@ -176,7 +176,7 @@ def test_cli_stages_write_models_that_load(tmp_path, capsys):
                             "--steps", "2", "--run-dir", str(tmp_path / "s2"), "--output", str(tmp_path / "m2"),
                             "--save-fp16"])
     assert "trainable parameters" in capsys.readouterr().out
-    final = AMAdapterPipeline.from_pretrained(tmp_path / "m2", torch_dtype=torch.float32)
+    final = AMAdapterPipeline.from_pretrained(tmp_path / "m2", dtype=torch.float32)
     for name in ("unet", "structure_encoder", "vae"):
         for key, value in getattr(stage1, name).state_dict().items():
             torch.testing.assert_close(getattr(final, name).state_dict()[key], value.half().float())
