@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     add_phase_arguments(parser, "VAE (0 steps: keep the model's VAE)", steps=0, lr=5e-4, prefix="vae-")
     parser.add_argument("--vae-crop", type=parse_size, default=None, help="HxW random crop for VAE steps")
     parser.add_argument("--vae-kl-weight", type=float, default=1e-6)
+    parser.add_argument("--vae-mse-weight", type=float, default=1.0, help="MSE term added to the L1 loss")
     parser.add_argument("--uncond-prob", type=float, default=0.1, help="prompt dropout for guidance")
     parser.add_argument("--freeze-unet", action="store_true", help="train only the structure encoder")
     args = parser.parse_args(argv)
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         vae=phase_options(args, "vae-") if args.vae_steps > 0 else None,
         vae_crop=args.vae_crop,
         vae_kl_weight=args.vae_kl_weight,
+        vae_mse_weight=args.vae_mse_weight,
         uncond_prob=args.uncond_prob,
         train_unet=not args.freeze_unet,
         seed=args.seed,

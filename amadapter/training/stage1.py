@@ -3,7 +3,7 @@
 Phases, in order, each resumable:
 
 - ``vae`` (only when asked, i.e. for a from-scratch small model): the
-  autoencoder learns to reconstruct photos (L1 + a small KL term, on random
+  autoencoder learns to reconstruct photos (L1 + MSE + a small KL term, on random
   crops; the demo VAE is fully convolutional). Afterwards its
   ``scaling_factor`` is set to 1 / std of its latents, as Stable Diffusion's is.
 - ``unet``: the structure encoder trains and the UNet is fine-tuned (or, with
@@ -39,18 +39,22 @@ class Stage1Options:
     vae: PhaseOptions | None = None  # None: the VAE is pretrained and stays frozen
     vae_crop: tuple[int, int] | None = None  # (h, w) random crop for VAE steps; None: whole images
     vae_kl_weight: float = 1e-6
+    vae_mse_weight: float = 1.0  # L1 alone settled on a constant (median) green channel
     vae_scale_batches: int = 8  # batches used to measure the latent std afterwards
     uncond_prob: float = 0.1
     train_unet: bool = True
     seed: int = 0
 
 
-def vae_loss(vae, images: torch.Tensor, generator: torch.Generator, kl_weight: float) -> torch.Tensor:
+def vae_loss(vae, images: torch.Tensor, generator: torch.Generator, kl_weight: float,
+             mse_weight: float = 1.0) -> torch.Tensor:
     posterior = vae.encode(images).latent_dist
     noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean)
     latents = posterior.mean + posterior.std * noise
     reconstruction = vae.decode(latents).sample
-    return F.l1_loss(reconstruction.float(), images.float()) + kl_weight * posterior.kl().mean()
+    reconstruction, images = reconstruction.float(), images.float()
+    return (F.l1_loss(reconstruction, images) + mse_weight * F.mse_loss(reconstruction, images)
+            + kl_weight * posterior.kl().mean())
 
 
 def random_crop(images: torch.Tensor, crop: tuple[int, int] | None, generator: torch.Generator) -> torch.Tensor:
@@ -134,7 +138,7 @@ def train_structure(
         def vae_step(step: int) -> torch.Tensor:
             generator = step_generator(options.seed, step)
             images = random_crop(source(step)["image"], options.vae_crop, generator).to(device)
-            return vae_loss(pipe.vae, images, generator, options.vae_kl_weight)
+            return vae_loss(pipe.vae, images, generator, options.vae_kl_weight, options.vae_mse_weight)
 
         run_phase(run_dir, "vae", {"vae": pipe.vae}, saved, vae_step, options.vae, device,
                   resume_from=latest if latest is not None and latest.phase == "vae" else None,
