@@ -122,13 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--batch", type=int, default=8, help="targets per pipeline call")
-    parser.add_argument("--segmenter-steps", type=int, default=1500)
+    parser.add_argument("--segmenter-steps", type=int, default=3000)
+    parser.add_argument("--segmenter-batch", type=int, default=8)
     parser.add_argument("--cache", default="out/bench_cache", help="where the trained segmenter is kept")
     parser.add_argument("--sheet", default="bench/appearance.png")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     if args.quick:
-        args.pairs, args.val_pairs, args.segmenter_steps = 16, 8, 400
+        args.pairs, args.val_pairs, args.segmenter_steps = 16, 8, 600
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
 
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         timings[mode] = time.perf_counter() - t
         print(f"{mode}: colour error {mean_colour_error(outputs[mode], test):.1f} ({timings[mode]:.0f} s)")
 
-    segmenter = load_or_train(args.cache, args.segmenter_steps, 16, (height, width))
+    segmenter = load_or_train(args.cache, args.segmenter_steps, args.segmenter_batch, (height, width))
     miou = {m: mean_iou(segment(segmenter, outputs[m]), test["target_labels"]) for m in MODES}
     miou_truth = mean_iou(segment(segmenter, test["truth"]), test["target_labels"])
     contact_sheet(test, outputs, 8, Path(args.sheet))

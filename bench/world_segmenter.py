@@ -23,7 +23,7 @@ from amadapter.labels import IGNORE_ID, NUM_CLASSES
 from amadapter.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
 from amadapter.training.data import WorldScenes
 
-WIDTH = 32  # SmallSegmenter width: about 0.47 M parameters
+WIDTH = 16  # SmallSegmenter width: about 0.12 M parameters
 
 
 def train_segmenter(steps: int, batch_size: int, size: tuple[int, int], seed: int = 0,
