@@ -1,7 +1,8 @@
 """DDIM inversion of exemplar latents.
 
-The exemplar is inverted with the unconditional prompt embedding, no structure
-guidance and plain self-attention, along the sampling schedule run backwards:
+The exemplar is inverted with plain self-attention under the caller's prompt
+embedding and structure guidance (the pipeline uses those it then denoises the
+exemplar with), along the sampling schedule run backwards:
 from the clean latent up to the noise level of the first sampling timestep, so
 that the exemplar can be denoised in lockstep with the targets.
 
@@ -33,18 +34,18 @@ def ddim_invert(
     unet: UNet2DConditionModel,
     scheduler: DDIMScheduler,
     latents: torch.Tensor,
-    uncond_embeddings: torch.Tensor,
+    embeddings: torch.Tensor,
 ) -> torch.Tensor:
     """Clean latents (N, C, h, w) -> latents at ``scheduler.timesteps[0]``.
 
     ``scheduler.set_timesteps`` must have been called with the sampling steps.
-    ``uncond_embeddings`` is (N, L, D). The UNet must not be inside a structure
-    control or attention plan block (plain UNet)."""
+    ``embeddings`` is (N, L, D). The UNet may be inside a ``structure_control``
+    block but not inside an attention plan (plain self-attention)."""
     alphas = scheduler.alphas_cumprod.to(latents.device)
     alpha_cur = torch.as_tensor(scheduler.final_alpha_cumprod, device=latents.device)
     x = latents
     for t in scheduler.timesteps.flip(0):
-        out = unet(x, t, encoder_hidden_states=uncond_embeddings).sample
+        out = unet(x, t, encoder_hidden_states=embeddings).sample
         x0, eps = split_prediction(out.float(), x.float(), alpha_cur.float(), scheduler.config.prediction_type)
         alpha_cur = alphas[t]
         x = (alpha_cur.sqrt() * x0 + (1 - alpha_cur).sqrt() * eps).to(latents.dtype)

@@ -17,8 +17,8 @@ Batched step layout. Each denoising step is ONE UNet forward over the rows
   of targets assigned to it; the exemplar is guided by its conditional pass only.
 
 Targets step with the guided prediction, exemplars with their own, through the
-same DDIM scheduler step. Exemplar rows start from their DDIM inversion (cached,
-``inversion_cache.py``); targets from per-target seeded noise. Every operation is
+same DDIM scheduler step. Exemplar rows start from their DDIM inversion, run under
+the same structure guidance and prompt (cached, ``inversion_cache.py``); targets from per-target seeded noise. Every operation is
 per row, so a target's image depends on its labels, exemplar, seed and options,
 not on the other targets in the call. Mode ``none`` has no exemplar rows.
 
@@ -183,25 +183,40 @@ class AMAdapterPipeline(DiffusionPipeline):
 
     # ----- exemplar inversion ---------------------------------------------------------
 
-    def invert_exemplars(self, images: torch.Tensor, uncond: torch.Tensor, num_inference_steps: int) -> torch.Tensor:
+    def invert_exemplars(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        embeds: torch.Tensor,
+        num_inference_steps: int,
+        control_scale: float = 1.0,
+    ) -> torch.Tensor:
         """Exemplar images (E, 3, H, W) in [-1, 1] -> latents at the first sampling
         timestep, through the inversion cache. ``self.scheduler`` must be set to
         ``num_inference_steps``.
 
-        Each missing exemplar is encoded and inverted alone (batch of one), so its
+        The inversion runs under the conditions the exemplar is then denoised with
+        in lockstep: its own structure guidance (from ``labels``, (E, H, W)) and
+        the prompt embedding ``embeds`` (1, L, D). Inverted without the guidance,
+        a structure-trained model drifts: on the demo model the exemplar's
+        reconstruction colour error was 69 unguided vs 51 guided (20 steps).
+
+        Each missing exemplar is encoded (image and labels) and inverted alone (batch of one), so its
         latent is the same bytes whichever call first needed it: a cache kept
         across calls does not make results depend on the order of calls."""
         device, dtype = self.unet.device, self.unet.dtype
         schedule = f"{type(self.scheduler).__name__}|{dict(self.scheduler.config)}|{num_inference_steps}|{dtype}"
-        model = self.model_hash(("unet", "vae"))  # all the inversion uses, with the uncond embedding
-        uncond_hash = tensor_hash(uncond)
-        keys = [inversion_key(tensor_hash(img), model, f"{schedule}|{uncond_hash}") for img in images]
+        model = self.model_hash(("unet", "vae", "structure_encoder"))  # all the inversion uses, with the embedding
+        conditions = f"{schedule}|{tensor_hash(embeds)}|{control_scale}"
+        keys = [inversion_key(tensor_hash(img) + tensor_hash(lab), model, conditions) for img, lab in zip(images, labels)]
         latents: list[torch.Tensor | None] = [self.inversion_cache.get(k) for k in keys]
         for i, latent in enumerate(latents):
             if latent is None:
                 pixels = images[i : i + 1].to(device, self.vae.dtype)
                 clean = self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor
-                latents[i] = ddim_invert(self.unet, self.scheduler, clean.to(dtype), uncond)[0]
+                control = self.structure_encoder.encode_labels(labels[i : i + 1].to(device))
+                with structure_control(self.unet, control, control_scale):
+                    latents[i] = ddim_invert(self.unet, self.scheduler, clean.to(dtype), embeds)[0]
                 self.inversion_cache.put(keys[i], latents[i])
         return torch.stack([lat.to(device, dtype) for lat in latents])
 
@@ -293,7 +308,9 @@ class AMAdapterPipeline(DiffusionPipeline):
 
         control_t = self.structure_encoder.encode_labels(targets.to(device))
         control_e = self.structure_encoder.encode_labels(ex_labels.to(device)) if e else control_t[:0]
-        ex_latents = self.invert_exemplars(ex_images, uncond, num_inference_steps) if e else None
+        ex_latents = (
+            self.invert_exemplars(ex_images, ex_labels, cond, num_inference_steps, control_scale) if e else None
+        )
 
         h, w = size[0] // self.vae_scale_factor, size[1] // self.vae_scale_factor
         noise = [torch.randn((1, self.unet.config.in_channels, h, w), generator=torch.Generator().manual_seed(int(s)))

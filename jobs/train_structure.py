@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vae-kl-weight", type=float, default=1e-6)
     parser.add_argument("--vae-mse-weight", type=float, default=1.0, help="MSE term added to the L1 loss")
     parser.add_argument("--uncond-prob", type=float, default=0.1, help="prompt dropout for guidance")
+    parser.add_argument("--reference-prob", type=float, default=0.0,
+                        help="train on pairs; a conditional target reads its exemplar with this probability "
+                             "(from-scratch models; 0 for Stable Diffusion, which reads exemplars natively)")
+    parser.add_argument("--reference-beta", type=float, default=10.0,
+                        help="categorical class prior of the reading targets")
     parser.add_argument("--freeze-unet", action="store_true", help="train only the structure encoder")
     args = parser.parse_args(argv)
     set_up(args)
@@ -51,10 +56,12 @@ def main(argv: list[str] | None = None) -> None:
         vae_kl_weight=args.vae_kl_weight,
         vae_mse_weight=args.vae_mse_weight,
         uncond_prob=args.uncond_prob,
+        reference_prob=args.reference_prob,
+        reference_beta=args.reference_beta,
         train_unet=not args.freeze_unet,
         seed=args.seed,
     )
-    train_structure(pipe, build_source(args, pairs=False), args.run_dir, options, device=args.device)
+    train_structure(pipe, build_source(args, pairs=args.reference_prob > 0), args.run_dir, options, device=args.device)
     print(f"saved {save_model(pipe, args.output, args.save_fp16)}")
 
 

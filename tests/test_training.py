@@ -16,6 +16,7 @@ from amadapter.training.conditioning import PromptConditioning
 from amadapter.training.data import FrameCropPairs, FrameCrops, WorldPairs, WorldScenes
 from amadapter.training.loop import LOG_FILE, PhaseOptions
 from amadapter.training.noise import step_generator
+from amadapter.training import stage1
 from amadapter.training.stage1 import Stage1Options, structure_loss, train_structure, vae_loss
 from amadapter.training.stage2 import Stage2Options, adapter_loss, train_adapter
 from amadapter.world_export import export_world
@@ -56,6 +57,34 @@ def test_stage1_unet_loss_finite_and_decreasing_on_a_fixed_batch(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4, 6, 8] and all(np.isfinite(r["loss"]) for r in rows)
     assert after < 0.85 * before, (before, after)
+
+
+def test_stage1_reference_training_reads_the_exemplar_and_lowers_the_loss(tmp_path, monkeypatch):
+    pipe = build_pipeline("tiny", seed=0)
+    batch = WorldPairs(*SIZE, batch_size=2, seed=4)(0)
+    conditioning = PromptConditioning.from_pipeline(pipe, "cpu")
+    calls = []
+
+    def spy(*args, **kwargs):  # records the row roles, then runs the real forward
+        calls.append((args[5].tolist(), args[6], kwargs["labels"].shape[0]))
+        return stage1.unet_rows.__wrapped__(*args, **kwargs)
+
+    spy.__wrapped__ = stage1.unet_rows
+    monkeypatch.setattr(stage1, "unet_rows", spy)
+
+    def loss(generator, uncond_prob=0.0):
+        return structure_loss(pipe, conditioning, batch, generator, uncond_prob=uncond_prob, reference_prob=1.0)
+
+    with torch.no_grad():
+        loss(step_generator(7, 0), uncond_prob=1.0)
+    # targets (rows 0, 1) read their exemplars (rows 2, 3) under the class prior; unconditional rows stay plain
+    assert calls == [([-1, -1, -1, -1], "categorical", 4)]
+    before = _mean_loss(loss)
+    assert calls[-1] == ([2, 3, -1, -1], "categorical", 4)
+    options = Stage1Options(unet=PhaseOptions(steps=8, lr=1e-3, log_every=4, checkpoint_every=100),
+                            reference_prob=1.0)
+    train_structure(pipe, fixed(batch), tmp_path, options, print_fn=quiet)
+    assert _mean_loss(loss) < 0.85 * before
 
 
 def test_stage1_vae_phase_loss_decreasing_and_latent_scale_set(tmp_path):
@@ -169,16 +198,16 @@ def test_frame_crops_skip_unreadable_frames(tmp_path):
 def test_cli_stages_write_models_that_load(tmp_path, capsys):
     common = ["--model", "tiny", "--size", "32x64", "--batch-size", "2", "--log-every", "1"]
     train_structure_job.main(common + ["--steps", "2", "--vae-steps", "2", "--vae-crop", "16x32",
-                                       "--run-dir", str(tmp_path / "s1"), "--output", str(tmp_path / "m1")])
-    stage1 = AMAdapterPipeline.from_pretrained(tmp_path / "m1")
-    assert stage1.vae.config.scaling_factor != 1.0
+                                       "--reference-prob", "0.5", "--run-dir", str(tmp_path / "s1"), "--output", str(tmp_path / "m1")])
+    structure_model = AMAdapterPipeline.from_pretrained(tmp_path / "m1")
+    assert structure_model.vae.config.scaling_factor != 1.0
     train_adapter_job.main(["--model", str(tmp_path / "m1"), "--size", "32x64", "--batch-size", "2",
                             "--steps", "2", "--run-dir", str(tmp_path / "s2"), "--output", str(tmp_path / "m2"),
                             "--save-fp16"])
     assert "trainable parameters" in capsys.readouterr().out
     final = AMAdapterPipeline.from_pretrained(tmp_path / "m2", dtype=torch.float32)
     for name in ("unet", "structure_encoder", "vae"):
-        for key, value in getattr(stage1, name).state_dict().items():
+        for key, value in getattr(structure_model, name).state_dict().items():
             torch.testing.assert_close(getattr(final, name).state_dict()[key], value.half().float())
     labels = world.layout(900_001, *SIZE)
     image = final([labels], [world.render(labels, world.style(3))], [labels], num_inference_steps=2).images
