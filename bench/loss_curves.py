@@ -3,10 +3,10 @@
     python -m bench.loss_curves --runs /work/demo_runs/stage1 /work/demo_runs/stage2 \\
         --out bench/loss_curves.png
 
-One panel per phase (vae, unet, adapter, ...): the logged window means and a
-running median. The last printed line is a JSON object with, per phase, the
-steps, the first and last logged loss, and the seconds spent in training steps
-(checkpoint saves and restarts excluded).
+One panel per phase of each run, titled "phase (run directory name)": the
+logged window means and a running median. The last printed line is a JSON
+object with, per panel, the steps, the first and last logged loss, and the
+seconds spent in training steps (checkpoint saves and restarts excluded).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     phases: dict[str, list[dict]] = {}
     for run in args.runs:
         for row in LossLog(run).rows():
-            phases.setdefault(row["phase"], []).append(row)
+            phases.setdefault(f"{row['phase']} ({Path(run).name})", []).append(row)
     fig, axes = plt.subplots(1, len(phases), figsize=(5 * len(phases), 3.6), squeeze=False)
     summary = {}
     for ax, (phase, rows) in zip(axes[0], phases.items()):
