@@ -18,9 +18,10 @@ Batched step layout. Each denoising step is ONE UNet forward over the rows
 
 Targets step with the guided prediction, exemplars with their own, through the
 same DDIM scheduler step. Exemplar rows start from their DDIM inversion, run under
-the same structure guidance and prompt (cached, ``inversion_cache.py``); targets from per-target seeded noise. Every operation is
-per row, so a target's image depends on its labels, exemplar, seed and options,
-not on the other targets in the call. Mode ``none`` has no exemplar rows.
+the same structure guidance and prompt (cached, ``inversion_cache.py``); targets
+from per-target seeded noise. Every operation is per row, so a target's image
+depends on its labels, exemplar, seed and options, not on the other targets in
+the call. Mode ``none`` has no exemplar rows.
 
 Checkpoint format (``save_pretrained`` / ``from_pretrained``): a directory with
 ``model_index.json`` and one subfolder per component: ``unet``, ``vae``,
@@ -201,9 +202,10 @@ class AMAdapterPipeline(DiffusionPipeline):
         a structure-trained model drifts: on the demo model the exemplar's
         reconstruction colour error was 69 unguided vs 51 guided (20 steps).
 
-        Each missing exemplar is encoded (image and labels) and inverted alone (batch of one), so its
-        latent is the same bytes whichever call first needed it: a cache kept
-        across calls does not make results depend on the order of calls."""
+        Each missing exemplar is encoded (image and labels) and inverted alone
+        (batch of one), so its latent is the same bytes whichever call first
+        needed it: a cache kept across calls does not make results depend on the
+        order of calls."""
         device, dtype = self.unet.device, self.unet.dtype
         schedule = f"{type(self.scheduler).__name__}|{dict(self.scheduler.config)}|{num_inference_steps}|{dtype}"
         model = self.model_hash(("unet", "vae", "structure_encoder"))  # all the inversion uses, with the embedding

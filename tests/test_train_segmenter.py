@@ -27,23 +27,14 @@ def shard_pattern(tmp_path_factory):
     return str(out / "aug-*.tar")
 
 
+def _train(shard_pattern, out, *options):
+    """Run the job on the shards with 2 workers, 1 thread and batch 4, plus ``options``."""
+    common = ["--batch-size", "4", "--workers", "2", "--threads", "1", "--out", str(out)]
+    return main(["--shards", shard_pattern, *options, *common])
+
+
 def test_trains_on_shards_with_two_workers(shard_pattern, tmp_path):
-    result = main(
-        [
-            "--shards",
-            shard_pattern,
-            "--steps",
-            "4",
-            "--batch-size",
-            "4",
-            "--workers",
-            "2",
-            "--threads",
-            "1",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    result = _train(shard_pattern, tmp_path, "--steps", "4")
     assert result["steps"] == 4 and all(np.isfinite(result["losses"]))
     # 12 samples in 3 shards: an epoch is 3 batches; step 4 starts the second epoch.
     assert result["seen"] == {"synthetic": 16, "real": 0}
@@ -51,26 +42,6 @@ def test_trains_on_shards_with_two_workers(shard_pattern, tmp_path):
 
 
 def test_mixes_real_cityscapes_frames(shard_pattern, tmp_path):
-    result = main(
-        [
-            "--shards",
-            shard_pattern,
-            "--real",
-            str(CITYSCAPES_ROOT),
-            "--real-split",
-            "val",
-            "--size",
-            "16x32",
-            "--steps",
-            "2",
-            "--batch-size",
-            "4",
-            "--workers",
-            "2",
-            "--threads",
-            "1",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    result = _train(shard_pattern, tmp_path, "--real", str(CITYSCAPES_ROOT), "--real-split", "val",
+                    "--size", "16x32", "--steps", "2")
     assert result["seen"]["real"] >= 1 and result["seen"]["synthetic"] >= 1
