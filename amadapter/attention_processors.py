@@ -2,12 +2,19 @@
 diffusers attention processors.
 
 ``AugmentedAttention.of(unet)`` puts an ``AugmentedSelfAttnProcessor`` on every
-self-attention layer (``attn1`` of each transformer block; cross-attention keeps
-its processor). Outside ``with attention.plan(...)`` they compute plain
-self-attention with fused ``F.scaled_dot_product_attention``, exactly like
-diffusers' ``AttnProcessor2_0``.
+self-attention layer (``attn1`` of each transformer block) and a
+``PlanAwareCrossAttnProcessor`` (diffusers' ``AttnProcessor2_0`` that accepts and
+ignores the plan) on the cross-attention layers that have the default processor.
 
-Inside a plan every batch row of the UNet forward has one role, set by
+Per-call state travels as an argument, the diffusers way: a UNet forward made with
+``cross_attention_kwargs=plan.attention_kwargs()`` hands its ``AttentionPlan`` to
+every processor. The processors and ``AugmentedAttention`` hold no per-call state,
+so one UNet can serve several threads at once, each with its own plan (and
+gradient checkpointing, which re-runs a block with the same arguments, sees the
+same plan). Without a plan the processors compute plain self-attention with fused
+``F.scaled_dot_product_attention``, exactly like diffusers' ``AttnProcessor2_0``.
+
+In a plan every batch row of the UNet forward has one role, set by
 ``exemplar_row`` (one entry per row):
 
 - ``-1``, plain: self-attention over its own tokens. The unconditional target
@@ -40,19 +47,20 @@ formed only in ``am_adapter`` layers; everything else runs in fused SDPA
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import threading
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 from diffusers import UNet2DConditionModel
-from diffusers.models.attention_processor import Attention
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch.nn import functional as F
 
 from amadapter.class_cost import class_cost
 from amadapter.matcher import AppearanceMatchingAdapter
 
 MODES = ("none", "augmented", "categorical", "am_adapter")
+PLAN_KWARG = "attention_plan"  # the cross_attention_kwargs entry that carries a call's plan
+_INSTALL_LOCK = threading.Lock()  # two threads installing at once must install once
 
 
 def token_grid(tokens: int, latent_size: tuple[int, int]) -> tuple[int, int]:
@@ -68,7 +76,7 @@ def token_grid(tokens: int, latent_size: tuple[int, int]) -> tuple[int, int]:
 
 @dataclass
 class AttentionPlan:
-    """The row roles and options for the UNet forwards inside ``AugmentedAttention.plan``.
+    """The row roles and options of the UNet forwards of one call (``AugmentedAttention.plan``).
 
     ``labels`` holds every row's train-ID map (N, H, W) (any size; only the read
     rows and the rows they read are used) and is needed by ``categorical`` and
@@ -98,6 +106,10 @@ class AttentionPlan:
         if self.mode in ("categorical", "am_adapter") and self.readers.numel() and self.labels is None:
             raise ValueError(f"mode {self.mode!r} needs the label maps of the rows")
 
+    def attention_kwargs(self) -> dict:
+        """``cross_attention_kwargs`` for ``unet(...)`` that hand this plan to the processors."""
+        return {PLAN_KWARG: self}
+
     def rows(self, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(readers, sources, plain) row indices on ``device``; moved once per plan."""
         if device not in self._rows:
@@ -119,8 +131,7 @@ def _block_group(processor_name: str) -> str:
 class AugmentedSelfAttnProcessor:
     """Self-attention processor for one ``attn1`` layer; see the module docstring."""
 
-    def __init__(self, owner: "AugmentedAttention", group: str):
-        self.owner = owner
+    def __init__(self, group: str):
         self.group = group
 
     def __call__(
@@ -130,8 +141,7 @@ class AugmentedSelfAttnProcessor:
         encoder_hidden_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         temb: torch.Tensor | None = None,
-        *args,
-        **kwargs,
+        attention_plan: AttentionPlan | None = None,
     ) -> torch.Tensor:
         if encoder_hidden_states is not None or attention_mask is not None:
             raise ValueError("augmented self-attention takes neither context nor mask")
@@ -142,7 +152,7 @@ class AugmentedSelfAttnProcessor:
             return x.view(n, tokens, heads, -1).transpose(1, 2)
 
         q, k, v = split(attn.to_q(hidden_states)), split(attn.to_k(hidden_states)), split(attn.to_v(hidden_states))
-        plan = self.owner.active
+        plan = attention_plan
         if plan is None or not plan.readers.numel():
             out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
         else:
@@ -176,30 +186,44 @@ class AugmentedSelfAttnProcessor:
         return probs.to(values.dtype) @ values
 
 
+class PlanAwareCrossAttnProcessor(AttnProcessor2_0):
+    """diffusers' ``AttnProcessor2_0`` for cross-attention layers, taking the call's plan
+    as an argument it does not need (diffusers warns on every layer and step about
+    ``cross_attention_kwargs`` a processor's signature lacks)."""
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        attention_plan: AttentionPlan | None = None,
+    ) -> torch.Tensor:
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
 class AugmentedAttention:
-    """Holds the active ``AttentionPlan`` of one UNet whose ``attn1`` layers carry
-    ``AugmentedSelfAttnProcessor``s. Get it with ``AugmentedAttention.of(unet)``,
-    which installs the processors the first time."""
+    """The augmented self-attention of one UNet: ``of`` installs the processors (once)
+    and ``plan`` makes the per-call ``AttentionPlan``s. Holds no per-call state."""
 
     def __init__(self, unet: UNet2DConditionModel):
-        self.active: AttentionPlan | None = None
-        processors = dict(unet.attn_processors)
-        for name in processors:
-            if name.endswith("attn1.processor"):
-                processors[name] = AugmentedSelfAttnProcessor(self, _block_group(name))
-        unet.set_attn_processor(processors)
         self.heads = {m.heads for name, m in unet.named_modules() if name.endswith("attn1")}
 
     @classmethod
     def of(cls, unet: UNet2DConditionModel) -> "AugmentedAttention":
-        for name, processor in unet.attn_processors.items():
-            if name.endswith("attn1.processor"):
-                if isinstance(processor, AugmentedSelfAttnProcessor):
-                    return processor.owner
-                break
+        """Install the processors on ``unet`` unless they are there (thread-safe)."""
+        with _INSTALL_LOCK:
+            if not _processors_installed(unet):
+                processors = dict(unet.attn_processors)
+                for name, processor in processors.items():
+                    if name.endswith("attn1.processor"):
+                        processors[name] = AugmentedSelfAttnProcessor(_block_group(name))
+                    elif type(processor) is AttnProcessor2_0:
+                        processors[name] = PlanAwareCrossAttnProcessor()
+                unet.set_attn_processor(processors)
         return cls(unet)
 
-    @contextmanager
     def plan(
         self,
         exemplar_row: torch.Tensor,
@@ -209,8 +233,9 @@ class AugmentedAttention:
         adapter: AppearanceMatchingAdapter | None = None,
         max_tokens: int | None = None,
         beta: float = 5.0,
-    ) -> Iterator[AttentionPlan]:
-        """Within the block, UNet forwards use these row roles (see the module docstring).
+    ) -> AttentionPlan:
+        """The plan of one call: UNet forwards made with ``cross_attention_kwargs=
+        plan.attention_kwargs()`` use these row roles (see the module docstring).
 
         ``adapter`` is needed by mode ``am_adapter``; ``max_tokens`` defaults to the
         adapter's configured limit (2048 without an adapter)."""
@@ -220,9 +245,13 @@ class AugmentedAttention:
             raise ValueError("mode 'am_adapter' needs an AppearanceMatchingAdapter")
         if max_tokens is None:
             max_tokens = adapter.config.max_tokens if adapter is not None else 2048
-        plan = AttentionPlan(mode, exemplar_row.cpu(), tuple(latent_size), labels, adapter, max_tokens, beta)
-        previous, self.active = self.active, plan
-        try:
-            yield plan
-        finally:
-            self.active = previous
+        return AttentionPlan(mode, exemplar_row.cpu(), tuple(latent_size), labels, adapter, max_tokens, beta)
+
+
+def _processors_installed(unet: UNet2DConditionModel) -> bool:
+    """Whether every ``attn1`` carries our processor (a caller may have replaced them)."""
+    return all(
+        isinstance(p, AugmentedSelfAttnProcessor)
+        for name, p in unet.attn_processors.items()
+        if name.endswith("attn1.processor")
+    )

@@ -34,9 +34,12 @@ def unet_rows(
 
     ``control`` (one row per latent row, or None) is the structure encoder's output;
     ``labels`` (N, H, W) train IDs of every row, for C."""
-    attention = AugmentedAttention.of(unet)
-    with attention.plan(exemplar_row, mode, tuple(latents.shape[-2:]), labels, adapter, max_tokens, beta):
-        return unet_with_control(unet, latents, timestep, encoder_hidden_states, control, control_scale)
+    plan = AugmentedAttention.of(unet).plan(
+        exemplar_row, mode, tuple(latents.shape[-2:]), labels, adapter, max_tokens, beta
+    )
+    return unet_with_control(
+        unet, latents, timestep, encoder_hidden_states, control, control_scale, plan.attention_kwargs()
+    )
 
 
 def predict_with_exemplars(

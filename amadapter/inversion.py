@@ -38,9 +38,10 @@ def ddim_invert(
 ) -> torch.Tensor:
     """Clean latents (N, C, h, w) -> latents at ``scheduler.timesteps[0]``.
 
-    ``scheduler.set_timesteps`` must have been called with the sampling steps.
-    ``embeddings`` is (N, L, D). The UNet may be inside a ``structure_control``
-    block but not inside an attention plan (plain self-attention)."""
+    ``scheduler`` is the call's own copy, set to the sampling steps
+    (``set_timesteps``); it is only read. ``embeddings`` is (N, L, D). The UNet
+    may be inside a ``structure_control`` block; it runs without an attention
+    plan (plain self-attention)."""
     alphas = scheduler.alphas_cumprod.to(latents.device)
     alpha_cur = torch.as_tensor(scheduler.final_alpha_cumprod, device=latents.device)
     x = latents

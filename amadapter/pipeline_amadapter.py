@@ -23,6 +23,17 @@ from per-target seeded noise. Every operation is per row, so a target's image
 depends on its labels, exemplar, seed and options, not on the other targets in
 the call. Mode ``none`` has no exemplar rows.
 
+Concurrency. One pipeline serves many callers at once (Beam's RunInference shares
+a model between a process's threads, and with ``model_copies``/``share_model``
+between processes through a proxy whose calls run concurrently). Everything a
+call needs travels with the call: its attention plan through
+``cross_attention_kwargs``, its structure guidance through a context variable
+(``structure_guidance``), its timesteps in its own scheduler copy. The shared
+state is read-only weights, a thread-safe inversion cache and a locked hash
+memo, so concurrent calls give the same bytes as the same calls made one at a
+time. Moving the pipeline (``device``/``dtype`` arguments, ``.to``) changes the
+shared weights: do it once, before sharing.
+
 Checkpoint format (``save_pretrained`` / ``from_pretrained``): a directory with
 ``model_index.json`` and one subfolder per component: ``unet``, ``vae``,
 ``scheduler``, ``structure_encoder``, ``adapter``, and either ``text_encoder`` +
@@ -31,6 +42,7 @@ Checkpoint format (``save_pretrained`` / ``from_pretrained``): a directory with
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -50,7 +62,7 @@ from amadapter.inversion_cache import InversionCache, inversion_key
 from amadapter.labels import check_train_ids
 from amadapter.matcher import AppearanceMatchingAdapter
 from amadapter.prompt_embeddings import PromptEmbeddings
-from amadapter.structure_guidance import structure_control
+from amadapter.structure_guidance import install_structure_guidance, structure_control
 from amadapter.structure_encoder import StructureEncoder
 
 DEFAULT_PROMPT = "A photo of a <sks> driving scene"
@@ -103,8 +115,13 @@ class AMAdapterPipeline(DiffusionPipeline):
             prompt_embeds=prompt_embeds,
         )
         AugmentedAttention.of(unet)
+        install_structure_guidance(unet)
         self.inversion_cache = InversionCache()
         self._weight_hashes: dict[tuple[str, ...], tuple[tuple, str]] = {}
+        self._hash_lock = threading.Lock()
+        # fast tokenizers are not safe for concurrent use ("Already borrowed"); the
+        # lock covers tokenisation only, the text encoder runs outside it
+        self._tokenizer_lock = threading.Lock()
 
     def register_modules(self, **kwargs):
         """As diffusers, but our components are recorded under the library name
@@ -138,10 +155,11 @@ class AMAdapterPipeline(DiffusionPipeline):
             components = tuple(n for n in self.components if isinstance(getattr(self, n), torch.nn.Module))
         modules = {n: getattr(self, n) for n in components}
         fingerprint = weights_fingerprint(*modules.values())
-        cached = self._weight_hashes.get(components)
-        if cached is None or cached[0] != fingerprint:
-            cached = self._weight_hashes[components] = (fingerprint, weights_hash(**modules))
-        return cached[1]
+        with self._hash_lock:  # concurrent first calls hash once
+            cached = self._weight_hashes.get(components)
+            if cached is None or cached[0] != fingerprint:
+                cached = self._weight_hashes[components] = (fingerprint, weights_hash(**modules))
+            return cached[1]
 
     def _label_batch(self, labels, name: str, size: tuple[int, int] | None) -> torch.Tensor:
         """List of (H, W) train-ID maps or a (N, H, W) tensor -> (N, h, w) uint8, nearest-resized."""
@@ -172,29 +190,37 @@ class AMAdapterPipeline(DiffusionPipeline):
                 raise ValueError("this model stores its prompt embeddings; pass prompt=None")
             stored = self.prompt_embeds
             return stored.cond.detach().to(device, dtype), stored.uncond.detach().to(device, dtype)
-        tokens = self.tokenizer(
-            [prompt if prompt is not None else DEFAULT_PROMPT, ""],
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
+        with self._tokenizer_lock:
+            tokens = self.tokenizer(
+                [prompt if prompt is not None else DEFAULT_PROMPT, ""],
+                padding="max_length",
+                max_length=self.tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            )
         embeds = self.text_encoder(tokens.input_ids.to(device))[0].to(dtype)
         return embeds[:1], embeds[1:]
 
     # ----- exemplar inversion ---------------------------------------------------------
+
+    def new_scheduler(self, num_inference_steps: int, device) -> DDIMScheduler:
+        """A scheduler of the call's own, set to ``num_inference_steps``: ``set_timesteps``
+        on the shared one would change the timesteps of every concurrent call."""
+        scheduler = type(self.scheduler).from_config(self.scheduler.config)
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        return scheduler
 
     def invert_exemplars(
         self,
         images: torch.Tensor,
         labels: torch.Tensor,
         embeds: torch.Tensor,
-        num_inference_steps: int,
+        scheduler: DDIMScheduler,
         control_scale: float = 1.0,
     ) -> torch.Tensor:
         """Exemplar images (E, 3, H, W) in [-1, 1] -> latents at the first sampling
-        timestep, through the inversion cache. ``self.scheduler`` must be set to
-        ``num_inference_steps``.
+        timestep, through the inversion cache. ``scheduler`` is the call's own
+        (``new_scheduler``), set to the sampling steps.
 
         The inversion runs under the conditions the exemplar is then denoised with
         in lockstep: its own structure guidance (from ``labels``, (E, H, W)) and
@@ -207,19 +233,25 @@ class AMAdapterPipeline(DiffusionPipeline):
         needed it: a cache kept across calls does not make results depend on the
         order of calls."""
         device, dtype = self.unet.device, self.unet.dtype
-        schedule = f"{type(self.scheduler).__name__}|{dict(self.scheduler.config)}|{num_inference_steps}|{dtype}"
+        steps = len(scheduler.timesteps)
+        schedule = f"{type(scheduler).__name__}|{dict(scheduler.config)}|{steps}|{dtype}"
         model = self.model_hash(("unet", "vae", "structure_encoder"))  # all the inversion uses, with the embedding
         conditions = f"{schedule}|{tensor_hash(embeds)}|{control_scale}"
-        keys = [inversion_key(tensor_hash(img) + tensor_hash(lab), model, conditions) for img, lab in zip(images, labels)]
-        latents: list[torch.Tensor | None] = [self.inversion_cache.get(k) for k in keys]
-        for i, latent in enumerate(latents):
-            if latent is None:
-                pixels = images[i : i + 1].to(device, self.vae.dtype)
-                clean = self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor
-                control = self.structure_encoder.encode_labels(labels[i : i + 1].to(device))
-                with structure_control(self.unet, control, control_scale):
-                    latents[i] = ddim_invert(self.unet, self.scheduler, clean.to(dtype), embeds)[0]
-                self.inversion_cache.put(keys[i], latents[i])
+
+        def invert(i: int) -> torch.Tensor:
+            pixels = images[i : i + 1].to(device, self.vae.dtype)
+            clean = self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor
+            control = self.structure_encoder.encode_labels(labels[i : i + 1].to(device))
+            with structure_control(self.unet, control, control_scale):
+                return ddim_invert(self.unet, scheduler, clean.to(dtype), embeds)[0]
+
+        latents = [
+            self.inversion_cache.get_or_compute(
+                inversion_key(tensor_hash(images[i]) + tensor_hash(labels[i]), model, conditions),
+                lambda i=i: invert(i),
+            )
+            for i in range(images.shape[0])
+        ]
         return torch.stack([lat.to(device, dtype) for lat in latents])
 
     # ----- sampling -------------------------------------------------------------------
@@ -270,7 +302,8 @@ class AMAdapterPipeline(DiffusionPipeline):
             categorical_beta: the bias of mode "categorical".
             adapter_max_tokens: override of the adapter's token limit.
             control_scale: structure guidance strength.
-            device, dtype: if given, the pipeline is moved there first.
+            device, dtype: if given, the pipeline is moved there first (this changes
+                the shared weights: not for concurrent callers, see the module docstring).
             output_type: "np", "pil", "pt" or "latent".
         """
         if mode not in MODES:
@@ -296,7 +329,7 @@ class AMAdapterPipeline(DiffusionPipeline):
             cond = prompt_embeds.to(device, dtype)
         if negative_prompt_embeds is not None:
             uncond = negative_prompt_embeds.to(device, dtype)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        scheduler = self.new_scheduler(num_inference_steps, device)
 
         if mode == "none":
             ex_images = torch.zeros(0, 3, *size)
@@ -311,13 +344,13 @@ class AMAdapterPipeline(DiffusionPipeline):
         control_t = self.structure_encoder.encode_labels(targets.to(device))
         control_e = self.structure_encoder.encode_labels(ex_labels.to(device)) if e else control_t[:0]
         ex_latents = (
-            self.invert_exemplars(ex_images, ex_labels, cond, num_inference_steps, control_scale) if e else None
+            self.invert_exemplars(ex_images, ex_labels, cond, scheduler, control_scale) if e else None
         )
 
         h, w = size[0] // self.vae_scale_factor, size[1] // self.vae_scale_factor
         noise = [torch.randn((1, self.unet.config.in_channels, h, w), generator=torch.Generator().manual_seed(int(s)))
                  for s in seeds]
-        latents = torch.cat(noise).to(device, dtype) * self.scheduler.init_noise_sigma
+        latents = torch.cat(noise).to(device, dtype) * scheduler.init_noise_sigma
 
         # rows: [uncond targets (if guided) | cond targets | exemplars]
         guided = guidance_scale > 1.0
@@ -329,19 +362,21 @@ class AMAdapterPipeline(DiffusionPipeline):
         row_control = torch.cat([control_t] * halves + [control_e])
         row_embeds = torch.cat([uncond.expand(b * (halves - 1), -1, -1), cond.expand(b + e, -1, -1)])
 
-        # one plan and one control hook for the whole loop: C and row indices are
-        # computed once per call, not once per step
+        # one plan for the whole loop: C and row indices are computed once per call,
+        # not once per step; it reaches the processors as an argument of each forward
         plan = AugmentedAttention.of(self.unet).plan(
             exemplar_row, mode, (h, w), row_labels, self.adapter, adapter_max_tokens, categorical_beta
         )
-        with plan, structure_control(self.unet, row_control, control_scale):
-            for t in self.progress_bar(self.scheduler.timesteps):
+        with structure_control(self.unet, row_control, control_scale):
+            for t in self.progress_bar(scheduler.timesteps):
                 rows = torch.cat([latents] * halves + ([ex_latents] if e else []))
-                out = self.unet(rows, t, encoder_hidden_states=row_embeds).sample
+                out = self.unet(
+                    rows, t, encoder_hidden_states=row_embeds, cross_attention_kwargs=plan.attention_kwargs()
+                ).sample
                 target_out = out[(halves - 1) * b : halves * b]
                 if guided:
                     target_out = out[:b] + guidance_scale * (target_out - out[:b])
-                stepped = self.scheduler.step(
+                stepped = scheduler.step(
                     torch.cat([target_out, out[first_exemplar:]]), t,
                     torch.cat([latents] + ([ex_latents] if e else [])),
                 ).prev_sample

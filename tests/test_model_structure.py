@@ -38,6 +38,7 @@ def test_cross_normalise_gives_each_row_the_feature_statistics():
 
 
 def test_control_is_added_after_first_down_block_and_only_inside_the_block():
+    """The control reaches down_blocks[1]'s input, and only inside structure_control."""
     pipe = tiny_pipeline()
     unet = pipe.unet
     latents, emb = torch.randn(2, 4, 16, 32), torch.randn(2, 4, 32)
@@ -51,7 +52,7 @@ def test_control_is_added_after_first_down_block_and_only_inside_the_block():
         seen["second"] = (inputs[0] if inputs else kwargs["hidden_states"]).clone()
 
     hooks = [
-        unet.down_blocks[0].register_forward_hook(first_out),
+        unet.down_blocks[0].register_forward_hook(first_out, prepend=True),  # before ours
         unet.down_blocks[1].register_forward_pre_hook(second_in, with_kwargs=True),
     ]
     try:
@@ -61,12 +62,12 @@ def test_control_is_added_after_first_down_block_and_only_inside_the_block():
     finally:
         for h in hooks:
             h.remove()
-    # the hook registered before ours saw the block's own output; the next block got it plus control
+    # the hook that runs before ours saw the block's own output; the next block got it plus control
     torch.testing.assert_close(seen["second"], add_control(seen["first"], control, 0.5))
     assert not torch.allclose(plain, controlled)
     with torch.no_grad():
         after = unet(latents, 10, encoder_hidden_states=emb).sample
-    torch.testing.assert_close(after, plain)  # the hook is gone after the block
+    torch.testing.assert_close(after, plain)  # outside the block the control is gone
 
 
 def test_control_per_row_does_not_leak_between_rows():
