@@ -4,7 +4,7 @@ directory as one safetensors file per key. A hit does no VAE or UNet work.
 
 Thread-safe: one pipeline serves several threads (Beam's multi-threaded workers,
 a shared model's proxy), and they may need the same exemplar at once.
-``get_or_compute`` lets the first caller of a key compute it while the others
+``get_or_compute_many`` lets the first caller of a key compute it while the others
 wait for its result, instead of inverting the same exemplar twice."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -27,7 +27,7 @@ def inversion_key(exemplar_hash: str, model_hash: str, schedule: str) -> str:
 
 
 class InversionCache:
-    """``get_or_compute(key, compute)`` -> latent tensor (CPU); ``get``/``put`` below it.
+    """``get_or_compute[_many]`` -> latent tensors (CPU); ``get``/``put`` below them.
 
     Args:
         directory: where to keep latents across processes (created if missing);
@@ -73,26 +73,48 @@ class InversionCache:
         return latent
 
     def get_or_compute(self, key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """The cached latent of ``key``, or ``compute()`` stored under it. While one
-        thread computes a key, other threads asking for it wait for that result;
-        if the computation raises, the next waiter computes it itself."""
-        while True:
+        """The cached latent of ``key``, or ``compute()`` stored under it."""
+        return self.get_or_compute_many([key], lambda missing: [compute()])[0]
+
+    def get_or_compute_many(
+        self, keys: Sequence[str], compute: Callable[[list[int]], Sequence[torch.Tensor]]
+    ) -> list[torch.Tensor]:
+        """The latents of ``keys`` (distinct), computing the missing ones in one
+        ``compute(indices)`` call that returns their latents in that order.
+
+        A key another thread is computing is not computed twice: this call waits for
+        that result. If a computation raises, its keys are released and the next
+        caller that needs them computes them itself."""
+        if len(set(keys)) != len(keys):
+            raise ValueError("get_or_compute_many takes distinct keys")
+        found: dict[int, torch.Tensor] = {}
+        while len(found) < len(keys):
+            claimed, others = [], []
             with self._lock:
-                latent = self._lookup(key)
-                if latent is not None:
-                    return latent
-                running = self._computing.get(key)
-                if running is None:
-                    self.misses += 1
-                    done = self._computing[key] = threading.Event()
-                    break
-            running.wait()
-        try:
-            return self.put(key, compute())
-        finally:
-            with self._lock:
-                del self._computing[key]
-            done.set()
+                for i, key in enumerate(keys):
+                    if i in found:
+                        continue
+                    latent = self._lookup(key)
+                    if latent is not None:
+                        found[i] = latent
+                    elif key in self._computing:
+                        others.append(self._computing[key])
+                    else:
+                        self._computing[key] = threading.Event()
+                        claimed.append(i)
+                self.misses += len(claimed)
+            if claimed:
+                try:
+                    for i, latent in zip(claimed, compute(claimed), strict=True):
+                        found[i] = self.put(keys[i], latent)
+                finally:
+                    with self._lock:
+                        done = [self._computing.pop(keys[i]) for i in claimed]
+                    for event in done:
+                        event.set()
+            elif others:
+                others[0].wait()
+        return [found[i] for i in range(len(keys))]
 
     def _lookup(self, key: str) -> torch.Tensor | None:
         """Memory, then directory; counts hits. Call with the lock held."""

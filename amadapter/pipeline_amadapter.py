@@ -16,10 +16,12 @@ Batched step layout. Each denoising step is ONE UNet forward over the rows
   target-cond rows read. Each distinct exemplar has one row, whatever the number
   of targets assigned to it; the exemplar is guided by its conditional pass only.
 
-Targets step with the guided prediction, exemplars with their own, through the
-same DDIM scheduler step. Exemplar rows start from their DDIM inversion, run under
-the same structure guidance and prompt (cached, ``inversion_cache.py``); targets
-from per-target seeded noise. Every operation is per row, so a target's image
+Targets step with the guided prediction through the call's DDIM scheduler, from
+per-target seeded noise. Exemplar rows follow their ``exemplar_path``
+(``exemplar_start.py``): ``inverted`` rows start from their DDIM inversion (run
+under the same structure guidance and prompt, cached) and step with their own
+prediction; ``noised`` rows are the clean exemplar latent forward-noised to each
+step's level. Every operation is per row, so a target's image
 depends on its labels, exemplar, seed and options, not on the other targets in
 the call. Mode ``none`` has no exemplar rows.
 
@@ -57,8 +59,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from amadapter.attention_processors import MODES, AugmentedAttention
 from amadapter.class_cost import resize_labels_nearest
 from amadapter.content_hash import tensor_hash, weights_fingerprint, weights_hash
-from amadapter.inversion import ddim_invert
-from amadapter.inversion_cache import InversionCache, inversion_key
+from amadapter.exemplar_start import EXEMPLAR_PATHS, exemplar_noise, exemplar_start_latents, noised_exemplars
+from amadapter.inversion_cache import InversionCache
 from amadapter.labels import check_train_ids
 from amadapter.matcher import AppearanceMatchingAdapter
 from amadapter.prompt_embeddings import PromptEmbeddings
@@ -210,50 +212,6 @@ class AMAdapterPipeline(DiffusionPipeline):
         scheduler.set_timesteps(num_inference_steps, device=device)
         return scheduler
 
-    def invert_exemplars(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        embeds: torch.Tensor,
-        scheduler: DDIMScheduler,
-        control_scale: float = 1.0,
-    ) -> torch.Tensor:
-        """Exemplar images (E, 3, H, W) in [-1, 1] -> latents at the first sampling
-        timestep, through the inversion cache. ``scheduler`` is the call's own
-        (``new_scheduler``), set to the sampling steps.
-
-        The inversion runs under the conditions the exemplar is then denoised with
-        in lockstep: its own structure guidance (from ``labels``, (E, H, W)) and
-        the prompt embedding ``embeds`` (1, L, D). Inverted without the guidance,
-        a structure-trained model drifts: on the demo model the exemplar's
-        reconstruction colour error was 69 unguided vs 51 guided (20 steps).
-
-        Each missing exemplar is encoded (image and labels) and inverted alone
-        (batch of one), so its latent is the same bytes whichever call first
-        needed it: a cache kept across calls does not make results depend on the
-        order of calls."""
-        device, dtype = self.unet.device, self.unet.dtype
-        steps = len(scheduler.timesteps)
-        schedule = f"{type(scheduler).__name__}|{dict(scheduler.config)}|{steps}|{dtype}"
-        model = self.model_hash(("unet", "vae", "structure_encoder"))  # all the inversion uses, with the embedding
-        conditions = f"{schedule}|{tensor_hash(embeds)}|{control_scale}"
-
-        def invert(i: int) -> torch.Tensor:
-            pixels = images[i : i + 1].to(device, self.vae.dtype)
-            clean = self.vae.encode(pixels).latent_dist.mode() * self.vae.config.scaling_factor
-            control = self.structure_encoder.encode_labels(labels[i : i + 1].to(device))
-            with structure_control(self.unet, control, control_scale):
-                return ddim_invert(self.unet, scheduler, clean.to(dtype), embeds)[0]
-
-        latents = [
-            self.inversion_cache.get_or_compute(
-                inversion_key(tensor_hash(images[i]) + tensor_hash(labels[i]), model, conditions),
-                lambda i=i: invert(i),
-            )
-            for i in range(images.shape[0])
-        ]
-        return torch.stack([lat.to(device, dtype) for lat in latents])
-
     # ----- sampling -------------------------------------------------------------------
 
     @torch.no_grad()
@@ -272,6 +230,8 @@ class AMAdapterPipeline(DiffusionPipeline):
         height: int | None = None,
         width: int | None = None,
         mode: str = "am_adapter",
+        exemplar_path: str = "inverted",
+        inversion_batch_size: int = 1,
         categorical_beta: float = 5.0,
         adapter_max_tokens: int | None = None,
         control_scale: float = 1.0,
@@ -299,6 +259,10 @@ class AMAdapterPipeline(DiffusionPipeline):
             height, width: output size, multiples of ``size_multiple`` (default: the
                 first target's size); labels are resized with nearest.
             mode: "none", "augmented", "categorical" or "am_adapter".
+            exemplar_path: how exemplar rows start and move (``exemplar_start``):
+                "inverted" (DDIM inversion, cached) or "noised" (forward-noised per step).
+            inversion_batch_size: missing exemplars are inverted this many at a time
+                (padded; part of the cache key, so results do not depend on company).
             categorical_beta: the bias of mode "categorical".
             adapter_max_tokens: override of the adapter's token limit.
             control_scale: structure guidance strength.
@@ -308,6 +272,8 @@ class AMAdapterPipeline(DiffusionPipeline):
         """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+        if exemplar_path not in EXEMPLAR_PATHS:
+            raise ValueError(f"unknown exemplar_path {exemplar_path!r}; choose one of {EXEMPLAR_PATHS}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"unknown output_type {output_type!r}; choose one of {OUTPUT_TYPES}")
         if device is not None or dtype is not None:
@@ -343,9 +309,16 @@ class AMAdapterPipeline(DiffusionPipeline):
 
         control_t = self.structure_encoder.encode_labels(targets.to(device))
         control_e = self.structure_encoder.encode_labels(ex_labels.to(device)) if e else control_t[:0]
-        ex_latents = (
-            self.invert_exemplars(ex_images, ex_labels, cond, scheduler, control_scale) if e else None
-        )
+        noised = exemplar_path == "noised"
+        ex_latents = ex_clean = ex_noise = None
+        if e:
+            start = exemplar_start_latents(
+                self, ex_images, ex_labels, cond, scheduler, exemplar_path, control_scale, inversion_batch_size
+            )
+            if noised:
+                ex_clean, ex_noise = start, exemplar_noise(ex_images, ex_labels, tuple(start.shape[1:]))
+            else:
+                ex_latents = start
 
         h, w = size[0] // self.vae_scale_factor, size[1] // self.vae_scale_factor
         noise = [torch.randn((1, self.unet.config.in_channels, h, w), generator=torch.Generator().manual_seed(int(s)))
@@ -369,6 +342,8 @@ class AMAdapterPipeline(DiffusionPipeline):
         )
         with structure_control(self.unet, row_control, control_scale):
             for t in self.progress_bar(scheduler.timesteps):
+                if e and noised:
+                    ex_latents = noised_exemplars(scheduler, ex_clean, ex_noise, t)
                 rows = torch.cat([latents] * halves + ([ex_latents] if e else []))
                 out = self.unet(
                     rows, t, encoder_hidden_states=row_embeds, cross_attention_kwargs=plan.attention_kwargs()
@@ -376,11 +351,9 @@ class AMAdapterPipeline(DiffusionPipeline):
                 target_out = out[(halves - 1) * b : halves * b]
                 if guided:
                     target_out = out[:b] + guidance_scale * (target_out - out[:b])
-                stepped = scheduler.step(
-                    torch.cat([target_out, out[first_exemplar:]]), t,
-                    torch.cat([latents] + ([ex_latents] if e else [])),
-                ).prev_sample
-                latents, ex_latents = stepped[:b], stepped[b:]
+                latents = scheduler.step(target_out, t, latents).prev_sample
+                if e and not noised:  # inverted exemplars step with their own prediction
+                    ex_latents = scheduler.step(out[first_exemplar:], t, ex_latents).prev_sample
 
         images = self._decode(latents, output_type)
         return AMAdapterPipelineOutput(images=images) if return_dict else (images,)
