@@ -34,6 +34,7 @@ from amadapter.inversion_cache import inversion_key
 from amadapter.structure_guidance import structure_control
 
 EXEMPLAR_PATHS = ("inverted", "noised")
+DEFAULT_EXEMPLAR_PATH = "inverted"
 
 
 def exemplar_start_latents(

@@ -59,7 +59,13 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from amadapter.attention_processors import MODES, AugmentedAttention
 from amadapter.class_cost import resize_labels_nearest
 from amadapter.content_hash import tensor_hash, weights_fingerprint, weights_hash
-from amadapter.exemplar_start import EXEMPLAR_PATHS, exemplar_noise, exemplar_start_latents, noised_exemplars
+from amadapter.exemplar_start import (
+    DEFAULT_EXEMPLAR_PATH,
+    EXEMPLAR_PATHS,
+    exemplar_noise,
+    exemplar_start_latents,
+    noised_exemplars,
+)
 from amadapter.inversion_cache import InversionCache
 from amadapter.labels import check_train_ids
 from amadapter.matcher import AppearanceMatchingAdapter
@@ -230,7 +236,7 @@ class AMAdapterPipeline(DiffusionPipeline):
         height: int | None = None,
         width: int | None = None,
         mode: str = "am_adapter",
-        exemplar_path: str = "inverted",
+        exemplar_path: str = DEFAULT_EXEMPLAR_PATH,
         inversion_batch_size: int = 1,
         categorical_beta: float = 5.0,
         adapter_max_tokens: int | None = None,

@@ -1,6 +1,6 @@
 """Appearance transfer on the procedural world, with exact ground truth.
 
-    python -m bench.appearance [--quick] [--model DIR]
+    python -m bench.appearance [--quick] [--model DIR] [--exemplar-path inverted|noised]
 
 Held-out test pairs: a target layout, and an exemplar with another layout in a
 style; the ground truth is ``render(target layout, exemplar style)``. Every
@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from amadapter import world
+from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.labels import IGNORE_ID, train_ids_to_colors
 from amadapter.pipeline_amadapter import AMAdapterPipeline
 from jobs.make_world import parse_size
@@ -88,6 +89,7 @@ def render_mode(pipe, pairs: dict, mode: str, args, beta: float = 5.0) -> np.nda
             guidance_scale=args.guidance,
             mode=mode,
             categorical_beta=beta,
+            exemplar_path=args.exemplar_path,
             output_type="np",
             **kwargs,
         ).images
@@ -127,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", default="out/bench_cache", help="where the trained segmenter is kept")
     parser.add_argument("--sheet", default="bench/appearance.png")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--exemplar-path", choices=EXEMPLAR_PATHS, default=DEFAULT_EXEMPLAR_PATH,
+                        help="how exemplar rows start and move (amadapter.exemplar_start)")
     args = parser.parse_args(argv)
     if args.quick:
         args.pairs, args.val_pairs, args.segmenter_steps = 16, 8, 600
@@ -142,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     beta_errors = {b: mean_colour_error(render_mode(pipe, val, "categorical", args, b), val) for b in args.betas}
     beta = min(beta_errors, key=beta_errors.get)
     print(f"categorical beta on {args.val_pairs} val pairs: " + ", ".join(f"{b}: {e:.1f}" for b, e in beta_errors.items()))
+    # what choices between models or options (e.g. the exemplar path) are made on
+    val_error_am = mean_colour_error(render_mode(pipe, val, "am_adapter", args), val)
 
     outputs, timings = {}, {}
     for mode in MODES:
@@ -162,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
         "miou_ground_truth": round(miou_truth, 4),
         "pairs": args.pairs,
         "categorical_beta": beta,
+        "val_color_error_am_adapter": round(val_error_am, 2),
+        "exemplar_path": args.exemplar_path,
         "ratio_am_vs_augmented": round(errors["am_adapter"] / errors["augmented"], 3),
         "ratio_am_vs_none": round(errors["am_adapter"] / errors["none"], 3),
         "ratio_miou_am_vs_ground_truth": round(miou["am_adapter"] / miou_truth, 3),

@@ -1,24 +1,30 @@
-"""Sampler benchmark: seconds per target image by mode, exemplar sharing and
-inversion cache, all in one process and one run (medians of interleaved repeats).
+"""Sampler benchmark: cost of the exemplar branch against structure-only sampling,
+on the path the job takes (a cache miss: with top-1 retrieval most targets bring an
+exemplar of their own) and on a warmed inversion cache (a hit), per exemplar path.
 
     python -m bench.sampler [--quick] [--threads N]
-    python -m bench.sampler --sd15-shape [--threads N]
 
-Default run: the ``demo`` preset (random weights: timing does not depend on
-them), 64x128 images, 20 DDIM steps, guidance 7.5. Configurations:
+Two parts, each in one process, medians of repeats after a warm-up, configurations
+interleaved within each repeat so that load from other jobs hits them alike:
 
-- ``none``: structure only, 4 targets per call (and 1, for the k=1 comparison);
-- ``augmented``: 4 targets sharing one exemplar, inversion cached;
-- ``am_adapter`` k=1 and k=4 targets per exemplar, inversion cached;
-- ``am_adapter`` k=1 without a cache hit (a fresh cache per call);
-- ``am_adapter`` k=1 and k=4 with the adapter limited to 32-token layers (4x8).
+- **demo** (always): full pipeline calls of the ``demo`` preset (random weights:
+  timing does not depend on them), 64x128, 20 DDIM steps, guidance 7.5.
+  ``none`` (structure only, 1 and 4 targets per call) against ``am_adapter`` with
+  k = 1 and k = 4 targets per exemplar, each exemplar path (``inverted``,
+  ``noised``), on a cache miss (a fresh cache per call) and a hit.
+- **sd15** (not in ``--quick``): the SD1.5 UNet architecture (published config,
+  random weights) at 512x1024, one step per repeat, measured by part: a
+  structure-only step (2 rows per target), an am_adapter step (2 rows per target
+  plus one exemplar row, the adapter at <= 2048-token layers), one inversion step
+  (one exemplar row, structure-guided, plain attention) and one VAE encode of an
+  exemplar. Per image over 20 steps: hit = step; miss = step + encode / 20, plus
+  one inversion step per step on the ``inverted`` path.
 
-Also FLOPs per image of one denoising step (torch's FlopCounterMode), which do
-not depend on the machine's load. ``--sd15-shape`` runs one UNet forward with the
-published SD1.5 UNet architecture (random weights) at 512x1024 with rows
-[target-uncond, target-cond reading the exemplar, exemplar] in mode am_adapter
-(adapter at <= 2048-token layers), and one structure-only step (2 rows), printing
-time and peak memory. The last printed line is one JSON object.
+Ratios are per target image against structure-only with the same targets per
+call (k = 1 against 1 target per call, k = 4 against 4). The limit of the method
+is (2k + 1) / 2k UNet rows (1.5 at k = 1, 1.125 at k = 4) plus the adapter.
+Wall-clock and process CPU time are both reported; CPU time is less disturbed
+by other jobs on a shared machine. The last printed line is one JSON object.
 """
 
 from __future__ import annotations
@@ -28,19 +34,23 @@ import json
 import resource
 import statistics
 import time
+from typing import Callable
 
 import numpy as np
 import torch
-from diffusers import UNet2DConditionModel
-from torch.utils.flop_counter import FlopCounterMode
+from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from amadapter.exemplar_forward import unet_rows
+from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.inversion_cache import InversionCache
 from amadapter.matcher import AppearanceMatchingAdapter
 from amadapter.model_factory import build_pipeline
 from amadapter.structure_encoder import StructureEncoder
 
-# runwayml/stable-diffusion-v1-5 unet/config.json (the architecture fields)
+STEPS = 20  # the paper's, and the job's default
+TARGETS = {"sd15_ratio_k1_miss": 1.65, "sd15_ratio_k4_miss": 1.25}
+
+# runwayml/stable-diffusion-v1-5 unet/config.json and vae/config.json (the architecture fields)
 SD15_UNET = dict(
     sample_size=64,
     in_channels=4,
@@ -51,6 +61,16 @@ SD15_UNET = dict(
     layers_per_block=2,
     attention_head_dim=8,
     cross_attention_dim=768,
+    norm_num_groups=32,
+)
+SD15_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
     norm_num_groups=32,
 )
 
@@ -65,8 +85,26 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def sampler_benchmark(quick: bool) -> dict:
-    steps, repeats = (4, 2) if quick else (20, 5)
+def timed_medians(calls: dict[str, Callable[[], object]], repeats: int) -> tuple[dict, dict]:
+    """Median wall and CPU seconds of each call over ``repeats`` interleaved rounds,
+    after one warm-up call each."""
+    for call in calls.values():
+        call()
+    wall: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            call()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return (
+        {name: statistics.median(v) for name, v in wall.items()},
+        {name: statistics.median(v) for name, v in cpu.items()},
+    )
+
+
+def demo_benchmark(repeats: int) -> dict:
     height, width = 64, 128
     pipe = build_pipeline("demo")
     pipe.set_progress_bar_config(disable=True)
@@ -75,126 +113,116 @@ def sampler_benchmark(quick: bool) -> dict:
     ex_image = [rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)]
     ex_labels = [block_labels(rng, height, width)]
 
-    def render(n, mode, steps=steps, **kw):
-        return pipe(targets[:n], ex_image, ex_labels, assignment=[0] * n, mode=mode, seeds=list(range(n)),
-                    num_inference_steps=steps, **kw)
+    def render(n: int, mode: str, path: str = "inverted", miss: bool = False) -> Callable[[], object]:
+        def call():
+            if miss:
+                pipe.inversion_cache = InversionCache()
+            return pipe(targets[:n], ex_image, ex_labels, assignment=[0] * n, mode=mode, seeds=list(range(n)),
+                        num_inference_steps=STEPS, exemplar_path=path)
+        return call
 
-    def uncached(n, mode, **kw):
-        pipe.inversion_cache = InversionCache()
-        return render(n, mode, **kw)
-
-    configs = {  # name: (targets per call, call)
-        "none": (4, lambda **kw: render(4, "none", **kw)),
-        "none_b1": (1, lambda **kw: render(1, "none", **kw)),
-        "augmented": (4, lambda **kw: render(4, "augmented", **kw)),
-        "am_k1": (1, lambda **kw: render(1, "am_adapter", **kw)),
-        "am_k4": (4, lambda **kw: render(4, "am_adapter", **kw)),
-        "am_k1_no_cache": (1, lambda **kw: uncached(1, "am_adapter", **kw)),
-        "am_k1_max_tokens_32": (1, lambda **kw: render(1, "am_adapter", adapter_max_tokens=32, **kw)),
-        "am_k4_max_tokens_32": (4, lambda **kw: render(4, "am_adapter", adapter_max_tokens=32, **kw)),
-    }
-    flops = {}
-    for name, (n, call) in configs.items():
-        call(steps=1, output_type="latent")  # warms the cache for the 1-step schedule
-        with FlopCounterMode(display=False) as counter:
-            call(steps=1, output_type="latent")
-        flops[name] = counter.get_total_flops() / n
-        call()  # warm-up at full length (fills the inversion cache)
-
-    wall: dict[str, list[float]] = {name: [] for name in configs}
-    cpu: dict[str, list[float]] = {name: [] for name in configs}
-    for _ in range(repeats):
-        for name, (n, call) in configs.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            call()
-            wall[name].append((time.perf_counter() - start) / n)
-            cpu[name].append((time.process_time() - start_cpu) / n)
-    s = {name: statistics.median(v) for name, v in wall.items()}
-    c = {name: statistics.median(v) for name, v in cpu.items()}
-    result = {f"s_per_image_{name}": round(v, 4) for name, v in s.items()}
+    calls = {"none_b1": render(1, "none"), "none_b4": render(4, "none")}
+    for path in EXEMPLAR_PATHS:
+        for k in (1, 4):
+            calls[f"am_k{k}_hit_{path}"] = render(k, "am_adapter", path)
+            calls[f"am_k{k}_miss_{path}"] = render(k, "am_adapter", path, miss=True)
+    wall, cpu = timed_medians(calls, repeats)
+    result = {f"demo_s_{name}": round(v, 4) for name, v in wall.items()}
+    for path in EXEMPLAR_PATHS:
+        for k in (1, 4):
+            for cache in ("miss", "hit"):
+                name = f"am_k{k}_{cache}_{path}"
+                result[f"demo_ratio_k{k}_{cache}_{path}"] = round(wall[name] / wall[f"none_b{k}"], 3)
+                result[f"demo_cpu_ratio_k{k}_{cache}_{path}"] = round(cpu[name] / cpu[f"none_b{k}"], 3)
+    for k in (1, 4):
+        result[f"demo_ratio_k{k}_miss"] = result[f"demo_ratio_k{k}_miss_{DEFAULT_EXEMPLAR_PATH}"]
     result.update(
-        # process CPU time: less disturbed than wall time by other jobs on a shared machine
-        cpu_ratio_am_k1_vs_none=round(c["am_k1"] / c["none_b1"], 3),
-        cpu_ratio_am_k4_vs_none=round(c["am_k4"] / c["none"], 3),
-        cpu_ratio_am_k1_max_tokens_32_vs_none=round(c["am_k1_max_tokens_32"] / c["none_b1"], 3),
-        cpu_ratio_am_k4_max_tokens_32_vs_none=round(c["am_k4_max_tokens_32"] / c["none"], 3),
+        demo_model="demo preset, random weights",
+        demo_unet_params=sum(p.numel() for p in pipe.unet.parameters()),
+        demo_adapter_max_tokens=pipe.adapter.config.max_tokens,
+        demo_size=[height, width],
     )
-    result.update(
-        ratio_am_k1_vs_none=round(s["am_k1"] / s["none_b1"], 3),
-        ratio_am_k4_vs_none=round(s["am_k4"] / s["none"], 3),
-        ratio_augmented_vs_none=round(s["augmented"] / s["none"], 3),
-        ratio_am_k1_max_tokens_32_vs_none=round(s["am_k1_max_tokens_32"] / s["none_b1"], 3),
-        ratio_am_k4_max_tokens_32_vs_none=round(s["am_k4_max_tokens_32"] / s["none"], 3),
-        inversion_cache_speedup=round(s["am_k1_no_cache"] / s["am_k1"], 3),
-        flop_ratio_am_k1_vs_none=round(flops["am_k1"] / flops["none_b1"], 3),
-        flop_ratio_am_k4_vs_none=round(flops["am_k4"] / flops["none"], 3),
-        flop_ratio_am_k1_max_tokens_32_vs_none=round(flops["am_k1_max_tokens_32"] / flops["none_b1"], 3),
-        flop_ratio_am_k4_max_tokens_32_vs_none=round(flops["am_k4_max_tokens_32"] / flops["none"], 3),
-        gflop_per_image_step_none=round(flops["none"] / 1e9, 3),
-        gflop_per_image_step_am_k4=round(flops["am_k4"] / 1e9, 3),
-        model="demo preset, random weights",
-        unet_params=sum(p.numel() for p in pipe.unet.parameters()),
-        adapter_max_tokens=pipe.adapter.config.max_tokens,
-        size=[height, width],
-        steps=steps,
-        guidance=7.5,
-        repeats=repeats,
-    )
-    result["targets_met"] = {
-        "ratio_am_k4_vs_none<=1.35": result["ratio_am_k4_vs_none"] <= 1.35,
-        "ratio_am_k1_vs_none<=1.8": result["ratio_am_k1_vs_none"] <= 1.8,
-    }
     return result
 
 
-def sd15_shape_benchmark() -> dict:
+def sd15_benchmark(repeats: int) -> dict:
     height, width = 512, 1024
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**SD15_UNET).eval()
+    vae = AutoencoderKL(**SD15_VAE).eval()
     encoder = StructureEncoder(out_channels=320).eval()
     adapter = AppearanceMatchingAdapter(heads=8, max_tokens=2048).eval()
     rss_weights = peak_rss_mb()
     rng = np.random.default_rng(0)
-    labels = torch.from_numpy(np.stack([block_labels(rng, height, width, 64) for _ in range(2)]))
-    adapter_layers = []
-    for e in adapter.encoders.values():
-        e.register_forward_hook(lambda m, i, o: adapter_layers.append(i[0].shape[-1]))
+    labels = torch.from_numpy(np.stack([block_labels(rng, height, width, 64) for _ in range(5)]))
+    photo = torch.rand(1, 3, height, width) * 2 - 1
+    latent = (height // 8, width // 8)
     with torch.no_grad():
-        control = encoder.encode_labels(labels)
-        latents = torch.randn(3, 4, height // 8, width // 8)
-        embeds = torch.randn(3, 77, 768)
-        rows = [control[0], control[0], control[1]]
-        start = time.perf_counter()
-        unet_rows(unet, latents, 500, embeds, torch.stack(rows), torch.tensor([-1, 2, -1]),
-                  "am_adapter", labels[[0, 0, 1]], adapter)
-        s_am = time.perf_counter() - start
-        rss_am = peak_rss_mb()
-        start = time.perf_counter()
-        unet_rows(unet, latents[:2], 500, embeds[:2], torch.stack(rows[:2]), torch.tensor([-1, -1]), "none")
-        s_none = time.perf_counter() - start
-    return {
-        "model": "SD1.5 UNet architecture (published config), random weights; structure encoder 320; adapter 8 heads",
-        "size": [height, width],
-        "unet_params": sum(p.numel() for p in unet.parameters()),
-        "s_am_adapter_step_3_rows": round(s_am, 2),
-        "s_none_step_2_rows": round(s_none, 2),
-        "adapter_layers_tokens": adapter_layers,
-        "peak_rss_mb_weights": round(rss_weights),
-        "peak_rss_mb_after_adapter_step": round(rss_am),
-    }
+        control = encoder.encode_labels(labels)  # rows 0-3 targets, 4 the exemplar
+
+    def step(k: int, exemplar: bool) -> Callable[[], object]:
+        """One sampling step for k targets: [uncond (k) | cond (k) | exemplar (1)]."""
+        rows = list(range(k)) * 2 + ([4] if exemplar else [])
+        reads = [-1] * k + ([2 * k] * k if exemplar else [-1] * k) + ([-1] if exemplar else [])
+        latents, embeds = torch.randn(len(rows), 4, *latent), torch.randn(len(rows), 77, 768)
+        mode = "am_adapter" if exemplar else "none"
+
+        def call():
+            with torch.no_grad():
+                return unet_rows(unet, latents, 500, embeds, control[rows], torch.tensor(reads), mode,
+                                 labels[rows], adapter if exemplar else None)
+        return call
+
+    def inversion_step():
+        with torch.no_grad():
+            return unet_rows(unet, torch.randn(1, 4, *latent), 500, torch.randn(1, 77, 768), control[4:],
+                             torch.tensor([-1]), "none")
+
+    def encode():
+        with torch.no_grad():
+            return vae.encode(photo).latent_dist.mode()
+
+    calls = {"none_b1": step(1, False), "am_k1": step(1, True), "inversion_step": inversion_step,
+             "vae_encode": encode, "none_b4": step(4, False), "am_k4": step(4, True)}
+    wall, cpu = timed_medians(calls, repeats)
+    result = {f"sd15_s_{name}": round(v, 2) for name, v in wall.items()}
+    for measure, s in (("", wall), ("cpu_", cpu)):
+        for k in (1, 4):
+            none, am = s[f"none_b{k}"], s[f"am_k{k}"]
+            encode_share = s["vae_encode"] / STEPS
+            result[f"sd15_{measure}ratio_k{k}_hit"] = round(am / none, 3)
+            result[f"sd15_{measure}ratio_k{k}_miss_noised"] = round((am + encode_share) / none, 3)
+            result[f"sd15_{measure}ratio_k{k}_miss_inverted"] = round(
+                (am + encode_share + s["inversion_step"]) / none, 3
+            )
+    for k in (1, 4):
+        result[f"sd15_ratio_k{k}_miss"] = result[f"sd15_ratio_k{k}_miss_{DEFAULT_EXEMPLAR_PATH}"]
+    result.update(
+        sd15_model="SD1.5 UNet and VAE architectures (published configs), random weights; "
+        "structure encoder 320; adapter 8 heads, max_tokens 2048",
+        sd15_size=[height, width],
+        sd15_unet_params=sum(p.numel() for p in unet.parameters()),
+        sd15_peak_rss_mb_weights=round(rss_weights),
+        sd15_peak_rss_mb=round(peak_rss_mb()),
+    )
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4 steps, 2 repeats")
-    parser.add_argument("--sd15-shape", action="store_true", help="one step at SD1.5 scale, 512x1024")
+    parser.add_argument("--quick", action="store_true", help="the demo part only")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: the shared 2-core machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = sd15_shape_benchmark() if args.sd15_shape else sampler_benchmark(args.quick)
-    result["threads"] = args.threads
-    result["machine"] = "CPU"
+    began = time.perf_counter()
+    result = demo_benchmark(args.repeats)
+    if not args.quick:
+        result.update(sd15_benchmark(args.repeats))
+        result["targets_met"] = {f"{name}<={limit}": result[name] <= limit for name, limit in TARGETS.items()}
+    result.update(default_exemplar_path=DEFAULT_EXEMPLAR_PATH, steps=STEPS, guidance=7.5, repeats=args.repeats,
+                  threads=args.threads, machine="CPU", seconds=round(time.perf_counter() - began, 1))
     print(json.dumps(result))
 
 
