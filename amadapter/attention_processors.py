@@ -55,10 +55,11 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch.nn import functional as F
 
-from amadapter.class_cost import class_cost
+from amadapter.class_cost import class_cost, resize_labels_nearest
 from amadapter.matcher import AppearanceMatchingAdapter
 
 MODES = ("none", "augmented", "categorical", "am_adapter")
+NO_SLOT = 255  # a pixel whose queries read no exemplar, only their own tokens
 PLAN_KWARG = "attention_plan"  # the cross_attention_kwargs entry that carries a call's plan
 _INSTALL_LOCK = threading.Lock()  # two threads installing at once must install once
 
@@ -78,6 +79,10 @@ def token_grid(tokens: int, latent_size: tuple[int, int]) -> tuple[int, int]:
 class AttentionPlan:
     """The row roles and options of the UNet forwards of one call (``AugmentedAttention.plan``).
 
+    ``exemplar_row`` is (N,) (the row each row reads, -1 for none) or (N, K) (up to
+    K rows each row reads, -1 padding). ``slots`` (N, H, W) uint8, optional, says per
+    pixel of a reading row which of its K sources its queries may read (``NO_SLOT``:
+    none, only its own tokens); without it every query reads every source.
     ``labels`` holds every row's train-ID map (N, H, W) (any size; only the read
     rows and the rows they read are used) and is needed by ``categorical`` and
     ``am_adapter``. ``latent_size`` is the UNet input's (h, w)."""
@@ -89,39 +94,72 @@ class AttentionPlan:
     adapter: AppearanceMatchingAdapter | None = None
     max_tokens: int = 2048
     beta: float = 5.0
+    slots: torch.Tensor | None = None
     _costs: dict = field(default_factory=dict, repr=False)
+    _allowed: dict = field(default_factory=dict, repr=False)
     _rows: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {MODES}")
         rows = self.exemplar_row.long()
-        self.readers = torch.nonzero(rows >= 0).flatten()
-        self.sources = rows[self.readers]
-        self.plain = torch.nonzero(rows < 0).flatten()
+        rows = rows[:, None] if rows.dim() == 1 else rows
+        self.readers = torch.nonzero((rows >= 0).any(dim=1)).flatten()
+        sources = rows[self.readers]
+        self.valid = sources >= 0  # (readers, K): False where a row reads fewer than K
+        # padding gathers the row's first source; its tokens are masked out (``allowed``)
+        self.sources = torch.where(self.valid, sources, sources[:, :1])
+        self.plain = torch.nonzero((rows < 0).all(dim=1)).flatten()
         if self.mode == "none" and self.readers.numel():
             raise ValueError("mode 'none' has no exemplar rows to read")
-        if self.readers.numel() and (rows[self.sources] >= 0).any():
+        if self.readers.numel() and (rows[self.sources.flatten()] >= 0).any():
             raise ValueError("a row that is read must itself use plain self-attention")
+        if self.readers.numel() and not self.valid[:, 0].all():
+            raise ValueError("a reading row lists its sources first, padding (-1) after")
         if self.mode in ("categorical", "am_adapter") and self.readers.numel() and self.labels is None:
             raise ValueError(f"mode {self.mode!r} needs the label maps of the rows")
+        if self.slots is None and not self.valid.all():
+            raise ValueError("rows with fewer sources than others need slots")
+        if self.slots is not None and self.readers.numel():
+            used = self.slots[self.readers].long()
+            count = self.valid.sum(dim=1).view(-1, 1, 1)
+            if ((used != NO_SLOT) & (used >= count)).any():
+                raise ValueError("a slot names a source its row does not have")
 
     def attention_kwargs(self) -> dict:
         """``cross_attention_kwargs`` for ``unet(...)`` that hand this plan to the processors."""
         return {PLAN_KWARG: self}
 
     def rows(self, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(readers, sources, plain) row indices on ``device``; moved once per plan."""
+        """(readers, sources (readers, K), plain) row indices on ``device``; moved once per plan."""
         if device not in self._rows:
             self._rows[device] = tuple(t.to(device) for t in (self.readers, self.sources, self.plain))
         return self._rows[device]
 
     def cost(self, grid: tuple[int, int], device) -> torch.Tensor:
-        """C for the read rows at this grid, (readers, h*w, h*w); computed once per plan."""
+        """C for the read rows at this grid, (readers, K, h*w, h*w), zero where a query
+        may not read that source; computed once per plan."""
         if grid not in self._costs:
             labels = self.labels.to(device)
-            self._costs[grid] = class_cost(labels[self.readers], labels[self.sources], grid, grid)
+            readers = labels[self.readers]
+            cost = torch.stack(
+                [class_cost(readers, labels[self.sources[:, j]], grid, grid) for j in range(self.sources.shape[1])],
+                dim=1,
+            )
+            allowed = self.allowed(grid, device)
+            self._costs[grid] = cost if allowed is None else cost * allowed[..., None]
         return self._costs[grid]
+
+    def allowed(self, grid: tuple[int, int], device) -> torch.Tensor | None:
+        """(readers, K, h*w) bool: which queries may read which source at this grid;
+        None when every query reads every source."""
+        if self.slots is None:
+            return None
+        if grid not in self._allowed:
+            slots = resize_labels_nearest(self.slots[self.readers], grid).flatten(1).to(device)
+            k = torch.arange(self.sources.shape[1], device=device)
+            self._allowed[grid] = slots[:, None, :] == k[None, :, None]
+        return self._allowed[grid]
 
 
 def _block_group(processor_name: str) -> str:
@@ -157,7 +195,9 @@ class AugmentedSelfAttnProcessor:
             out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
         else:
             readers, sources, p = plan.rows(q.device)
-            read = self._read(attn, plan, q[readers], k[readers], v[readers], k[sources], v[sources])
+            k_ex = [k[sources[:, j]] for j in range(sources.shape[1])]
+            v_ex = [v[sources[:, j]] for j in range(sources.shape[1])]
+            read = self._read(attn, plan, q[readers], k[readers], v[readers], k_ex, v_ex)
             out = q.new_zeros(q.shape).index_copy(0, readers, read)
             if p.numel():
                 out = out.index_copy(0, p, F.scaled_dot_product_attention(q[p], k[p], v[p], scale=attn.scale))
@@ -167,22 +207,38 @@ class AugmentedSelfAttnProcessor:
             out = out + hidden_states
         return out / attn.rescale_output_factor
 
-    def _read(self, attn, plan: AttentionPlan, q, k_own, v_own, k_ex, v_ex) -> torch.Tensor:
-        """Attention of read rows over [own; exemplar] tokens, (readers, heads, L, d)."""
+    def _read(self, attn, plan: AttentionPlan, q, k_own, v_own, k_ex: list, v_ex: list) -> torch.Tensor:
+        """Attention of read rows over [own; source 1; ...; source K] tokens,
+        (readers, heads, L, d). A query's logits to a source it may not read are -inf."""
         tokens = q.shape[2]
-        keys, values = torch.cat([k_own, k_ex], dim=2), torch.cat([v_own, v_ex], dim=2)
-        if plan.mode == "augmented" or tokens > plan.max_tokens:
-            return F.scaled_dot_product_attention(q, keys, values, scale=attn.scale)
+        keys, values = torch.cat([k_own, *k_ex], dim=2), torch.cat([v_own, *v_ex], dim=2)
         grid = token_grid(tokens, plan.latent_size)
+        allowed = plan.allowed(grid, q.device)
+        if plan.mode == "augmented" or tokens > plan.max_tokens:
+            if allowed is None:
+                return F.scaled_dot_product_attention(q, keys, values, scale=attn.scale)
+            blocked = [torch.zeros_like(allowed[:, 0])[..., None].expand(-1, -1, tokens)]
+            blocked += [(~allowed[:, j])[..., None].expand(-1, -1, k.shape[2]) for j, k in enumerate(k_ex)]
+            bias = torch.zeros(blocked[0].shape[0], tokens, keys.shape[2], dtype=q.dtype, device=q.device)
+            bias = bias.masked_fill(torch.cat(blocked, dim=-1), float("-inf"))
+            return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias[:, None], scale=attn.scale)
         cost = plan.cost(grid, q.device)
         if plan.mode == "categorical":
-            bias = torch.cat([torch.zeros_like(cost), plan.beta * cost], dim=-1)[:, None].to(q.dtype)
-            return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=attn.scale)
-        own_logits = q @ k_own.transpose(-1, -2) * attn.scale
-        exemplar_logits = q @ k_ex.transpose(-1, -2) * attn.scale
-        phi = plan.adapter(self.group, exemplar_logits, cost, grid, grid).to(exemplar_logits.dtype)
-        corrected = exemplar_logits + phi - phi.amax(dim=(1, 2, 3), keepdim=True) / 4
-        probs = torch.cat([own_logits, corrected], dim=-1).float().softmax(dim=-1)
+            bias = torch.cat([torch.zeros_like(cost[:, 0])] + [plan.beta * cost[:, j] for j in range(len(k_ex))], -1)
+            if allowed is not None:
+                blocked = [torch.zeros_like(allowed[:, 0])[..., None].expand(-1, -1, tokens)]
+                blocked += [(~allowed[:, j])[..., None].expand_as(cost[:, j]) for j in range(len(k_ex))]
+                bias = bias.masked_fill(torch.cat(blocked, dim=-1), float("-inf"))
+            return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias[:, None].to(q.dtype), scale=attn.scale)
+        logits = [q @ k_own.transpose(-1, -2) * attn.scale]
+        for j, k in enumerate(k_ex):
+            exemplar_logits = q @ k.transpose(-1, -2) * attn.scale
+            phi = plan.adapter(self.group, exemplar_logits, cost[:, j], grid, grid).to(exemplar_logits.dtype)
+            corrected = exemplar_logits + phi - phi.amax(dim=(1, 2, 3), keepdim=True) / 4
+            if allowed is not None:
+                corrected = corrected.masked_fill(~allowed[:, j, None, :, None], float("-inf"))
+            logits.append(corrected)
+        probs = torch.cat(logits, dim=-1).float().softmax(dim=-1)
         return probs.to(values.dtype) @ values
 
 
@@ -233,6 +289,7 @@ class AugmentedAttention:
         adapter: AppearanceMatchingAdapter | None = None,
         max_tokens: int | None = None,
         beta: float = 5.0,
+        slots: torch.Tensor | None = None,
     ) -> AttentionPlan:
         """The plan of one call: UNet forwards made with ``cross_attention_kwargs=
         plan.attention_kwargs()`` use these row roles (see the module docstring).
@@ -245,7 +302,7 @@ class AugmentedAttention:
             raise ValueError("mode 'am_adapter' needs an AppearanceMatchingAdapter")
         if max_tokens is None:
             max_tokens = adapter.config.max_tokens if adapter is not None else 2048
-        return AttentionPlan(mode, exemplar_row.cpu(), tuple(latent_size), labels, adapter, max_tokens, beta)
+        return AttentionPlan(mode, exemplar_row.cpu(), tuple(latent_size), labels, adapter, max_tokens, beta, slots)
 
 
 def _processors_installed(unet: UNet2DConditionModel) -> bool:

@@ -64,3 +64,10 @@ class EmptyPoolError(InputError):
     """An exemplar pool (or index) with no usable entries."""
 
     code = "empty_pool"
+
+
+class ExemplarRegionError(InputError):
+    """A target's exemplar regions are malformed: overlapping assignments, an unknown
+    class, a mask of the wrong size, more than one "rest"."""
+
+    code = "bad_exemplar_regions"

@@ -56,9 +56,10 @@ from diffusers.utils import BaseOutput
 from torch.nn import functional as F
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from amadapter.attention_processors import MODES, AugmentedAttention
+from amadapter.attention_processors import MODES, NO_SLOT, AugmentedAttention
 from amadapter.class_cost import resize_labels_nearest
 from amadapter.content_hash import tensor_hash, weights_fingerprint, weights_hash
+from amadapter.exemplar_regions import region_slots
 from amadapter.exemplar_start import (
     DEFAULT_EXEMPLAR_PATH,
     EXEMPLAR_PATHS,
@@ -236,6 +237,7 @@ class AMAdapterPipeline(DiffusionPipeline):
         height: int | None = None,
         width: int | None = None,
         mode: str = "am_adapter",
+        unassigned: str = "first",
         exemplar_path: str = DEFAULT_EXEMPLAR_PATH,
         inversion_batch_size: int = 1,
         categorical_beta: float = 5.0,
@@ -253,9 +255,14 @@ class AMAdapterPipeline(DiffusionPipeline):
             exemplar_images: E photos (H', W', 3), uint8 or float in [0, 1]; resized to
                 the output size. Unused (may be None) in mode "none".
             exemplar_labels: E train-ID maps of the exemplars.
-            assignment: for each target, the index of its exemplar (0..E-1); default
-                target i -> exemplar i when E == B, all -> 0 when E == 1. Duplicate
-                exemplars are merged, so each distinct one runs once per step.
+            assignment: for each target, the index of its exemplar (0..E-1), or a list
+                of ``ExemplarRegion``s: which exemplar lends which classes or painted
+                mask (``exemplar_regions``; a target then reads several exemplars,
+                each query only the one its pixel is assigned to). Default target
+                i -> exemplar i when E == B, all -> 0 when E == 1. Duplicate exemplars
+                are merged, so each distinct one runs once per step.
+            unassigned: what pixels no region claims read: "first" (the target's first
+                exemplar) or "none" (no exemplar, only the target's own tokens).
             num_inference_steps: DDIM steps.
             guidance_scale: classifier-free guidance; <= 1 skips the unconditional rows.
             seeds: one per target (default 0..B-1); each target's noise comes from its
@@ -306,10 +313,10 @@ class AMAdapterPipeline(DiffusionPipeline):
         if mode == "none":
             ex_images = torch.zeros(0, 3, *size)
             ex_labels = torch.zeros(0, *size, dtype=torch.uint8)
-            exemplar_row_of_target = torch.full((b,), -1)
+            target_reads, target_slots = torch.full((b,), -1), None
         else:
-            ex_images, ex_labels, exemplar_row_of_target = self._exemplars(
-                exemplar_images, exemplar_labels, assignment, b, size
+            ex_images, ex_labels, target_reads, target_slots = self._exemplars(
+                exemplar_images, exemplar_labels, assignment, target_labels, unassigned, size
             )
         e = ex_images.shape[0]
 
@@ -335,8 +342,13 @@ class AMAdapterPipeline(DiffusionPipeline):
         guided = guidance_scale > 1.0
         halves = 2 if guided else 1
         first_exemplar = halves * b
-        reads = torch.where(exemplar_row_of_target >= 0, exemplar_row_of_target + first_exemplar, -1)
-        exemplar_row = torch.cat([torch.full((b,), -1)] * (halves - 1) + [reads, torch.full((e,), -1)])
+        reads = torch.where(target_reads >= 0, target_reads + first_exemplar, -1)
+        plain = torch.full((b,) + reads.shape[1:], -1)
+        exemplar_row = torch.cat([plain] * (halves - 1) + [reads, torch.full((e,) + reads.shape[1:], -1)])
+        row_slots = None
+        if target_slots is not None:  # only the cond target rows read; the others have no slots
+            none = torch.full((b,) + tuple(size), NO_SLOT, dtype=torch.uint8)
+            row_slots = torch.cat([none] * (halves - 1) + [target_slots, none[:e]])
         row_labels = torch.cat([targets] * halves + [ex_labels]).to(device)
         row_control = torch.cat([control_t] * halves + [control_e])
         row_embeds = torch.cat([uncond.expand(b * (halves - 1), -1, -1), cond.expand(b + e, -1, -1)])
@@ -344,7 +356,7 @@ class AMAdapterPipeline(DiffusionPipeline):
         # one plan for the whole loop: C and row indices are computed once per call,
         # not once per step; it reaches the processors as an argument of each forward
         plan = AugmentedAttention.of(self.unet).plan(
-            exemplar_row, mode, (h, w), row_labels, self.adapter, adapter_max_tokens, categorical_beta
+            exemplar_row, mode, (h, w), row_labels, self.adapter, adapter_max_tokens, categorical_beta, row_slots
         )
         with structure_control(self.unet, row_control, control_scale):
             for t in self.progress_bar(scheduler.timesteps):
@@ -364,34 +376,53 @@ class AMAdapterPipeline(DiffusionPipeline):
         images = self._decode(latents, output_type)
         return AMAdapterPipelineOutput(images=images) if return_dict else (images,)
 
-    def _exemplars(self, exemplar_images, exemplar_labels, assignment, b: int, size):
+    def _exemplars(self, exemplar_images, exemplar_labels, assignment, target_labels, unassigned: str, size):
         """Distinct exemplars (images (E, 3, H, W), labels (E, H, W)) and, per target,
-        the index of its exemplar among them."""
+        the exemplar rows it reads: (B,) indices among them, or, when some target has
+        ``ExemplarRegion``s, (B, K) indices (-1 padding) with slot maps (B, H, W)."""
         if exemplar_images is None or exemplar_labels is None:
             raise ValueError("modes other than 'none' need exemplar_images and exemplar_labels")
         images = self._image_batch(exemplar_images, size)
         labels = self._label_batch(exemplar_labels, "exemplar_labels", size)
         if images.shape[0] != labels.shape[0]:
             raise ValueError(f"{images.shape[0]} exemplar images but {labels.shape[0]} label maps")
-        n = images.shape[0]
+        n, b = images.shape[0], len(target_labels)
         if assignment is None:
             if n not in (1, b):
                 raise ValueError(f"give an assignment for {b} targets and {n} exemplars")
             assignment = [0] * b if n == 1 else list(range(b))
-        assignment = [int(a) for a in assignment]
-        if len(assignment) != b or not all(0 <= a < n for a in assignment):
+        if len(assignment) != b:
             raise ValueError(f"assignment must give each of {b} targets an exemplar in 0..{n - 1}")
+        lent, slot_maps = [], []  # per target: the exemplars it reads, and its slot map (or None)
+        for i, a in enumerate(assignment):
+            if isinstance(a, (int, np.integer)):
+                lent.append([int(a)])
+                slot_maps.append(None)
+            else:
+                indices, slots = region_slots(np.asarray(target_labels[i]), list(a), unassigned, f"assignment[{i}]")
+                lent.append(indices)
+                slot_maps.append(torch.from_numpy(slots))
+        if not all(0 <= a < n for indices in lent for a in indices):
+            raise ValueError(f"assignment must give each of {b} targets exemplars in 0..{n - 1}")
         # one row per distinct exemplar (by content) that some target uses
         distinct: dict[str, int] = {}
         keep: list[int] = []
-        row_of = []
-        for a in assignment:
-            key = tensor_hash(images[a], labels[a])
-            if key not in distinct:
-                distinct[key] = len(keep)
-                keep.append(a)
-            row_of.append(distinct[key])
-        return images[keep], labels[keep], torch.tensor(row_of)
+        rows = []
+        for indices in lent:
+            rows.append([])
+            for a in indices:
+                key = tensor_hash(images[a], labels[a])
+                if key not in distinct:
+                    distinct[key] = len(keep)
+                    keep.append(a)
+                rows[-1].append(distinct[key])
+        if all(m is None for m in slot_maps):
+            return images[keep], labels[keep], torch.tensor([r[0] for r in rows]), None
+        width = max(len(r) for r in rows)
+        reads = torch.tensor([r + [-1] * (width - len(r)) for r in rows])
+        whole = torch.zeros(size, dtype=torch.uint8)  # a plain target reads its one exemplar everywhere
+        slots = torch.stack([whole if m is None else resize_labels_nearest(m[None], size)[0] for m in slot_maps])
+        return images[keep], labels[keep], reads, slots
 
     def _decode(self, latents: torch.Tensor, output_type: str):
         if output_type == "latent":
