@@ -45,7 +45,11 @@ from pipeline.options import AugmentOptions, UnknownOptionError, parse_augment_o
 from transforms.fileio import remove_temporaries  # noqa: E402
 from transforms.manifest import read_manifest  # noqa: E402
 from transforms.shards import completed_shards  # noqa: E402
-from transforms.synthesis_handler import METRICS_NAMESPACE, SYNTHESIS_FAILED  # noqa: E402
+from transforms.synthesis_handler import (  # noqa: E402
+    METRICS_NAMESPACE,
+    SYNTHESIS_FAILED,
+    RunStoppingError,
+)
 
 TEMPLATE_LAUNCH_ENV = "FLEX_TEMPLATE_PYTHON_PY_FILE"
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_LAUNCH = 0, 1, 2
@@ -178,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownOptionError, LaunchError) as error:
         print(f"[augment] error: {error}", file=sys.stderr)
         return EXIT_BAD_LAUNCH
+    except RunStoppingError as error:  # raised on a worker; runners that keep the type
+        print(f"[augment] FAILED: {error}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     if summary is None:
         print("[augment] submitted (template launch); see the runner's console for progress")
         return EXIT_OK

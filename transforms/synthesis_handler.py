@@ -197,7 +197,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
             f"{exemplars} exemplars at {size[0]}x{size[1]}, {self._dtype}): every batch would "
             f"fail the same way, so the run stops. Run again with a smaller --batch-size "
             f"(e.g. --batch-size {max(1, len(batch) // 2)})"
-            + (" or --dtype float16" if self._dtype == "float32" else "")
+            + (" or --dtype float16" if self._device == "cuda" and self._dtype == "float32" else "")
             + "."
         )
 
