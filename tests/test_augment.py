@@ -204,7 +204,8 @@ def test_an_empty_pool_fails_every_target_by_name(inputs, tmp_path):
     assert (summary.inputs, summary.written, summary.model_calls) == (TARGETS + 2, 0, 0)
     assert summary.failure_codes["empty_pool"] == TARGETS
     rows = read_manifest(str(tmp_path / "out" / "manifest.parquet")).to_pylist()
-    assert all("no usable pool entry" in r["error"] for r in rows if r["error_code"] == "empty_pool")
+    pool_rows = [r for r in rows if r["error_code"] == "empty_pool"]
+    assert all("no usable pool entry" in r["error"] for r in pool_rows)
 
 
 @pytest.mark.skipif(

@@ -89,7 +89,8 @@ def test_a_failing_batch_fails_only_its_targets_and_a_rerun_renders_its_shard(
     chosen = job["first_target"]
     handler = failing_handler(lambda batch, _: chosen in batch, RuntimeError("device lost"))
     monkeypatch.setattr(pipeline.augment_graph, "SynthesisModelHandler", handler)
-    summary = run(job["argv"] + ["--output", str(output)])
+    # 1 or 2 of 8 inputs fail: under the default --max-failure-rate, so the job exits 0.
+    assert main(job["argv"] + ["--output", str(output)]) == EXIT_OK
 
     rows = manifest(output)
     failed = {k for k, r in rows.items() if r["status"] == "failed"}
@@ -97,8 +98,7 @@ def test_a_failing_batch_fails_only_its_targets_and_a_rerun_renders_its_shard(
     assert {rows[k]["error_code"] for k in failed} == {SYNTHESIS_FAILED}
     assert all("device lost" in rows[k]["error"] for k in failed)
     written = {k for k, r in rows.items() if r["status"] == "written"}
-    assert len(written) == TARGETS - len(failed) == summary.written
-    assert summary.failure is None  # 1 or 2 of 8 failed: under the default rate, exit 0
+    assert len(written) == TARGETS - len(failed)
     # The rest of the failing batch's shard is written and reads back with webdataset.
     tars = sorted(output.glob("aug-*.tar"))
     read_back = {
@@ -122,19 +122,22 @@ def test_a_failing_batch_fails_only_its_targets_and_a_rerun_renders_its_shard(
     assert not leftover.exists() and not list(output.rglob("*.tmp-*"))
 
 
-def test_failures_above_the_rate_exit_non_zero_after_the_manifest(job, tmp_path, monkeypatch, capsys):
+def test_failures_above_the_rate_exit_non_zero_after_the_manifest(
+    job, tmp_path, monkeypatch, capsys
+):
     handler = failing_handler(lambda batch, _: True, RuntimeError("weights on fire"))
     monkeypatch.setattr(pipeline.augment_graph, "SynthesisModelHandler", handler)
     output = tmp_path / "out"
     assert main(job["argv"] + ["--output", str(output)]) == EXIT_RUN_FAILED
     rows = manifest(output)
-    assert len(rows) == TARGETS and all(r["error_code"] == SYNTHESIS_FAILED for r in rows.values())
+    assert len(rows) == TARGETS
+    assert all(r["error_code"] == SYNTHESIS_FAILED for r in rows.values())
     err = capsys.readouterr().err
     assert "FAILED: 8 of 8 inputs failed (100%, more than --max-failure-rate 0.5)" in err
     assert "most common error: synthesis_failed (8 inputs)" in err and "weights on fire" in err
     # Every model call failed: non-zero even where the rate would allow it.
-    output = tmp_path / "lenient"
-    assert main(job["argv"] + ["--output", str(output), "--max-failure-rate", "1"]) == EXIT_RUN_FAILED
+    lenient = job["argv"] + ["--output", str(tmp_path / "lenient"), "--max-failure-rate", "1"]
+    assert main(lenient) == EXIT_RUN_FAILED
     assert "FAILED: every model call failed" in capsys.readouterr().err
 
 
