@@ -22,7 +22,15 @@ from transforms.fileio import exists, read_bytes
 from transforms.label_sources import label_globs
 
 MODEL_INDEX = "model_index.json"  # present in every checkpoint directory
-POSITIVE_OPTIONS = ("samples_per_label", "exemplar_topk", "shard_size", "batch_size")
+POSITIVE_OPTIONS = (  # None where the option has no default value
+    "samples_per_label",
+    "exemplar_topk",
+    "shard_size",
+    "batch_size",
+    "steps",
+    "torch_threads",
+    "model_copies",
+)
 
 
 class LaunchError(ValueError):
@@ -89,10 +97,9 @@ def nearest_valid_sizes(height: int, width: int, grid: int) -> list[str]:
 
 def _check_counts(options) -> None:
     for name in POSITIVE_OPTIONS:
-        if getattr(options, name) < 1:
-            raise LaunchError(f"--{name.replace('_', '-')} must be at least 1")
-    if options.steps is not None and options.steps < 1:
-        raise LaunchError("--steps must be at least 1")
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise LaunchError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
 
 def _check_label_root(flag: str, root: str, dataset: str, split, label_format) -> None:

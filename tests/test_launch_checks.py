@@ -63,6 +63,10 @@ def test_a_stable_diffusion_size_is_checked_from_its_config_files(tmp_path):
         output_size("720", model)
 
 
+def test_the_bundled_model_defaults_to_the_size_it_was_trained_at():
+    assert output_size(None, DEFAULT_MODEL_DIR) == (64, 128)  # 2:1, as the world's maps
+
+
 @pytest.mark.parametrize("model", ["tiny", "demo"])
 def test_config_geometry_matches_the_loaded_model(model, tiny_model):
     directory = tiny_model if model == "tiny" else DEFAULT_MODEL_DIR
@@ -100,7 +104,8 @@ def job_argv(world: Path, model: str, output: Path) -> list[str]:
         (["--exemplars", "{empty}"], r"--exemplars .*empty: holds no cityscapes label maps"),
         (["--index", "{missing}"], r"--index .*missing: does not exist"),
         (["--size", "18x32"], r"--size 18x32 is not a multiple of 4.*use --size 16x32 or 20x32"),
-        (["--batch-size", "0"], r"--batch-size must be at least 1"),
+        (["--batch-size", "0"], r"--batch-size must be at least 1, got 0"),
+        (["--model-copies", "0"], r"--model-copies must be at least 1, got 0"),
     ],
 )
 def test_bad_launch_stops_before_the_pipeline_starts(world, tiny_model, tmp_path, change, message):

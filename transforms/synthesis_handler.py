@@ -166,6 +166,8 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
                 if not self._rendered_once:
                     raise self._too_large(requests, size) from error
                 LOG.warning("shard %d: a batch of %d ran out of memory", batch.shard, len(requests))
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()  # give the next batch the memory this one held
                 self._failed_batches.inc()
                 failures.extend(synthesis_failures(requests, repr(error)))
                 continue
