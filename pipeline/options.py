@@ -119,10 +119,10 @@ def unknown_arguments(argv: list[str]) -> list[str]:
         if any(arg.split("=", 1)[0] in flags for arg in unknown):
             try:
                 importlib.import_module(module)  # registers the runner's options class
+                unknown, known = _parse_known(argv)
             except ImportError:
                 missing_runner_flags.update(flags)
-    unknown, known = _parse_known(argv)
-    known += sorted(missing_runner_flags)
+    known += [flag for flags in OPTIONAL_RUNNER_FLAGS.values() for flag in flags]
     messages = []
     for position, arg in enumerate(unknown):
         name = arg.split("=", 1)[0]
