@@ -7,6 +7,11 @@
   embeddings instead of a text encoder. Random weights until trained.
 - ``from_stable_diffusion(path)``: a local Stable Diffusion 1.5 diffusers directory
   plus a fresh structure encoder and adapter.
+- ``record_trained_size`` / ``trained_size`` / ``latent_grid``: a checkpoint records
+  the image size its UNet was trained at as the UNet's ``sample_size`` (in latents,
+  the diffusers convention); the augment job's default ``--size`` is read back from
+  the config files alone, before any weights load. SD1.5's own ``sample_size`` (64,
+  i.e. 512x512) would squash 2:1 Cityscapes maps, so stage-1 training overwrites it.
 
 Presets are plain dicts of constructor arguments (``PRESETS``) so the training
 jobs can read and override them.
@@ -125,6 +130,30 @@ def build_pipeline(preset: str, overrides: dict[str, dict] | None = None, seed: 
             adapter=AppearanceMatchingAdapter(**config["adapter"]),
             prompt_embeds=PromptEmbeddings(**config["prompt_embeds"]),
         )
+
+
+def latent_grid(unet_config: dict, vae_config: dict) -> int:
+    """Image sizes must be multiples of this (``AMAdapterPipeline.size_multiple``, from the
+    components' config dictionaries): every UNet level then has whole tokens."""
+    vae_factor = 2 ** (len(vae_config["block_out_channels"]) - 1)
+    return vae_factor * 2 ** (len(unet_config["block_out_channels"]) - 1)
+
+
+def trained_size(unet_config: dict, vae_config: dict) -> tuple[int, int]:
+    """(height, width) in pixels the checkpoint was trained at: UNet sample size x VAE factor."""
+    sample = unet_config["sample_size"]
+    height, width = (sample, sample) if isinstance(sample, int) else sample
+    vae_factor = 2 ** (len(vae_config["block_out_channels"]) - 1)
+    return height * vae_factor, width * vae_factor
+
+
+def record_trained_size(pipe: AMAdapterPipeline, size: tuple[int, int]) -> None:
+    """Record ``size`` (height, width in pixels) as the size the UNet was trained at, so a
+    saved checkpoint carries it (``trained_size`` reads it back)."""
+    factor = pipe.vae_scale_factor
+    if size[0] % factor or size[1] % factor:
+        raise ValueError(f"trained size {size} is not a multiple of the VAE factor {factor}")
+    pipe.unet.register_to_config(sample_size=(size[0] // factor, size[1] // factor))
 
 
 def self_attention_heads(unet: UNet2DConditionModel) -> int:

@@ -11,6 +11,14 @@ progress, then a summary (inputs, written, failed, shards, images per second)
 and writes a preview (``jobs.preview``). Launched from a Dataflow Flex Template
 (the launcher sets ``FLEX_TEMPLATE_PYTHON_PY_FILE``) it only submits the job:
 the launcher must not wait for the pipeline to finish.
+
+Exit status (``python -m jobs.augment``): 0 when the run finished and at most
+``--max-failure-rate`` of its inputs failed; 1 when more failed, or when every
+model call failed (the manifest is written first, and the summary names the
+most common error); 2 when the options or inputs are wrong before the pipeline
+starts (a misspelled option, a root with no label maps, a size off the model's
+latent grid: ``pipeline.launch_checks``). Out of memory in the first model call
+stops the run with an error naming ``--batch-size``.
 """
 
 from __future__ import annotations
@@ -21,19 +29,30 @@ import os
 import sys
 import time
 
-import apache_beam as beam
-import pyarrow.compute as pc
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import MetricsFilter
+from jobs.startup_notices import silence_startup_notices
 
-from jobs.preview import write_preview
-from pipeline.augment_graph import MANIFEST, build_augment
-from pipeline.options import AugmentOptions, alias_labels_flag
-from transforms.manifest import read_manifest
-from transforms.shards import completed_shards
-from transforms.synthesis_handler import METRICS_NAMESPACE
+silence_startup_notices()  # before apache_beam is imported: it logs one notice at import
+
+import apache_beam as beam  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+from apache_beam.io.filesystems import FileSystems  # noqa: E402
+from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
+
+from jobs.preview import write_preview  # noqa: E402
+from pipeline.augment_graph import MANIFEST, build_augment  # noqa: E402
+from pipeline.launch_checks import LaunchError  # noqa: E402
+from pipeline.options import AugmentOptions, UnknownOptionError, parse_augment_options  # noqa: E402
+from transforms.fileio import remove_temporaries  # noqa: E402
+from transforms.manifest import read_manifest  # noqa: E402
+from transforms.shards import completed_shards  # noqa: E402
+from transforms.synthesis_handler import (  # noqa: E402
+    METRICS_NAMESPACE,
+    SYNTHESIS_FAILED,
+    RunStoppingError,
+)
 
 TEMPLATE_LAUNCH_ENV = "FLEX_TEMPLATE_PYTHON_PY_FILE"
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_LAUNCH = 0, 1, 2
 
 
 @dataclasses.dataclass
@@ -49,7 +68,9 @@ class AugmentSummary:
     seconds: float
     manifest: str
     preview: str | None
-    failure_codes: dict
+    failure_codes: dict  # error code -> number of failed inputs
+    failure_examples: dict  # error code -> the error text of one of them
+    max_failure_rate: float
 
     @property
     def images_per_second(self) -> float:
@@ -68,10 +89,30 @@ class AugmentSummary:
             f"preview  {self.preview}" if self.preview else "preview  (no samples written)",
         ]
 
+    @property
+    def failure(self) -> str | None:
+        """Why the run counts as failed (exit status 1), naming the most common error; None
+        when it does not: at most ``max_failure_rate`` of the inputs failed and at least
+        one model call succeeded (or none was needed)."""
+        if self.inputs and self.failed / self.inputs > self.max_failure_rate:
+            reason = (
+                f"{self.failed} of {self.inputs} inputs failed ({self.failed / self.inputs:.0%}, "
+                f"more than --max-failure-rate {self.max_failure_rate:g})"
+            )
+        elif self.failure_codes.get(SYNTHESIS_FAILED) and self.synthesized == 0:
+            reason = "every model call failed"
+        else:
+            return None
+        code = max(sorted(self.failure_codes), key=self.failure_codes.get)
+        return (
+            f"{reason}; most common error: {code} ({self.failure_codes[code]} inputs), "
+            f"e.g. {self.failure_examples[code]}"
+        )
+
 
 def run(argv: list[str] | None = None) -> AugmentSummary | None:
     """Build and run the job; returns the summary, or None when only submitted."""
-    augment = AugmentOptions(alias_labels_flag(list(sys.argv[1:] if argv is None else argv)))
+    augment = parse_augment_options(list(sys.argv[1:] if argv is None else argv))
     began = time.perf_counter()
     pipeline = beam.Pipeline(options=augment)
     build_augment(pipeline, augment)
@@ -80,6 +121,8 @@ def run(argv: list[str] | None = None) -> AugmentSummary | None:
         return None
     result.wait_until_finish()
     seconds = time.perf_counter() - began
+    for leftover in remove_temporaries(augment.output):  # left by writers killed earlier
+        logging.getLogger("augment").info("removed leftover temporary file %s", leftover)
     preview = None
     if augment.preview_count > 0:
         written = write_preview(augment.output, augment.preview_count, augment.shard_prefix)
@@ -94,6 +137,8 @@ def _summary(
     manifest = read_manifest(manifest_path)
     failed = manifest.filter(pc.equal(manifest.column("status"), "failed"))
     counts = pc.value_counts(failed.column("error_code")).to_pylist()
+    codes, errors = failed.column("error_code"), failed.column("error")
+    examples = {c["values"]: errors[pc.index(codes, c["values"]).as_py()].as_py() for c in counts}
     metrics = _counters(result)
     return AugmentSummary(
         output=augment.output,
@@ -108,6 +153,8 @@ def _summary(
         manifest=manifest_path,
         preview=preview,
         failure_codes={c["values"]: c["counts"] for c in counts},
+        failure_examples=examples,
+        max_failure_rate=augment.max_failure_rate,
     )
 
 
@@ -121,7 +168,8 @@ def _counters(result) -> dict[str, int]:
     return totals
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Run the job and print its summary; returns the exit status (module docstring)."""
     logging.basicConfig(level=logging.WARNING)
     progress = logging.getLogger("augment")
     progress.setLevel(logging.INFO)
@@ -129,14 +177,25 @@ def main(argv: list[str] | None = None) -> None:
     handler.setFormatter(logging.Formatter("[augment] %(message)s"))
     progress.addHandler(handler)
     progress.propagate = False
-    summary = run(argv)
+    try:
+        summary = run(argv)
+    except (UnknownOptionError, LaunchError) as error:
+        print(f"[augment] error: {error}", file=sys.stderr)
+        return EXIT_BAD_LAUNCH
+    except RunStoppingError as error:  # raised on a worker; runners that keep the type
+        print(f"[augment] FAILED: {error}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     if summary is None:
         print("[augment] submitted (template launch); see the runner's console for progress")
-        return
+        return EXIT_OK
     print("[augment] done")
     for line in summary.lines():
         print("  " + line)
+    if summary.failure:
+        print(f"[augment] FAILED: {summary.failure}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    return EXIT_OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

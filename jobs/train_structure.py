@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
     )
     train_structure(pipe, build_source(args, pairs=args.reference_prob > 0), args.run_dir, options, device=args.device)
-    print(f"saved {save_model(pipe, args.output, args.save_fp16)}")
+    # Stage 1 trains the UNet: its size is the model's (stage 2 trains only the adapter).
+    print(f"saved {save_model(pipe, args.output, args.save_fp16, trained_size=args.size)}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import torch
 
-from amadapter.model_factory import PRESETS, build_pipeline, from_stable_diffusion
+from amadapter.model_factory import (
+    PRESETS,
+    build_pipeline,
+    from_stable_diffusion,
+    record_trained_size,
+)
 from amadapter.pipeline_amadapter import AMAdapterPipeline
 from amadapter.training import data
 from amadapter.training.loop import MIXED_PRECISION, PhaseOptions
@@ -109,9 +114,17 @@ def build_source(args: argparse.Namespace, pairs: bool):
     return kind(load_frame, count, height, width, args.batch_size, seed=args.seed)
 
 
-def save_model(pipe: AMAdapterPipeline, output: str | Path, fp16: bool) -> Path:
-    """Save in the model-directory format; returns the directory."""
+def save_model(
+    pipe: AMAdapterPipeline,
+    output: str | Path,
+    fp16: bool,
+    trained_size: tuple[int, int] | None = None,
+) -> Path:
+    """Save in the model-directory format; returns the directory. ``trained_size``: the
+    size the UNet was trained at, recorded in its config (the augment job's default size)."""
     output = Path(output)
+    if trained_size is not None:
+        record_trained_size(pipe, trained_size)
     if fp16:
         pipe.to(dtype=torch.float16)
     pipe.save_pretrained(output, safe_serialization=True)

@@ -45,9 +45,9 @@ import amadapter
 from amadapter.errors import EmptyPoolError
 from pipeline.default_world import POOL_SPLIT, TARGET_SPLIT, export_default_world
 from pipeline.exemplar_index import prepare_index
-from pipeline.options import AugmentOptions, parse_size
+from pipeline.launch_checks import check_launch
+from pipeline.options import AugmentOptions
 from transforms.expand_samples import ExpandSamples, Target
-from transforms.fileio import exists
 from transforms.manifest import WriteManifest
 from transforms.plan_shards import PlanShards
 from transforms.read_label_maps import ReadLabelMaps
@@ -57,6 +57,7 @@ from transforms.skip_finished import SkipFinishedShards
 from transforms.synthesis_handler import (
     METRICS_NAMESPACE,
     SynthesisModelHandler,
+    raise_if_run_stopping,
     synthesis_failures,
 )
 from transforms.synthesis_request import ShardResult
@@ -64,7 +65,6 @@ from transforms.write_shard_results import WriteShardResults
 from transforms.write_shards import AssignShards
 
 MANIFEST = "manifest.parquet"
-MODEL_INDEX = "model_index.json"  # present in every checkpoint directory
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(amadapter.__file__), "demo_model")
 DEFAULT_STEPS = 20  # the paper's; `make demo` takes under a minute with it on 2 CPU cores
 
@@ -129,13 +129,8 @@ def resolve_inputs(options: AugmentOptions) -> AugmentInputs:
 
 def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGraph:
     """Add the augment graph to ``pipeline``; see the module docstring."""
-    _check(options)
     inputs = resolve_inputs(options)
-    if not exists(FileSystems.join(inputs.model, MODEL_INDEX)):
-        raise FileNotFoundError(
-            f"no model at {inputs.model} (no {MODEL_INDEX}); pass --model, a checkpoint "
-            "directory (AMAdapterPipeline.save_pretrained)"
-        )
+    size = check_launch(options, inputs)  # LaunchError before any worker starts
     try:
         index_path = prepare_index(
             inputs.index,
@@ -197,7 +192,7 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
         model=inputs.model,
         steps=inputs.steps,
         guidance=options.guidance,
-        size=parse_size(options.size) if options.size else None,
+        size=size,
         device=options.device,
         dtype=options.dtype,
         torch_threads=options.torch_threads,
@@ -231,17 +226,6 @@ def _key(item) -> str:
     return item.target.key if isinstance(item, RetrievedTarget) else item.key
 
 
-def _check(options: AugmentOptions) -> None:
-    """Fail at graph construction, not on a worker mid-run."""
-    for name in ("samples_per_label", "exemplar_topk", "shard_size", "batch_size"):
-        if getattr(options, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    if options.steps is not None and options.steps < 1:
-        raise ValueError("--steps must be at least 1")
-    if options.size is not None:
-        parse_size(options.size)
-
-
 def _count(element, counter):
     counter.inc()
     return element
@@ -258,6 +242,7 @@ def _count_row(row: dict) -> dict:
 
 def _failed_shard(dead_letter) -> ShardResult:
     """``(ShardWork, (exception type, repr, traceback))`` -> the shard with every target failed."""
-    work, (_, error, _) = dead_letter
+    work, (error_type, error, _) = dead_letter
+    raise_if_run_stopping(error_type, error)
     failures = list(work.failures) + synthesis_failures(work.requests, error)
     return ShardResult(work.shard, (), tuple(failures))

@@ -13,11 +13,19 @@ and rewrites it (``alias_labels_flag``). Dataflow job labels stay available as
 Values stay plain strings and numbers (``--size`` is the text ``"HxW"``, read with
 ``parse_size``) because Beam ships options to workers as a JSON dictionary and
 parses them again there. Defaults that depend on other choices are ``None`` here:
-``--steps`` (``pipeline.augment_graph.DEFAULT_STEPS``) and ``--size``
-(the model's own size, resolved on the worker by the synthesis handler).
+``--steps`` (``pipeline.augment_graph.DEFAULT_STEPS``), ``--size`` (the size the
+model was trained at, resolved at launch by ``pipeline.launch_checks``) and
+``--dtype`` (float16 on cuda, else float32, ``transforms.synthesis_handler``).
+
+Misspelled options: Beam drops arguments that no options class parses, with a
+log line. ``parse_augment_options`` makes them an error instead, with Beam's
+"did you mean" suggestion (``UnknownOptionError``).
 """
 
 from __future__ import annotations
+
+import difflib
+import importlib
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -31,6 +39,25 @@ DEFAULT_SHARD_PREFIX = "aug"
 DEFAULT_ACCELERATOR = "type:nvidia-l4;count:1;install-nvidia-driver"
 LABELS_ALIAS = "--labels"
 LABEL_MAPS_FLAG = "--label_maps"
+DEFAULT_MAX_FAILURE_RATE = 0.5
+# Beam registers a runner's options only when that runner's module is imported, and the
+# Dask runner's module needs dask: it is imported when one of its flags is given, and where
+# dask is not installed its flags are accepted by name (the runner then says what is missing).
+OPTIONAL_RUNNER_FLAGS = {
+    "apache_beam.runners.dask.dask_runner": (
+        "--dask_client_address",
+        "--dask_connection_timeout",
+        "--dask_scheduler_file",
+        "--dask_client_name",
+        "--dask_connection_limit",
+        "--dask_npartitions",
+        "--dask_partition_size",
+    ),
+}
+
+
+class UnknownOptionError(ValueError):
+    """Command-line arguments that no options class parses (Beam would drop them)."""
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -63,6 +90,66 @@ def alias_labels_flag(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
+
+
+def parse_rate(text: str) -> float:
+    """A fraction in [0, 1]."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"expected a fraction between 0 and 1, got {text!r}")
+    return value
+
+
+def parse_augment_options(argv: list[str]) -> "AugmentOptions":
+    """The job's options from ``argv`` (``--labels`` aliased); raises ``UnknownOptionError``
+    for any argument that neither the job nor Beam nor a runner parses."""
+    argv = alias_labels_flag(argv)
+    unknown = unknown_arguments(argv)
+    if unknown:
+        raise UnknownOptionError("; ".join(unknown))
+    return AugmentOptions(argv)
+
+
+def unknown_arguments(argv: list[str]) -> list[str]:
+    """One message per argument no registered options class parses, with the closest known
+    option where there is one (Beam's own rule, ``PipelineOptions._warn_on_unknown_options``)."""
+    unknown, known = _parse_known(argv)
+    missing_runner_flags = set()
+    for module, flags in OPTIONAL_RUNNER_FLAGS.items():
+        if any(arg.split("=", 1)[0] in flags for arg in unknown):
+            try:
+                importlib.import_module(module)  # registers the runner's options class
+                unknown, known = _parse_known(argv)
+            except ImportError:
+                missing_runner_flags.update(flags)
+    known += [flag for flags in OPTIONAL_RUNNER_FLAGS.values() for flag in flags]
+    messages = []
+    for position, arg in enumerate(unknown):
+        name = arg.split("=", 1)[0]
+        if name in missing_runner_flags:
+            continue
+        if not arg.startswith("-"):
+            previous = unknown[position - 1] if position > 0 else ""
+            if previous.startswith("--") and "=" not in previous:
+                continue  # the value of the unknown option before it, reported with it
+            messages.append(f"unexpected argument {arg!r}")
+            continue
+        suggestion = difflib.get_close_matches(name, known, n=1)
+        messages.append(
+            f"unknown option {name}" + (f" (did you mean {suggestion[0]}?)" if suggestion else "")
+        )
+    return messages
+
+
+def _parse_known(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(arguments left unparsed, every known option string) over all registered options
+    classes, with the parser Beam itself builds (``get_all_options`` hands it over)."""
+    parsers = []
+    PipelineOptions([]).get_all_options(add_extra_args_fn=parsers.append)
+    parser = parsers[0]
+    _, unknown = parser.parse_known_args(argv)
+    known = [flag for action in parser._actions for flag in action.option_strings]
+    return unknown, known
 
 
 def _add(parser, name: str, **kwargs) -> None:
@@ -156,7 +243,13 @@ class AugmentOptions(PipelineOptions):
         # Execution.
         _add(parser, "batch-size", type=int, default=8, help="Targets per model call.")
         _add(parser, "device", default="cpu", choices=DEVICES, help="Torch device of the workers.")
-        _add(parser, "dtype", default="float32", choices=DTYPES, help="Model dtype on the device.")
+        _add(
+            parser,
+            "dtype",
+            default=None,
+            choices=DTYPES,
+            help="Model dtype on the device (default: float16 on cuda, else float32).",
+        )
         _add(
             parser,
             "torch-threads",
@@ -184,6 +277,14 @@ class AugmentOptions(PipelineOptions):
             default=False,
             help="Load one model per machine shared by all SDK processes (large models); "
             "a bare flag or true/false.",
+        )
+        _add(
+            parser,
+            "max-failure-rate",
+            type=parse_rate,
+            default=DEFAULT_MAX_FAILURE_RATE,
+            help="Exit non-zero (after writing the manifest) when more than this fraction of "
+            "the inputs failed, or when every model call failed.",
         )
         _add(
             parser,

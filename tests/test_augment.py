@@ -194,8 +194,9 @@ def test_two_worker_processes_give_the_same_samples(inputs, reference, tmp_path)
 
 
 def test_an_empty_pool_fails_every_target_by_name(inputs, tmp_path):
-    empty = tmp_path / "pool"
-    empty.mkdir()
+    empty = tmp_path / "pool"  # label maps without photos: no usable exemplar
+    export_world(empty, 2, "test", 16, 32)
+    shutil.rmtree(empty / "leftImg8bit")
     argv = [a for a in inputs["argv"]]
     i = argv.index("--index")
     del argv[i : i + 2]
@@ -203,7 +204,8 @@ def test_an_empty_pool_fails_every_target_by_name(inputs, tmp_path):
     assert (summary.inputs, summary.written, summary.model_calls) == (TARGETS + 2, 0, 0)
     assert summary.failure_codes["empty_pool"] == TARGETS
     rows = read_manifest(str(tmp_path / "out" / "manifest.parquet")).to_pylist()
-    assert all(str(empty) in r["error"] for r in rows if r["error_code"] == "empty_pool")
+    pool_rows = [r for r in rows if r["error_code"] == "empty_pool"]
+    assert all("no usable pool entry" in r["error"] for r in pool_rows)
 
 
 @pytest.mark.skipif(

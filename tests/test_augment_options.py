@@ -1,13 +1,22 @@
 """AugmentOptions: both spellings of every option, the --labels alias, the Flex Template
-parameters, and --help."""
+parameters, --help, misspelled options as errors, and the dtype default."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-from pipeline.options import AugmentOptions, alias_labels_flag, parse_size
+from pipeline.options import (
+    AugmentOptions,
+    UnknownOptionError,
+    alias_labels_flag,
+    parse_augment_options,
+    parse_size,
+)
 from tests.conftest import REPO
+from transforms.synthesis_handler import SynthesisModelHandler
 
 
 def test_dash_and_underscore_spellings_parse_alike():
@@ -58,3 +67,55 @@ def test_help_lists_the_options(capsys):
         "--model-copies",
     ):
         assert flag in text
+
+
+def test_a_misspelled_option_is_an_error_with_beams_suggestion():
+    with pytest.raises(UnknownOptionError) as raised:
+        parse_augment_options(["--runner=DirectRunner", "--samples-per-lable", "4", "--sed=3"])
+    message = str(raised.value)
+    assert "unknown option --samples-per-lable (did you mean --samples-per-label?)" in message
+    assert "unknown option --sed (did you mean --seed?)" in message
+    assert "'4'" not in message  # the misspelled option's value is not reported apart
+    with pytest.raises(UnknownOptionError, match="unexpected argument 'stray'"):
+        parse_augment_options(["stray"])
+
+
+def test_beam_and_runner_options_are_known():
+    argv = ["--labels", "/data", "--direct_num_workers=2", "--direct_running_mode",
+            "multi_processing", "--flink_master=localhost:8081", "--spark_master_url", "x",
+            "--dask_client_address", "127.0.0.1:8786"]  # fmt: skip
+    # Dask's options parse when dask is installed, and are accepted by name when it is not.
+    options = parse_augment_options(argv)
+    assert options.label_maps == "/data" and options.max_failure_rate == 0.5
+    with pytest.raises(UnknownOptionError, match="did you mean --dask_client_address"):
+        parse_augment_options(["--dask_client_adress=127.0.0.1:8786"])
+
+
+def test_max_failure_rate_is_a_fraction():
+    assert parse_augment_options(["--max-failure-rate", "0.1"]).max_failure_rate == 0.1
+    with pytest.raises(SystemExit):
+        parse_augment_options(["--max-failure-rate", "1.5"])
+
+
+def test_dtype_defaults_to_float16_on_cuda_only():
+    assert AugmentOptions([]).dtype is None
+    handler = SynthesisModelHandler("model", steps=1, guidance=1.0, device="cuda")
+    assert handler._dtype == "float16"
+    assert SynthesisModelHandler("model", steps=1, guidance=1.0)._dtype == "float32"
+    explicit = SynthesisModelHandler("m", steps=1, guidance=1.0, device="cuda", dtype="bfloat16")
+    assert explicit._dtype == "bfloat16"
+
+
+def test_the_command_line_exits_2_on_a_misspelling_and_prints_only_that():
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.augment", "--runner=DirectRunner", "--samples-per-lable", "4"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "[augment] error: unknown option --samples-per-lable (did you mean --samples-per-label?)"
+    )
+    assert done.stdout == ""  # no start-up notices (BigQuery client, ...)

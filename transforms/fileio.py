@@ -14,6 +14,8 @@ from typing import BinaryIO, Iterator
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+TEMP_INFIX = ".tmp-"  # a temporary file is named f"{final name}{TEMP_INFIX}{random}"
+
 
 def list_files(pattern: str) -> list[str]:
     """Paths matching a glob (``*``, ``?``, ``**``), sorted; empty when none match."""
@@ -41,7 +43,7 @@ def delete(path: str) -> None:
 @contextlib.contextmanager
 def atomic_writer(path: str, mime_type: str = "application/octet-stream") -> Iterator[BinaryIO]:
     """Yield a stream onto a temporary name; rename it to ``path`` on success, delete on error."""
-    temp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    temp = f"{path}{TEMP_INFIX}{uuid.uuid4().hex[:12]}"
     stream = FileSystems.create(temp, mime_type, CompressionTypes.UNCOMPRESSED)
     try:
         with stream:
@@ -55,3 +57,12 @@ def atomic_writer(path: str, mime_type: str = "application/octet-stream") -> Ite
 def write_atomically(path: str, data: bytes, mime_type: str = "application/octet-stream") -> None:
     with atomic_writer(path, mime_type) as stream:
         stream.write(data)
+
+
+def remove_temporaries(folder: str) -> list[str]:
+    """Delete the temporary files killed writers left anywhere under ``folder``; returns them.
+    Only safe once no writer is running there (the augment job calls it after its run)."""
+    leftovers = list_files(FileSystems.join(folder, f"**{TEMP_INFIX}*"))
+    if leftovers:
+        FileSystems.delete(leftovers)
+    return leftovers

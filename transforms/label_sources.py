@@ -75,14 +75,43 @@ def list_label_sources(
     return sorted(sources, key=lambda s: s.key)
 
 
+def label_globs(
+    root: str, dataset: str, split: str | None = None, label_format: str | None = None
+) -> dict[str, str]:
+    """Label format -> glob of the label maps ``list_label_sources`` reads, in reading order
+    (the augment launcher peeks at one match to reject an empty root before the run)."""
+    root = _normalise_root(root)
+    if dataset == "cityscapes":
+        if label_format is not None and label_format not in CITYSCAPES_LABEL_SUFFIX:
+            raise ValueError(f"cityscapes label_format must be one of {LABEL_FORMATS} or None")
+        formats = [label_format] if label_format else ["train_ids", "ids"]  # later wins
+        split_dir = FileSystems.join(root, "gtFine", split or DEFAULT_SPLIT)
+        return {
+            f: FileSystems.join(split_dir, "*", "*" + CITYSCAPES_LABEL_SUFFIX[f]) for f in formats
+        }
+    if dataset == "bdd100k":
+        label_format = label_format or "train_ids"
+        if label_format not in BDD_LABEL_DIR:
+            raise ValueError(f"bdd100k label_format must be one of {tuple(BDD_LABEL_DIR)} or None")
+        label_dir = FileSystems.join(
+            root, "labels", "sem_seg", BDD_LABEL_DIR[label_format], split or DEFAULT_SPLIT
+        )
+        return {label_format: FileSystems.join(label_dir, "*.png")}
+    if dataset == "folder":
+        if label_format not in LABEL_FORMATS:
+            raise ValueError(
+                f"folder datasets need label_format in {LABEL_FORMATS}, got {label_format!r}"
+            )
+        base = FileSystems.join(root, split) if split else root
+        return {label_format: FileSystems.join(base, "**.png")}
+    raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+
+
 def _cityscapes(root: str, split: str, label_format: str | None) -> list[LabelSource]:
-    if label_format is not None and label_format not in CITYSCAPES_LABEL_SUFFIX:
-        raise ValueError(f"cityscapes label_format must be one of {LABEL_FORMATS} or None")
-    formats = [label_format] if label_format else ["train_ids", "ids"]  # later wins
     chosen: dict[str, tuple[str, str]] = {}  # frame path relative to root -> (path, format)
-    for fmt in formats:
+    for fmt, pattern in label_globs(root, "cityscapes", split, label_format).items():
         suffix = CITYSCAPES_LABEL_SUFFIX[fmt]
-        for path in list_files(FileSystems.join(root, "gtFine", split, "*", "*" + suffix)):
+        for path in list_files(pattern):
             chosen[_relative(path, root)[: -len(suffix)]] = (path, fmt)
     photo_pattern = FileSystems.join(root, "leftImg8bit", split, "*", "*" + CITYSCAPES_PHOTO_SUFFIX)
     photos = set(list_files(photo_pattern))
@@ -103,13 +132,10 @@ def _cityscapes(root: str, split: str, label_format: str | None) -> list[LabelSo
 
 
 def _bdd100k(root: str, split: str, label_format: str | None) -> list[LabelSource]:
-    label_format = label_format or "train_ids"
-    if label_format not in BDD_LABEL_DIR:
-        raise ValueError(f"bdd100k label_format must be one of {tuple(BDD_LABEL_DIR)} or None")
-    label_dir = FileSystems.join(root, "labels", "sem_seg", BDD_LABEL_DIR[label_format], split)
+    ((label_format, pattern),) = label_globs(root, "bdd100k", split, label_format).items()
     photos = set(list_files(FileSystems.join(root, "images", "10k", split, "*.jpg")))
     sources = []
-    for path in list_files(FileSystems.join(label_dir, "*.png")):
+    for path in list_files(pattern):
         name = posixpath.basename(path)[: -len(".png")]
         photo = FileSystems.join(root, "images", "10k", split, name + ".jpg")
         sources.append(
@@ -125,13 +151,9 @@ def _bdd100k(root: str, split: str, label_format: str | None) -> list[LabelSourc
 
 
 def _folder(root: str, split: str | None, label_format: str | None) -> list[LabelSource]:
-    if label_format not in LABEL_FORMATS:
-        raise ValueError(
-            f"folder datasets need label_format in {LABEL_FORMATS}, got {label_format!r}"
-        )
-    base = FileSystems.join(root, split) if split else root
+    ((_, pattern),) = label_globs(root, "folder", split, label_format).items()
     sources = []
-    for path in list_files(FileSystems.join(base, "**.png")):
+    for path in list_files(pattern):
         relative = _relative(path, root)[: -len(".png")]
         sources.append(
             LabelSource(

@@ -23,11 +23,18 @@ process, render pre-formed batches); how Beam schedules it lives in
   (a batch of one), so a cached inversion is the same bytes whichever batch
   first needed it; the model's in-memory cache then spares exemplars shared by
   several batches or shards a second inversion in the same worker process.
-- **A failed batch** (any exception in its model call, e.g. out of GPU memory)
-  becomes ``FailedInput`` rows with code ``synthesis_failed`` for its targets; the
-  shard's other batches are still written. Such shards are rendered again on
-  resume (``transforms.skip_finished``). Anything failing outside a batch goes to
+- **A failed batch** (any exception in its model call) becomes ``FailedInput``
+  rows with code ``synthesis_failed`` for its targets; the shard's other batches
+  are still written. Such shards are rendered again on resume
+  (``transforms.skip_finished``). Anything failing outside a batch goes to
   RunInference's dead-letter output (``with_exception_handling``).
+- **Out of memory before any batch succeeded** is not a per-batch failure: every
+  batch would fail the same way, so the handler raises ``BatchTooLargeError``
+  (naming ``--batch-size``) and the run stops (``raise_if_run_stopping`` on the
+  dead-letter path). Out of memory after a success fails that batch only.
+- **Dtype**: float16 on cuda unless one is given (``default_dtype``), float32 elsewhere.
+- **Remote checkpoints** are copied to a local temporary folder for the load and
+  the copy is removed once the weights are in memory.
 - **Outputs.** Each sample's label is the target's label map nearest-resized to
   the output size with the pipeline's own resize, so image and label agree
   pixel for pixel.
@@ -37,9 +44,12 @@ process, render pre-formed batches); how Beam schedules it lives in
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import tempfile
 import time
 from typing import Any, Sequence
@@ -52,6 +62,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from diffusers.utils import logging as diffusers_logging
 
 from amadapter.class_cost import resize_labels_nearest
+from amadapter.model_factory import trained_size
 from amadapter.pipeline_amadapter import AMAdapterPipeline
 from transforms.fileio import list_files, open_file
 from transforms.records import FailedInput, Sample
@@ -64,6 +75,28 @@ LOG = logging.getLogger("augment")
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+class RunStoppingError(RuntimeError):
+    """A failure that every later batch would repeat: the run stops instead of
+    writing ``synthesis_failed`` rows (see ``raise_if_run_stopping``)."""
+
+
+class BatchTooLargeError(RunStoppingError):
+    """Out of memory in the first model call of a worker: the batch (or size) is too large."""
+
+
+def default_dtype(device: str) -> str:
+    """float16 on CUDA (half the memory, the tensor cores' type), float32 elsewhere."""
+    return "float16" if device.startswith("cuda") else "float32"
+
+
+def raise_if_run_stopping(error_type: type, error: str) -> None:
+    """Re-raise a ``RunStoppingError`` that RunInference's dead-letter output caught
+    (``error_type``, ``error``: its type and its repr, ``Name('message')``), so that it
+    fails the run."""
+    if issubclass(error_type, RunStoppingError):
+        raise error_type(ast.literal_eval(error[len(error_type.__name__) :]))
+
+
 class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
     """Renders ``ShardWork`` elements with an ``AMAdapterPipeline`` checkpoint.
 
@@ -72,7 +105,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
             local temporary folder on the worker first).
         steps, guidance: DDIM steps and classifier-free guidance.
         size: output (height, width), or None for the model's ``Renderer.native_size``.
-        device, dtype: torch device and dtype name (``TORCH_DTYPES``).
+        device, dtype: torch device and dtype name (``TORCH_DTYPES``; None: ``default_dtype``).
         torch_threads: intra-op threads of the worker process (None: torch's default).
         model_copies: copies per machine shared across SDK processes (GPU workers);
             None loads one model per process.
@@ -87,13 +120,14 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         guidance: float,
         size: tuple[int, int] | None = None,
         device: str = "cpu",
-        dtype: str = "float32",
+        dtype: str | None = None,
         torch_threads: int | None = None,
         model_copies: int | None = None,
         share_model: bool = False,
         accelerator: str | None = None,
     ):
         super().__init__(model_copies=model_copies, large_model=share_model)
+        dtype = dtype or default_dtype(device)
         if dtype not in TORCH_DTYPES:
             raise ValueError(f"dtype must be one of {sorted(TORCH_DTYPES)}, got {dtype!r}")
         if steps < 1:
@@ -102,6 +136,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         self._size = tuple(size) if size is not None else None
         self._device, self._dtype, self._accelerator = device, dtype, accelerator
         self._threads = torch_threads
+        self._rendered_once = False  # has a model call of this handler copy succeeded?
         self._calls = Metrics.counter(METRICS_NAMESPACE, "model_calls")
         self._synthesized = Metrics.counter(METRICS_NAMESPACE, "synthesized")
         self._failed_batches = Metrics.counter(METRICS_NAMESPACE, "failed_batches")
@@ -110,7 +145,8 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
     def load_model(self) -> "Renderer":
         if self._threads is not None:
             torch.set_num_threads(self._threads)
-        return Renderer.load(_local_directory(self._model), self._device, self._dtype)
+        with local_model_directory(self._model) as directory:
+            return Renderer.load(directory, self._device, self._dtype)
 
     def run_inference(
         self,
@@ -126,12 +162,22 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
             began = time.perf_counter()
             try:
                 samples.extend(self._render(requests, model, size))
+            except torch.cuda.OutOfMemoryError as error:  # torch.OutOfMemoryError too
+                if not self._rendered_once:
+                    raise self._too_large(requests, size) from error
+                LOG.warning("shard %d: a batch of %d ran out of memory", batch.shard, len(requests))
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()  # give the next batch the memory this one held
+                self._failed_batches.inc()
+                failures.extend(synthesis_failures(requests, repr(error)))
+                continue
             except Exception as error:  # noqa: BLE001 - one batch's failure is data, see docstring
                 LOG.warning("shard %d: a batch of %d failed: %r", batch.shard, len(requests), error)
                 self._failed_batches.inc()
                 failures.extend(synthesis_failures(requests, repr(error)))
                 continue
             elapsed = time.perf_counter() - began
+            self._rendered_once = True
             self._calls.inc()
             self._synthesized.inc(len(requests))
             self._latency.update(int(elapsed * 1000))
@@ -145,6 +191,17 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
                 elapsed,
             )
         return [ShardResult(batch.shard, tuple(samples), tuple(failures))]
+
+    def _too_large(self, batch: Sequence[SynthesisRequest], size) -> BatchTooLargeError:
+        exemplars = len({r.exemplar.key for r in batch})
+        return BatchTooLargeError(
+            f"out of {self._device} memory in the first model call ({len(batch)} targets and "
+            f"{exemplars} exemplars at {size[0]}x{size[1]}, {self._dtype}): every batch would "
+            f"fail the same way, so the run stops. Run again with a smaller --batch-size "
+            f"(e.g. --batch-size {max(1, len(batch) // 2)})"
+            + (" or --dtype float16" if self._device == "cuda" and self._dtype == "float32" else "")
+            + "."
+        )
 
     def _render(self, batch: Sequence[SynthesisRequest], model: "Renderer", size) -> list[Sample]:
         pixels = model.render(batch, self._steps, self._guidance, size)
@@ -197,10 +254,8 @@ class Renderer:
         return self._hash
 
     def native_size(self) -> tuple[int, int]:
-        """The image size the model was built for: UNet sample size times the VAE factor."""
-        sample = self._pipe.unet.config.sample_size
-        height, width = (sample, sample) if isinstance(sample, int) else sample
-        return height * self._pipe.vae_scale_factor, width * self._pipe.vae_scale_factor
+        """The image size the model was trained at (``model_factory.trained_size``)."""
+        return trained_size(self._pipe.unet.config, self._pipe.vae.config)
 
     def render(
         self, batch: Sequence[SynthesisRequest], steps: int, guidance: float, size: tuple[int, int]
@@ -292,16 +347,22 @@ def _sample(request: SynthesisRequest, image: np.ndarray, size, provenance: dict
     return Sample(target.key, image, label, meta)
 
 
-def _local_directory(path: str) -> str:
-    """``path`` itself when local; else a copy of the remote directory in a local temp folder."""
+@contextlib.contextmanager
+def local_model_directory(path: str):
+    """``path`` itself when local; else a copy of the remote directory in a local temporary
+    folder, removed on exit (once loaded, the weights live in memory)."""
     if FileSystems.get_scheme(path) is None:
-        return path
+        yield path
+        return
     local = tempfile.mkdtemp(prefix="amadapter-model-")
-    root = path.rstrip("/") + "/"
-    for remote in list_files(root + "**"):
-        target = os.path.join(local, remote[len(root) :])
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open_file(remote) as source, open(target, "wb") as sink:
-            while chunk := source.read(1 << 24):
-                sink.write(chunk)
-    return local
+    try:
+        root = path.rstrip("/") + "/"
+        for remote in list_files(root + "**"):
+            target = os.path.join(local, remote[len(root) :])
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open_file(remote) as source, open(target, "wb") as sink:
+                while chunk := source.read(1 << 24):
+                    sink.write(chunk)
+        yield local
+    finally:
+        shutil.rmtree(local, ignore_errors=True)

@@ -1,0 +1,135 @@
+"""What the augment job checks on the launcher, before the pipeline starts.
+
+Anything that would otherwise fail on every worker, or silently produce a run
+of failure rows (a missing root: one ``empty_root`` row and an empty tar; a size
+off the latent grid: every batch ``synthesis_failed``), is a ``LaunchError``
+here, naming the option and what to pass instead. The checks are cheap whatever
+the input count: the model is read from its config files (no weights), and a
+root is probed for ONE matching label map (the full listing stays on a worker,
+``transforms.read_label_maps``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from apache_beam.io.filesystems import FileSystems
+
+from amadapter.model_factory import latent_grid, trained_size
+from pipeline.options import parse_size
+from transforms.fileio import exists, read_bytes
+from transforms.label_sources import label_globs
+
+MODEL_INDEX = "model_index.json"  # present in every checkpoint directory
+POSITIVE_OPTIONS = (  # None where the option has no default value
+    "samples_per_label",
+    "exemplar_topk",
+    "shard_size",
+    "batch_size",
+    "steps",
+    "torch_threads",
+    "model_copies",
+)
+
+
+class LaunchError(ValueError):
+    """A problem with the job's options or inputs, found before the pipeline starts."""
+
+
+def check_launch(options, inputs) -> tuple[int, int]:
+    """Check ``options`` (``AugmentOptions``) and ``inputs`` (``AugmentInputs``, defaults
+    applied); returns the output size, (height, width): ``--size`` or the size the model
+    was trained at."""
+    _check_counts(options)
+    _check_label_root("--labels", inputs.labels, inputs.dataset, inputs.split, inputs.label_format)
+    if inputs.index is not None:
+        if not exists(inputs.index):
+            raise LaunchError(f"--index {inputs.index}: does not exist")
+    elif inputs.exemplars is not None:
+        # A folder pool is read with the same --label-format as the label maps.
+        pool_format = inputs.label_format if inputs.exemplars_dataset == "folder" else None
+        _check_label_root(
+            "--exemplars",
+            inputs.exemplars,
+            inputs.exemplars_dataset,
+            inputs.exemplars_split,
+            pool_format,
+        )
+    return output_size(options.size, inputs.model)
+
+
+def output_size(size: str | None, model: str) -> tuple[int, int]:
+    """``size`` ("HxW") checked against the model's latent grid, or the model's trained size."""
+    unet, vae = _model_configs(model)
+    grid = latent_grid(unet, vae)
+    if size is None:
+        height, width = trained_size(unet, vae)
+        source = f"the size the model was trained at, {height}x{width},"
+    else:
+        try:
+            height, width = parse_size(size)
+        except ValueError as error:
+            raise LaunchError(f"--size: {error}") from None
+        source = f"--size {size}"
+    if height % grid or width % grid:
+        nearest = " or ".join(nearest_valid_sizes(height, width, grid))
+        raise LaunchError(
+            f"{source} is not a multiple of {grid}, the latent grid of the model {model}: "
+            f"use --size {nearest}"
+        )
+    return height, width
+
+
+def nearest_valid_sizes(height: int, width: int, grid: int) -> list[str]:
+    """The sizes with each side rounded down, then up, to a multiple of ``grid``
+    (720x1280, grid 64 -> 704x1280, 768x1280); a side already valid stays."""
+
+    def down(side):
+        return side - side % grid
+
+    def up(side):
+        return down(side) + (grid if side % grid else 0)
+
+    candidates = [(down(height), down(width)), (up(height), up(width))]
+    return [f"{h}x{w}" for h, w in dict.fromkeys(candidates) if h > 0 and w > 0]
+
+
+def _check_counts(options) -> None:
+    for name in POSITIVE_OPTIONS:
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise LaunchError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+def _check_label_root(flag: str, root: str, dataset: str, split, label_format) -> None:
+    """``root`` exists and holds at least one label map of ``dataset`` / ``split``."""
+    if FileSystems.get_scheme(root) is None and not os.path.isdir(root):
+        raise LaunchError(f"{flag} {root}: no such directory")
+    try:
+        globs = label_globs(root, dataset, split, label_format)
+    except ValueError as error:
+        raise LaunchError(f"{flag} {root}: {error}") from None
+    matches = FileSystems.match(list(globs.values()), limits=[1] * len(globs))
+    if not any(m.metadata_list for m in matches):
+        raise LaunchError(
+            f"{flag} {root}: holds no {dataset} label maps (split {split!r}); looked for "
+            + " and ".join(globs.values())
+        )
+
+
+def _model_configs(model: str) -> tuple[dict, dict]:
+    """The UNet and VAE config dictionaries of a checkpoint directory (local or remote)."""
+    if not exists(FileSystems.join(model, MODEL_INDEX)):
+        raise LaunchError(
+            f"--model {model}: no model there (no {MODEL_INDEX}); pass a checkpoint "
+            "directory (AMAdapterPipeline.save_pretrained)"
+        )
+    configs = []
+    for component in ("unet", "vae"):
+        path = FileSystems.join(model, component, "config.json")
+        try:
+            configs.append(json.loads(read_bytes(path)))
+        except (OSError, ValueError) as error:  # Beam raises OSError subclasses when missing
+            raise LaunchError(f"--model {model}: cannot read {path}: {error}") from None
+    return configs[0], configs[1]
