@@ -23,5 +23,10 @@ setup(
         "pillow>=10",
         "psutil>=5.9",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={
+        "test": ["pytest>=8"],
+        # `--runner=DaskRunner` (pipeline.dask_runner): the version tests/test_dask_cluster.py
+        # runs; Beam's own apache-beam[dask] extra only asks for >=2024.4.2.
+        "dask": ["dask[distributed]==2026.8.0"],
+    },
 )
