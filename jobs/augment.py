@@ -28,6 +28,7 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from jobs.preview import write_preview
 from pipeline.augment_graph import MANIFEST, build_augment
+from pipeline.dask_select import select_runner
 from pipeline.options import AugmentOptions, alias_labels_flag
 from transforms.manifest import read_manifest
 from transforms.shards import completed_shards
@@ -73,7 +74,7 @@ def run(argv: list[str] | None = None) -> AugmentSummary | None:
     """Build and run the job; returns the summary, or None when only submitted."""
     augment = AugmentOptions(alias_labels_flag(list(sys.argv[1:] if argv is None else argv)))
     began = time.perf_counter()
-    pipeline = beam.Pipeline(options=augment)
+    pipeline = beam.Pipeline(runner=select_runner(augment), options=augment)
     build_augment(pipeline, augment)
     result = pipeline.run()
     if TEMPLATE_LAUNCH_ENV in os.environ:
