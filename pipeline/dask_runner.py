@@ -88,10 +88,10 @@ def _collected_metrics(events) -> DirectMetrics:
     last_report = {}
     for _, event in events:
         updates = pickle.loads(event["updates"])
-        metrics.commit_physical(event["task"], updates)
-        last_report[event["task"]] = updates
-    for task, updates in last_report.items():
-        metrics.commit_logical(task, updates)
+        metrics.commit_physical(event["report"], updates)
+        last_report[event["report"]] = updates
+    for report, updates in last_report.items():
+        metrics.commit_logical(report, updates)
     return metrics
 
 

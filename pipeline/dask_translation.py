@@ -93,36 +93,77 @@ def translate(
     makes; ``create_partitions`` (``--dask_npartitions``) the partition count of a
     ``Create``, else one per ``CREATE_PARTITION_SIZE`` elements.
     """
-    visitor = _Translator(run, spread, create_partitions, forward_loggers)
+    consumers = _Consumers()
+    pipeline.visit(consumers)
+    visitor = _Translator(run, spread, create_partitions, forward_loggers, consumers.of)
     pipeline.visit(visitor)
     sinks = [
-        dask.delayed(_count)(*parts, dask_key_name=f"{run}/{pcoll.producer.full_label}/count")
-        for pcoll, parts in visitor.partitions.items()
-        if pcoll not in visitor.consumed
+        dask.delayed(_count)(
+            *visitor.parts(pcoll), dask_key_name=f"{run}/{pcoll.producer.full_label}/count"
+        )
+        for pcoll in list(visitor.partitions)
+        if not consumers.of.get(pcoll)
     ]
     return DaskGraph(sinks=sinks, partitions=visitor.partitions)
+
+
+class _Consumers(PipelineVisitor):
+    """PCollection -> [(consuming node, as its main input?)]."""
+
+    def __init__(self):
+        self.of: dict = {}
+
+    def visit_transform(self, node) -> None:
+        for pcoll in node.main_inputs.values():
+            if isinstance(pcoll, beam.PCollection):
+                self.of.setdefault(pcoll, []).append((node, True))
+        for side in node.side_inputs:
+            self.of.setdefault(side.pvalue, []).append((node, False))
+
+
+@dataclasses.dataclass
+class _Fused:
+    """ParDos not yet turned into tasks: each partition of ``parts`` will run through
+    ``steps`` (``(bundle, side values)``) in ONE task, as Beam runners fuse a chain of
+    ParDos. Rendering a shard and writing it then happen in the same task."""
+
+    parts: list
+    steps: list
+    name: str
 
 
 class _Translator(PipelineVisitor):
     """Each PCollection becomes a list of partitions, each partition one task (a list of
     values). The graph is built from ``dask.delayed`` tasks with explicit keys and run
-    without graph optimisation: dask.bag's blockwise fusion copied a transform with two
-    consumers into both (here SkipFinishedShards ran again after the shards were written,
-    and the manifest held their rows twice)."""
+    without dask's graph optimisation: dask.bag's blockwise fusion copied a transform with
+    two consumers into both (here SkipFinishedShards ran again after the shards were
+    written, and the manifest held their rows twice). Chains of ParDos whose every link
+    has a single consumer are fused here instead (``_Fused``)."""
 
-    def __init__(self, run, spread, create_partitions, forward_loggers):
+    def __init__(self, run, spread, create_partitions, forward_loggers, consumers):
         self.run, self.spread, self.create_partitions = run, spread, create_partitions
         self.forward_loggers = forward_loggers
+        self.consumers = consumers
         self.partitions: dict = {}
-        self.consumed: set = set()
+
+    def parts(self, pcoll) -> list:
+        """The partitions of ``pcoll`` as tasks (running a pending fused chain)."""
+        value = self.partitions[pcoll]
+        if isinstance(value, _Fused):
+            value = self.partitions[pcoll] = [
+                dask.delayed(_run_steps)(part, value.steps, False, dask_key_name=f"{value.name}/{i}")
+                for i, part in enumerate(value.parts)
+            ]
+        return value
 
     def visit_transform(self, node) -> None:
         transform = node.transform
         mains = [p for p in node.main_inputs.values() if isinstance(p, beam.PCollection)]
-        inputs = [self.partitions[p] for p in mains]  # a root's input is PBegin: none
-        self.consumed.update(mains)
-        self.consumed.update(side.pvalue for side in node.side_inputs)
         name = f"{self.run}/{node.full_label}"
+        if isinstance(transform, beam.ParDo):
+            self._par_do(node, mains[0], name)
+            return
+        inputs = [self.parts(p) for p in mains]  # a root's input is PBegin: none
         if isinstance(transform, _Create):
             parts = self._create(list(transform.values), name)
         elif isinstance(transform, _Reshuffle):
@@ -131,9 +172,6 @@ class _Translator(PipelineVisitor):
             parts = [part for parts in inputs for part in parts]
         elif isinstance(transform, beam.GroupByKey):
             parts = self._group_by_key(inputs[0], name)
-        elif isinstance(transform, beam.ParDo):
-            self._par_do(node, inputs[0], name)
-            return
         else:
             raise NotImplementedError(
                 f"DaskRunner cannot run {type(transform).__name__} ({node.full_label})"
@@ -169,7 +207,7 @@ class _Translator(PipelineVisitor):
             for b in range(buckets)
         ]
 
-    def _par_do(self, node, parts: list, name: str) -> None:
+    def _par_do(self, node, source, name: str) -> None:
         transform = node.transform
         sides = [self._side_value(side, name, i) for i, side in enumerate(transform.side_inputs)]
         bundle = _Bundle(
@@ -182,20 +220,46 @@ class _Translator(PipelineVisitor):
             forward_loggers=self.forward_loggers,
         )
         shipped = dask.delayed(bundle, name=f"{name}/fn", traverse=False)  # one per worker
+        upstream = self.partitions[source]
+        if isinstance(upstream, _Fused) and len(self.consumers[source]) == 1:
+            parts, steps = upstream.parts, upstream.steps + [(shipped, sides)]
+        else:
+            parts, steps = self.parts(source), [(shipped, sides)]
+        outputs = list(node.outputs.items())
+        if len(outputs) == 1 and self._fusable(outputs[0][1]):
+            self.partitions[outputs[0][1]] = _Fused(parts, steps, name)
+            return
         tagged = [
-            dask.delayed(_run_bundle)(part, shipped, *sides, dask_key_name=f"{name}/{i}")
+            dask.delayed(_run_steps)(part, steps, True, dask_key_name=f"{name}/{i}")
             for i, part in enumerate(parts)
         ]
-        for tag, pcoll in node.outputs.items():
+        for tag, pcoll in outputs:
             self.partitions[pcoll] = [
                 dask.delayed(_values_of)(out, tag, dask_key_name=f"{name}/{i}/{tag}")
                 for i, out in enumerate(tagged)
             ]
 
+    def _fusable(self, pcoll) -> bool:
+        """Read only by one ParDo, as its main input."""
+        readers = self.consumers.get(pcoll, [])
+        return len(readers) == 1 and readers[0][1] and isinstance(readers[0][0].transform, beam.ParDo)
+
     def _side_value(self, side, name: str, index: int):
         """The side input's values as one task: computed once, read by every task."""
-        parts = self.partitions[side.pvalue]
+        parts = self.parts(side.pvalue)
         return dask.delayed(_concatenated)(*parts, dask_key_name=f"{name}/side{index}")
+
+
+def _run_steps(elements, steps: list, tagged: bool) -> list:
+    """``elements`` through each ``(bundle, side values)`` in turn; the last step's output as
+    ``(tag, value)`` pairs when ``tagged``, else its main output's values."""
+    values = elements
+    for number, (bundle, sides) in enumerate(steps, 1):
+        pairs = _run_bundle(values, bundle, *sides)
+        if tagged and number == len(steps):
+            return pairs
+        values = [value for tag, value in pairs if tag is None]
+    return values
 
 
 def _count(*parts) -> int:
@@ -290,8 +354,10 @@ def _run_bundle(elements, bundle: _Bundle, *side_values) -> list:
     updates = container.get_cumulative()
     if updates.counters or updates.distributions or updates.gauges:
         # The task key: a task rerun after a worker died reports again under the same key.
-        task = str(worker.get_current_task())
-        worker.log_event(metrics_topic(bundle.run), {"task": task, "updates": pickle.dumps(updates)})
+        report = f"{worker.get_current_task()} {bundle.label}"  # a fused task runs several steps
+        worker.log_event(
+            metrics_topic(bundle.run), {"report": report, "updates": pickle.dumps(updates)}
+        )
     return outputs
 
 
