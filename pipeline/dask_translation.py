@@ -1,4 +1,4 @@
-"""A Beam graph as a ``dask.bag`` graph, for ``pipeline.dask_runner.DaskRunner``.
+"""A Beam graph as a dask task graph, for ``pipeline.dask_runner.DaskRunner``.
 
 Beam 2.77's own translation (``apache_beam.runners.dask.transform_evaluator`` and the
 visitor in ``dask_runner``) loses or duplicates data in ways that break this job. What
@@ -8,7 +8,7 @@ this module does instead, point by point:
   every output of a multi-output ParDo (``with_outputs``, ``Partition``, RunInference's
   dead letters) holds ALL the elements the DoFn emitted. ``ReadLabelMaps``' failures
   then held every source and every decoded label map again, and ``AssignShards`` saw
-  each key twice (``duplicate sample key``). Here a ParDo's bag holds ``(tag, value)``
+  each key twice (``duplicate sample key``). Here a ParDo's task returns ``(tag, value)``
   pairs and each output PCollection keeps its own tag.
 - **finish_bundle.** Beam takes a bundle's output before calling ``finish_bundle``, so
   what a DoFn emits there (e.g. ``BatchElements``' last batch) is lost. Taken after it here.
@@ -20,7 +20,11 @@ this module does instead, point by point:
   task at a time on a single worker. Here a Reshuffle splits its input into ``spread``
   partitions, which the scheduler places on any worker.
 - **Sinks.** Beam computes only the last transform's bag; a sink elsewhere in the graph
-  never runs. ``sinks`` here holds every PCollection that nothing consumes.
+  never runs. ``sinks`` here counts every PCollection that nothing consumes.
+- **Fusion.** dask.bag's blockwise fusion copies a step with two consumers into both, so
+  it runs twice (SkipFinishedShards ran again after the shards were written: the
+  manifest held their rows twice). Here every step is its own task, except chains of
+  ParDos whose links have one consumer each, fused into one task as Beam runners do.
 - **DoFn lifecycle.** Beam sets up and tears down a DoFn per partition (a model load per
   task). Here a worker process keeps its set-up DoFn instances for the run and reuses
   them, one bundle at a time each, as Beam's own workers do.
@@ -151,7 +155,9 @@ class _Translator(PipelineVisitor):
         value = self.partitions[pcoll]
         if isinstance(value, _Fused):
             value = self.partitions[pcoll] = [
-                dask.delayed(_run_steps)(part, value.steps, False, dask_key_name=f"{value.name}/{i}")
+                dask.delayed(_run_steps)(
+                    part, value.steps, False, dask_key_name=f"{value.name}/{i}"
+                )
                 for i, part in enumerate(value.parts)
             ]
         return value
@@ -181,8 +187,7 @@ class _Translator(PipelineVisitor):
     def _create(self, values: list, name: str) -> list:
         count = self.create_partitions or max(1, -(-len(values) // CREATE_PARTITION_SIZE))
         return [
-            dask.delayed(list)(values[i::count], dask_key_name=f"{name}/{i}")
-            for i in range(count)
+            dask.delayed(list)(values[i::count], dask_key_name=f"{name}/{i}") for i in range(count)
         ]
 
     def _reshuffle(self, parts: list, name: str) -> list:
@@ -242,7 +247,9 @@ class _Translator(PipelineVisitor):
     def _fusable(self, pcoll) -> bool:
         """Read only by one ParDo, as its main input."""
         readers = self.consumers.get(pcoll, [])
-        return len(readers) == 1 and readers[0][1] and isinstance(readers[0][0].transform, beam.ParDo)
+        return (
+            len(readers) == 1 and readers[0][1] and isinstance(readers[0][0].transform, beam.ParDo)
+        )
 
     def _side_value(self, side, name: str, index: int):
         """The side input's values as one task: computed once, read by every task."""

@@ -122,9 +122,7 @@ def test_installed_package_imports_every_module_and_unpickles_the_graph(installe
     modules = {line.split()[1] for line in lines if line.startswith("module ")}
     for package in PACKAGES:
         expected = {
-            f"{package}.{p.stem}"
-            for p in (REPO / package).glob("*.py")
-            if p.name != "__init__.py"
+            f"{package}.{p.stem}" for p in (REPO / package).glob("*.py") if p.name != "__init__.py"
         }
         assert expected <= modules, sorted(expected - modules)
     assert "pipeline.augment_graph" in modules and "jobs.augment" in modules
