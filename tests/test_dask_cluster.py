@@ -17,9 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+import apache_beam as beam
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.window import GlobalWindows
 
 from jobs.augment import run
+from pipeline.dask_runner import DaskRunner
 from tests.conftest import REPO
 
 WORKERS = ("w1", "w2")
@@ -135,6 +139,46 @@ def test_dask_run_equals_direct_runner_and_spreads_over_both_workers(cluster, ru
         shutil.rmtree(output)
 
 
+def test_runner_keeps_outputs_apart_and_finish_bundle_output(cluster, tmp_path):
+    """What Beam 2.77's own DaskRunner gets wrong, on a pipeline small enough to read:
+    tagged outputs mixed, output of finish_bundle dropped, sinks other than the last
+    transform never run. Each result is written by a worker to a file."""
+
+    class SplitByParity(beam.DoFn):
+        def process(self, n):
+            yield n if n % 2 == 0 else beam.pvalue.TaggedOutput("odd", n)
+
+    class CountInFinishBundle(beam.DoFn):
+        def start_bundle(self):
+            self.seen = 0
+
+        def process(self, n):
+            self.seen += 1
+
+        def finish_bundle(self):
+            yield GlobalWindows.windowed_value(self.seen)
+
+    def write_to(name):
+        path = str(tmp_path / f"{name}.json")
+        return beam.combiners.ToList() | f"Write{name}" >> beam.Map(
+            lambda values, path: Path(path).write_text(json.dumps(sorted(values))), path
+        )
+
+    options = PipelineOptions(["--dask_client_address", cluster["address"]])
+    pipeline = beam.Pipeline(runner=DaskRunner(), options=options)
+    numbers = pipeline | beam.Create(range(10)) | beam.Reshuffle()
+    split = numbers | beam.ParDo(SplitByParity()).with_outputs("odd", main="even")
+    total = beam.pvalue.AsSingleton(numbers | beam.CombineGlobally(sum))
+    _ = split.even | "Even" >> write_to("even")
+    _ = split.odd | beam.Map(lambda n, total: n + total, total) | "Odd" >> write_to("odd")
+    _ = numbers | beam.ParDo(CountInFinishBundle()) | "Counts" >> write_to("counts")
+    pipeline.run().wait_until_finish()
+    read = lambda name: json.loads((tmp_path / f"{name}.json").read_text())  # noqa: E731
+    assert read("even") == [0, 2, 4, 6, 8]
+    assert read("odd") == [46, 48, 50, 52, 54]  # each odd number plus the side input, 45
+    assert sum(read("counts")) == 10 and len(read("counts")) > 1  # Reshuffle: several bundles
+
+
 def test_worker_killed_mid_run_changes_nothing(cluster, runs):
     output, reference = runs
     job = _launch(cluster, output, "dask")
@@ -146,7 +190,8 @@ def test_worker_killed_mid_run_changes_nothing(cluster, runs):
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=30)
     log, _ = job.communicate(timeout=300)
-    print(f"killed w1 with {at_kill} of {SHARDS} shards finished; the run exited {job.returncode}")
+    ending = log.strip().splitlines()[-1] if log.strip() else ""
+    print(f"killed w1 with {at_kill} of {SHARDS} shards finished; exit {job.returncode}: {ending}")
     if job.returncode != 0:  # the documented fallback: a rerun into the same output finishes
         rerun = _launch(cluster, output, "dask")
         log, _ = rerun.communicate(timeout=300)
