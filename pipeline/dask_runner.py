@@ -8,8 +8,8 @@ Beam's ``DaskOptions``. What it fixes in Beam 2.77's runner is listed in
 ``pipeline.dask_translation``; here: every sink is computed (not only the last
 transform), a Reshuffle spreads over ``--dask_npartitions`` partitions (default:
 ``SPREAD_PER_THREAD`` per worker thread of the cluster at submission), and the result
-has metrics (committed: one report per task, the last one if a task ran again after a
-worker died; attempted: every report). Records of ``forward_loggers`` on the workers
+has metrics (committed: one report per step of each task, the last one if the task
+ran again after a worker died; attempted: every report). Records of ``forward_loggers`` on the workers
 are logged again on the launcher, prefixed with the worker's name and pid.
 
 Files: the workers read and write the job's paths themselves, so ``--output`` and the
@@ -24,13 +24,13 @@ import logging
 import pickle
 import uuid
 
+import apache_beam as beam
 import distributed
 from apache_beam.pipeline import PTransformOverride
 from apache_beam.runners.dask.dask_runner import DaskOptions, DaskRunnerResult
 from apache_beam.runners.dask.dask_runner import DaskRunner as BeamDaskRunner
 from apache_beam.runners.dask.overrides import _Create, _Reshuffle
 from apache_beam.runners.direct.direct_metrics import DirectMetrics
-import apache_beam as beam
 
 from pipeline.dask_translation import log_topic, metrics_topic, translate
 
@@ -71,9 +71,11 @@ class DaskRunResult(DaskRunnerResult):
 
     def wait_until_finish(self, duration=None) -> str:
         try:
-            return super().wait_until_finish(duration)
-        finally:
+            state = super().wait_until_finish(duration)
+            # Every task has finished, so every report it sent has reached the scheduler.
             self._metrics = _collected_metrics(self.client.get_events(metrics_topic(self.run)))
+            return state
+        finally:
             self.client.unsubscribe_topic(log_topic(self.run))
             self.client.close()
 
