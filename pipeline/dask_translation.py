@@ -103,7 +103,8 @@ def translate(
     pipeline.visit(visitor)
     sinks = [
         dask.delayed(_count)(
-            *visitor.parts(pcoll), dask_key_name=f"{run}/{pcoll.producer.full_label}/count"
+            *visitor.parts(pcoll),
+            dask_key_name=f"{run}/{pcoll.producer.full_label}/{pcoll.tag}/count",
         )
         for pcoll in list(visitor.partitions)
         if not consumers.of.get(pcoll)
@@ -280,7 +281,8 @@ def _split(values: list, pieces: int) -> tuple:
 def _by_key_hash(pairs: list, buckets: int) -> tuple:
     out = tuple([] for _ in range(buckets))
     for pair in pairs:
-        out[int(tokenize(pair[0]), 16) % buckets].append(pair)
+        # A key dask cannot tokenize the same way in every process is an error, not a split group.
+        out[int(tokenize(pair[0], ensure_deterministic=True), 16) % buckets].append(pair)
     return out
 
 
