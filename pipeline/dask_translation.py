@@ -128,13 +128,17 @@ class _Consumers(PipelineVisitor):
 
 @dataclasses.dataclass
 class _Fused:
-    """ParDos not yet turned into tasks: each partition of ``parts`` will run through
-    ``steps`` (``(bundle, side values)``) in ONE task, as Beam runners fuse a chain of
-    ParDos. Rendering a shard and writing it then happen in the same task."""
+    """ParDos not yet turned into tasks: each partition of ``parts`` runs through ``steps``
+    (``(bundle, side values)``) in ONE task, as Beam runners fuse a chain of ParDos: the
+    main output of each step feeds the next. Rendering a shard and writing it happen in
+    the same task. ``taps``: the outputs read outside the chain, ``PCollection -> (step,
+    tag)``; the chain becomes tasks when one of them is first read (``_Translator.parts``)."""
 
     parts: list
     steps: list
     name: str
+    taps: dict
+    materialized: bool = False
 
 
 class _Translator(PipelineVisitor):
@@ -152,16 +156,25 @@ class _Translator(PipelineVisitor):
         self.partitions: dict = {}
 
     def parts(self, pcoll) -> list:
-        """The partitions of ``pcoll`` as tasks (running a pending fused chain)."""
-        value = self.partitions[pcoll]
-        if isinstance(value, _Fused):
-            value = self.partitions[pcoll] = [
+        """The partitions of ``pcoll`` as tasks (turning its pending fused chain into tasks)."""
+        chain = self.partitions[pcoll]
+        if isinstance(chain, _Fused):
+            chain.materialized = True
+            wanted = set(chain.taps.values())
+            outs = [
                 dask.delayed(_run_steps)(
-                    part, value.steps, False, dask_key_name=f"{value.name}/{i}"
+                    part, chain.steps, wanted, dask_key_name=f"{chain.name}/{i}"
                 )
-                for i, part in enumerate(value.parts)
+                for i, part in enumerate(chain.parts)
             ]
-        return value
+            for tapped, (step, tag) in chain.taps.items():
+                self.partitions[tapped] = [
+                    dask.delayed(_values_of)(
+                        out, (step, tag), dask_key_name=f"{chain.name}/{i}/{step}/{tag}"
+                    )
+                    for i, out in enumerate(outs)
+                ]
+        return self.partitions[pcoll]
 
     def visit_transform(self, node) -> None:
         transform = node.transform
@@ -226,24 +239,21 @@ class _Translator(PipelineVisitor):
             forward_loggers=self.forward_loggers,
         )
         shipped = dask.delayed(bundle, name=f"{name}/fn", traverse=False)  # one per worker
-        upstream = self.partitions[source]
-        if isinstance(upstream, _Fused) and len(self.consumers[source]) == 1:
-            parts, steps = upstream.parts, upstream.steps + [(shipped, sides)]
+        chain = self.partitions[source]
+        extend = (
+            isinstance(chain, _Fused)
+            and not chain.materialized
+            and chain.taps[source] == (len(chain.steps) - 1, None)
+            and self._fusable(source)
+        )
+        if extend:
+            del chain.taps[source]  # flows into this step inside the task, never a task output
         else:
-            parts, steps = self.parts(source), [(shipped, sides)]
-        outputs = list(node.outputs.items())
-        if len(outputs) == 1 and self._fusable(outputs[0][1]):
-            self.partitions[outputs[0][1]] = _Fused(parts, steps, name)
-            return
-        tagged = [
-            dask.delayed(_run_steps)(part, steps, True, dask_key_name=f"{name}/{i}")
-            for i, part in enumerate(parts)
-        ]
-        for tag, pcoll in outputs:
-            self.partitions[pcoll] = [
-                dask.delayed(_values_of)(out, tag, dask_key_name=f"{name}/{i}/{tag}")
-                for i, out in enumerate(tagged)
-            ]
+            chain = _Fused(parts=self.parts(source), steps=[], name=name, taps={})
+        chain.steps.append((shipped, sides))
+        for tag, pcoll in node.outputs.items():
+            chain.taps[pcoll] = (len(chain.steps) - 1, tag)
+            self.partitions[pcoll] = chain
 
     def _fusable(self, pcoll) -> bool:
         """Read only by one ParDo, as its main input."""
@@ -258,16 +268,15 @@ class _Translator(PipelineVisitor):
         return dask.delayed(_concatenated)(*parts, dask_key_name=f"{name}/side{index}")
 
 
-def _run_steps(elements, steps: list, tagged: bool) -> list:
-    """``elements`` through each ``(bundle, side values)`` in turn; the last step's output as
-    ``(tag, value)`` pairs when ``tagged``, else its main output's values."""
-    values = elements
-    for number, (bundle, sides) in enumerate(steps, 1):
+def _run_steps(elements, steps: list, wanted: set) -> list:
+    """``elements`` through each ``(bundle, side values)`` in turn, the main output of one
+    step feeding the next; the ``wanted`` outputs as ``((step, tag), value)`` pairs."""
+    values, outputs = elements, []
+    for step, (bundle, sides) in enumerate(steps):
         pairs = _run_bundle(values, bundle, *sides)
-        if tagged and number == len(steps):
-            return pairs
+        outputs.extend(((step, tag), value) for tag, value in pairs if (step, tag) in wanted)
         values = [value for tag, value in pairs if tag is None]
-    return values
+    return outputs
 
 
 def _count(*parts) -> int:

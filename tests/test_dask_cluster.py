@@ -32,6 +32,7 @@ JOB = ["--steps", "1", "--shard-size", "2", "--preview-count", "0"]
 SHARDS = 8
 LIFETIME = "10 minutes"  # every cluster process ends itself by then, whatever the test does
 RENDERED = re.compile(r"^\[augment\] (\S+) \(pid (\d+)\): shard (\d+), batch \d+/\d+: rendered")
+WRITTEN = re.compile(r"^\[augment\] (\S+) \(pid (\d+)\): shard (\d+) written")
 
 
 def _dask(*args: str, log: Path) -> subprocess.Popen:
@@ -127,14 +128,16 @@ def test_dask_run_equals_direct_runner_and_spreads_over_both_workers(cluster, ru
         assert _results(output) == expected
         assert "inputs 16 = written 16 + failed 0" in log  # the summary
         assert f"rendered 16 images in {SHARDS} model calls" in log  # metrics came back
-        rendered = {}  # shard -> (worker name, pid), from the workers' own log lines
+        rendered, written = {}, {}  # shard -> (worker name, pid), from the workers' log lines
         for line in log.splitlines():
-            if match := RENDERED.match(line):
-                rendered[int(match[3])] = (match[1], int(match[2]))
+            for found, pattern in ((rendered, RENDERED), (written, WRITTEN)):
+                if match := pattern.match(line):
+                    found[int(match[3])] = (match[1], int(match[2]))
         assert sorted(rendered) == list(range(SHARDS)), log[-4000:]
         pids = {name: process.pid for name, process in cluster["workers"].items()}
         assert {worker for worker, _ in rendered.values()} == set(WORKERS), rendered
         assert all(pids[worker] == pid for worker, pid in rendered.values()), (rendered, pids)
+        assert written == rendered  # fused: a shard is written where it was rendered
     finally:
         shutil.rmtree(output)
 
