@@ -1,13 +1,16 @@
 """Package declaration. `setup.py` is also what Dataflow workers install (--setup_file)."""
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 setup(
     name="amadapter-augment",
     version="0.1.0",
     description="Exemplar-based synthetic data for driving-scene segmentation (AM-Adapter on Beam)",
     python_requires=">=3.10",
-    packages=find_packages(include=["amadapter", "amadapter.*", "transforms", "pipeline", "jobs"]),
+    packages=find_packages(include=["amadapter", "amadapter.*", "transforms", "pipeline", "jobs"])
+    # The demo model's folders hold only data; as namespace packages setuptools ships them
+    # without warning that data folders are "absent from the packages configuration".
+    + find_namespace_packages(include=["amadapter.demo_model", "amadapter.demo_model.*"]),
     package_data={"amadapter": ["demo_model/**/*"]},
     include_package_data=True,
     install_requires=[
@@ -23,5 +26,10 @@ setup(
         "pillow>=10",
         "psutil>=5.9",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={
+        "test": ["pytest>=8"],
+        # `--runner=DaskRunner` (pipeline.dask_runner): the version tests/test_dask_cluster.py
+        # runs; Beam's own apache-beam[dask] extra only asks for >=2024.4.2.
+        "dask": ["dask[distributed]==2026.8.0"],
+    },
 )

@@ -40,6 +40,7 @@ from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 
 from jobs.preview import write_preview  # noqa: E402
 from pipeline.augment_graph import MANIFEST, build_augment  # noqa: E402
+from pipeline.dask_select import select_runner  # noqa: E402
 from pipeline.launch_checks import LaunchError  # noqa: E402
 from pipeline.options import AugmentOptions, UnknownOptionError, parse_augment_options  # noqa: E402
 from transforms.fileio import remove_temporaries  # noqa: E402
@@ -114,7 +115,7 @@ def run(argv: list[str] | None = None) -> AugmentSummary | None:
     """Build and run the job; returns the summary, or None when only submitted."""
     augment = parse_augment_options(list(sys.argv[1:] if argv is None else argv))
     began = time.perf_counter()
-    pipeline = beam.Pipeline(options=augment)
+    pipeline = beam.Pipeline(runner=select_runner(augment), options=augment)
     build_augment(pipeline, augment)
     result = pipeline.run()
     if TEMPLATE_LAUNCH_ENV in os.environ:

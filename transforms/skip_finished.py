@@ -12,6 +12,12 @@ the same options, as reusing ``--output`` implies.
 
 The manifest rows of a finished shard come from its stats file, so the new
 manifest still holds one row per input.
+
+Only shards finished before this run count: the launcher lists the stats files
+when the graph is built, and the check on the workers looks at those shards
+alone. A runner that recomputes a lost step (Dask, after a worker died) may run
+the check again after this run wrote some shards; those must not turn into
+"finished earlier" rows beside the rows of their writing (a manifest key twice).
 """
 
 from __future__ import annotations
@@ -21,7 +27,13 @@ import typing
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from transforms.shards import manifest_rows, read_shard_stats, shard_is_complete, shard_keys
+from transforms.shards import (
+    completed_shards,
+    manifest_rows,
+    read_shard_stats,
+    shard_is_complete,
+    shard_keys,
+)
 from transforms.synthesis_handler import METRICS_NAMESPACE, SYNTHESIS_FAILED
 
 
@@ -38,12 +50,13 @@ class SkipFinishedShards(beam.PTransform):
         self._output, self._prefix, self._image_format = output, prefix, image_format
 
     def expand(self, keyed):
+        before = frozenset(completed_shards(self._output, self._prefix))  # see the docstring
         finished = (
             keyed
             | "ShardKey" >> beam.MapTuple(lambda shard, element: (shard, element.key))
             | "KeysByShard" >> beam.GroupByKey()
             | "Finished"
-            >> beam.ParDo(_FinishedStats(self._output, self._prefix, self._image_format))
+            >> beam.ParDo(_FinishedStats(self._output, self._prefix, self._image_format, before))
         )
         rows = finished | "RowsFromStats" >> beam.FlatMapTuple(
             lambda _, stats: manifest_rows(stats)
@@ -58,13 +71,14 @@ class SkipFinishedShards(beam.PTransform):
 class _FinishedStats(beam.DoFn):
     """``(shard, keys) -> (shard, stats)`` for each shard finished with exactly these keys."""
 
-    def __init__(self, output: str, prefix: str, image_format: str):
+    def __init__(self, output: str, prefix: str, image_format: str, before: frozenset):
         self._output, self._prefix, self._image_format = output, prefix, image_format
+        self._before = before  # shards finished when the run was launched
         self._skipped = Metrics.counter(METRICS_NAMESPACE, "skipped_shards")
 
     def process(self, shard_and_keys):
         shard, keys = shard_and_keys
-        if not shard_is_complete(self._output, self._prefix, shard):
+        if shard not in self._before or not shard_is_complete(self._output, self._prefix, shard):
             return
         stats = read_shard_stats(self._output, self._prefix, shard)
         same_inputs = shard_keys(stats) == set(keys)
