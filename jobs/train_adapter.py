@@ -26,6 +26,7 @@ from jobs.training_common import (
     phase_options,
     save_model,
     set_up,
+    validation,
 )
 
 
@@ -36,11 +37,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adapter-max-tokens", type=int, default=None,
                         help="act at layers with at most this many tokens (default: the adapter's setting)")
     args = parser.parse_args(argv)
-    set_up(args)
+    accelerator = set_up(args)
     pipe = load_model(args)
     options = Stage2Options(adapter=phase_options(args), max_tokens=args.adapter_max_tokens, seed=args.seed)
-    train_adapter(pipe, build_source(args, pairs=True), args.run_dir, options, device=args.device)
-    print(f"saved {save_model(pipe, args.output, args.save_fp16)}")
+    train_adapter(pipe, build_source(args, pairs=True), args.run_dir, options,
+                  accelerator, validation=validation(args, pipe, "am_adapter"))
+    if accelerator.is_main_process:
+        print(f"saved {save_model(pipe, args.output, args.save_fp16)}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from jobs.training_common import (
     phase_options,
     save_model,
     set_up,
+    validation,
 )
 
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="categorical class prior of the reading targets")
     parser.add_argument("--freeze-unet", action="store_true", help="train only the structure encoder")
     args = parser.parse_args(argv)
-    set_up(args)
+    accelerator = set_up(args)
     pipe = load_model(args)
     options = Stage1Options(
         unet=phase_options(args),
@@ -61,9 +62,11 @@ def main(argv: list[str] | None = None) -> None:
         train_unet=not args.freeze_unet,
         seed=args.seed,
     )
-    train_structure(pipe, build_source(args, pairs=args.reference_prob > 0), args.run_dir, options, device=args.device)
-    # Stage 1 trains the UNet: its size is the model's (stage 2 trains only the adapter).
-    print(f"saved {save_model(pipe, args.output, args.save_fp16, trained_size=args.size)}")
+    train_structure(pipe, build_source(args, pairs=args.reference_prob > 0), args.run_dir, options,
+                    accelerator, validation=validation(args, pipe, "categorical"))
+    if accelerator.is_main_process:
+        # Stage 1 trains the UNet: its size is the model's (stage 2 trains only the adapter).
+        print(f"saved {save_model(pipe, args.output, args.save_fp16, trained_size=args.size)}")
 
 
 if __name__ == "__main__":
