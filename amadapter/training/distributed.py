@@ -27,7 +27,7 @@ def make_accelerator(device: str = "cpu", mixed_precision: str = "no") -> Accele
     cpu = device == "cpu" or not torch.cuda.is_available()
     if not cpu and ":" in device:
         torch.cuda.set_device(torch.device(device))
-    # find_unused_parameters: stage 2's adapter encoders act only at layers small enough
-    # (max_tokens), and a batch without reading rows leaves parameters unused
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    # every trainable parameter takes part in every step's loss (stage 2: each block group
+    # has a layer within max_tokens), so DDP can skip the per-step search for unused ones
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=False)
     return Accelerator(cpu=cpu, mixed_precision=mixed_precision, kwargs_handlers=[ddp])

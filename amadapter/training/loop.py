@@ -198,6 +198,8 @@ def run_phase(
     loader = micro_batches(source, shard, start, options.steps, options.loader_workers, options.prefetch_factor,
                            pin_memory=accelerator.device.type == "cuda")
     batches = iter(loader)
+    say(f"[{phase}] global batch {source.batch_size} = {shard.world_size} processes x {shard.accumulation} "
+        f"micro-steps x {shard.micro_batch_size(source.batch_size)} rows, {options.loader_workers} loader workers")
     model.train()
     window: list[float] = []
     window_start, window_wait = time.perf_counter(), 0.0
