@@ -36,10 +36,13 @@ def main(argv: list[str] | None = None) -> None:
     add_phase_arguments(parser, "adapter", steps=2000, lr=1e-3)
     parser.add_argument("--adapter-max-tokens", type=int, default=None,
                         help="act at layers with at most this many tokens (default: the adapter's setting)")
+    parser.add_argument("--adapter-checkpointing", action="store_true",
+                        help="recompute the adapter's explicit logits in backward (much less memory, more compute)")
     args = parser.parse_args(argv)
     accelerator = set_up(args)
     pipe = load_model(args)
-    options = Stage2Options(adapter=phase_options(args), max_tokens=args.adapter_max_tokens, seed=args.seed)
+    options = Stage2Options(adapter=phase_options(args), max_tokens=args.adapter_max_tokens, seed=args.seed,
+                            checkpoint_adapter=args.adapter_checkpointing)
     train_adapter(pipe, build_source(args, pairs=True), args.run_dir, options,
                   accelerator, validation=validation(args, pipe, "am_adapter"))
     if accelerator.is_main_process:

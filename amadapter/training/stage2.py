@@ -37,6 +37,7 @@ class Stage2Options:
     adapter: PhaseOptions
     max_tokens: int | None = None  # None: the adapter's configured limit
     seed: int = 0
+    checkpoint_adapter: bool = False  # recompute the adapter's logits and activations in backward
 
 
 def adapter_loss(pipe, conditioning: PromptConditioning, batch: dict, random: RowRandom,
@@ -95,6 +96,7 @@ def train_adapter(
             module.eval()
     trainable = {"adapter": pipe.adapter}
     pipe.adapter.requires_grad_(True)
+    pipe.adapter.gradient_checkpointing = options.checkpoint_adapter  # read by the attention processors
     latest = latest_checkpoint(run_dir, PHASES)
     if latest is not None:
         load_components(latest, trainable)
@@ -107,6 +109,7 @@ def train_adapter(
     run_phase(run_dir, "adapter", trainable, trainable, source, step_loss, options.adapter, accelerator,
               seed=options.seed, resume_from=latest, phase_order=PHASES, validation=validation, print_fn=print_fn)
     pipe.adapter.requires_grad_(False)
+    pipe.adapter.gradient_checkpointing = False
     pipe.adapter.eval()
     return pipe
 
