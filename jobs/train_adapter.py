@@ -5,12 +5,15 @@ encoder and prompt stay frozen. Prints the trainable parameter count.
     python -m jobs.train_adapter --model runs/stage1/model --data world --size 64x128 \\
         --steps 2000 --run-dir runs/stage2 --output amadapter/demo_model --save-fp16
 
-    # on Cityscapes: pairs are two different crops of one frame
-    python -m jobs.train_adapter --model models/sd15-structure --data cityscapes \\
-        --root /data/cityscapes --size 512x1024 --batch-size 2 --device cuda \\
-        --mixed-precision bf16 --run-dir runs/sd15-s2 --output models/sd15-am-adapter
+    # on Cityscapes (pairs are two different crops of one frame), 8 GPUs
+    accelerate launch --multi_gpu --num_processes 8 -m jobs.train_adapter \\
+        --model models/sd15-structure --data cityscapes --root /data/cityscapes \\
+        --size 512x1024 --batch-size 64 --device cuda --mixed-precision bf16 \\
+        --adapter-checkpointing --loader-workers 6 --run-dir runs/sd15-s2 \\
+        --output models/sd15-am-adapter
 
-Re-running the same command resumes from the run directory's last checkpoint.
+``--batch-size`` is the global batch (see ``jobs.train_structure``). Re-running the
+same command resumes from the run directory's last checkpoint.
 """
 
 from __future__ import annotations

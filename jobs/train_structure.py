@@ -5,13 +5,18 @@ trained from scratch, first its VAE) with the noise-prediction loss.
     python -m jobs.train_structure --model demo --data world --size 64x128 \\
         --vae-steps 2000 --steps 6000 --run-dir runs/stage1 --output runs/stage1/model
 
-    # Stable Diffusion 1.5 on Cityscapes (GPU)
-    python -m jobs.train_structure --stable-diffusion /models/sd15 --data cityscapes \\
-        --root /data/cityscapes --size 512x1024 --batch-size 4 --device cuda \\
-        --mixed-precision bf16 --gradient-checkpointing --steps 20000 --lr 1e-5 \\
-        --run-dir runs/sd15-s1 --output models/sd15-structure
+    # Stable Diffusion 1.5 on Cityscapes, 8 GPUs of one machine (accelerate launch)
+    accelerate launch --multi_gpu --num_processes 8 -m jobs.train_structure \\
+        --stable-diffusion /models/sd15 --data cityscapes --root /data/cityscapes \\
+        --size 512x1024 --batch-size 64 --device cuda --mixed-precision bf16 \\
+        --gradient-checkpointing --loader-workers 6 --ema-decay 0.9999 \\
+        --steps 20000 --lr 1e-5 --run-dir runs/sd15-s1 --output models/sd15-structure
 
-Re-running the same command resumes from the run directory's last checkpoint.
+``--batch-size`` is the global batch of one optimizer step (over processes and
+``--gradient-accumulation`` micro-steps), so the same command with another process
+count trains the same model. Re-running the same command (with any process count)
+resumes from the run directory's last checkpoint; several machines need the run
+directory on a shared file system.
 """
 
 from __future__ import annotations

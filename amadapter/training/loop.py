@@ -179,21 +179,22 @@ def run_phase(
     say = print_fn if main else (lambda _line: None)
     params = trainable_parameters(trainable)
     optimizer = make_optimizer(options, params)
-    ema = EMA(trainable, options.ema_decay) if options.ema_decay else None
     start = 0
     log = LossLog(run_dir)
     order = phase_order or (phase,)
     if resume_from is not None:
         load_optimizer(resume_from, optimizer)
-        if ema is not None:
-            load_ema(resume_from, ema)
         start = resume_from.step
         if main:
             log.truncate_after(order, phase, start)
         say(f"[{phase}] resuming at step {start} from {resume_from.path} ({accelerator.num_processes} processes)")
     best = best_checkpoint(run_dir, phase)
     best_score = best.extra["score"] if best is not None and best.step <= start else math.inf
+    # DDP starts every process from the main process's weights (fresh modules may differ)
     model, optimizer = accelerator.prepare(LossModule(trainable, loss_fn), optimizer)
+    ema = EMA(trainable, options.ema_decay) if options.ema_decay else None
+    if ema is not None and resume_from is not None:
+        load_ema(resume_from, ema)
     shard = Shard(accelerator.process_index, accelerator.num_processes, options.gradient_accumulation)
     loader = micro_batches(source, shard, start, options.steps, options.loader_workers, options.prefetch_factor,
                            pin_memory=accelerator.device.type == "cuda")
