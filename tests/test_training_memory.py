@@ -1,11 +1,15 @@
-"""Activation checkpointing of the adapter's explicit-logit path: the same loss and
-gradients, and far fewer bytes kept for backward."""
+"""Memory options: activation checkpointing of the adapter's explicit-logit path (the
+same loss and gradients, far fewer bytes kept for backward) and 8-bit Adam."""
 
+import importlib.util
+
+import pytest
 import torch
 
 from amadapter.model_factory import build_pipeline
 from amadapter.training.conditioning import PromptConditioning
 from amadapter.training.data import WorldPairs
+from amadapter.training.loop import PhaseOptions, make_optimizer
 from amadapter.training.noise import RowRandom
 from amadapter.training.stage2 import adapter_loss
 
@@ -39,3 +43,11 @@ def test_adapter_checkpointing_same_gradients_fewer_kept_bytes():
     for key in grads:
         torch.testing.assert_close(grads[key], plain_grads[key], rtol=1e-5, atol=1e-7, msg=key)
     assert kept_bytes < 0.6 * plain_bytes, (kept_bytes, plain_bytes)
+
+
+def test_8bit_adam_without_bitsandbytes_says_what_to_install():
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        pytest.skip("bitsandbytes is installed here")
+    options = PhaseOptions(steps=1, lr=1e-3, optimizer="adamw8bit")
+    with pytest.raises(SystemExit, match="pip install bitsandbytes"):
+        make_optimizer(options, list(torch.nn.Linear(2, 2).parameters()))

@@ -203,8 +203,9 @@ def run_phase(
         f"micro-steps x {shard.micro_batch_size(source.batch_size)} rows, {options.loader_workers} loader workers")
     model.train()
     window: list[float] = []
-    window_start, window_wait = time.perf_counter(), 0.0
+    window_time, window_wait = 0.0, 0.0  # of the steps alone: validation and checkpoints excluded
     for step in range(start, options.steps):
+        step_start = time.perf_counter()
         lr = learning_rate(options, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -231,15 +232,15 @@ def run_phase(
         if ema is not None:
             ema.update()
         window.append(step_loss)
+        window_time += time.perf_counter() - step_start
         done = step + 1
         row = {}
         if done % options.log_every == 0 or done == options.steps:
-            elapsed = time.perf_counter() - window_start
-            row = {"loss": sum(window) / len(window), "lr": lr, "s_per_step": elapsed / len(window),
-                   "data_wait_share": window_wait / elapsed}
+            row = {"loss": sum(window) / len(window), "lr": lr, "s_per_step": window_time / len(window),
+                   "data_wait_share": window_wait / window_time}
             say(f"[{phase}] step {done}/{options.steps} loss {row['loss']:.5f} lr {lr:.2e} "
                 f"{row['s_per_step']:.3f} s/step, data wait {row['data_wait_share']:.0%}")
-            window, window_start, window_wait = [], time.perf_counter(), 0.0
+            window, window_time, window_wait = [], 0.0, 0.0
         if validation is not None and options.validate_every and done % options.validate_every == 0:
             score = _validate(validation, trainable, ema, main)
             if main:
