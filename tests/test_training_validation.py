@@ -14,7 +14,7 @@ from jobs import train_structure as train_structure_job
 
 def test_validation_is_logged_and_the_best_checkpoint_kept(tmp_path):
     train_structure_job.main(["--model", "tiny", "--size", "32x64", "--batch-size", "2", "--steps", "4",
-                              "--lr", "3e-3", "--log-every", "2", "--validate-every", "2", "--val-pairs", "2",
+                              "--lr", "3e-3", "--log-every", "4", "--validate-every", "2", "--val-pairs", "2",
                               "--val-steps", "2", "--loader-workers", "0", "--run-dir", str(tmp_path / "run"),
                               "--output", str(tmp_path / "model")])
     rows = [json.loads(line) for line in (tmp_path / "run" / LOG_FILE).read_text().splitlines()]

@@ -107,7 +107,8 @@ def make_optimizer(options: PhaseOptions, params: list[nn.Parameter]) -> torch.o
 
 class LossLog:
     """Append-only JSONL of {phase, step, loss, lr, s_per_step, data_wait_share, time}
-    (and ``val_{metric}`` at validation steps). Written by the main process.
+    (and ``val_{metric}`` at validation steps, which are always logged). Written by the
+    main process. ``s_per_step`` and ``data_wait_share`` time the steps alone.
 
     On resume the lines past the checkpoint are dropped first, so the log never
     holds two histories of the same steps."""
@@ -234,14 +235,15 @@ def run_phase(
         window.append(step_loss)
         window_time += time.perf_counter() - step_start
         done = step + 1
+        validate = validation is not None and options.validate_every and done % options.validate_every == 0
         row = {}
-        if done % options.log_every == 0 or done == options.steps:
+        if done % options.log_every == 0 or done == options.steps or validate:  # every row has a loss
             row = {"loss": sum(window) / len(window), "lr": lr, "s_per_step": window_time / len(window),
                    "data_wait_share": window_wait / window_time}
             say(f"[{phase}] step {done}/{options.steps} loss {row['loss']:.5f} lr {lr:.2e} "
                 f"{row['s_per_step']:.3f} s/step, data wait {row['data_wait_share']:.0%}")
             window, window_time, window_wait = [], 0.0, 0.0
-        if validation is not None and options.validate_every and done % options.validate_every == 0:
+        if validate:
             score = _validate(validation, trainable, ema, main)
             if main:
                 row[f"val_{validation.metric}"] = score
