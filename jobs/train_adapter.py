@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     accelerator = set_up(args)
     pipe = load_model(args)
     options = Stage2Options(adapter=phase_options(args), max_tokens=args.adapter_max_tokens, seed=args.seed,
-                            checkpoint_adapter=args.adapter_checkpointing)
+                            checkpoint_adapter=args.adapter_checkpointing, resume_from=args.resume_from)
     train_adapter(pipe, build_source(args, pairs=True), args.run_dir, options,
                   accelerator, validation=validation(args, pipe, "am_adapter"))
     if accelerator.is_main_process:

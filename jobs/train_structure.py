@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         reference_beta=args.reference_beta,
         train_unet=not args.freeze_unet,
         seed=args.seed,
+        resume_from=args.resume_from,
     )
     train_structure(pipe, build_source(args, pairs=args.reference_prob > 0), args.run_dir, options,
                     accelerator, validation=validation(args, pipe, "categorical"))

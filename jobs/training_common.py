@@ -72,6 +72,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--log-every", type=int, default=10)
     run.add_argument("--checkpoint-every", type=int, default=500)
     run.add_argument("--keep-checkpoints", type=int, default=2)
+    run.add_argument("--resume-from", metavar="CHECKPOINT", default=None,
+                     help="resume from this checkpoint of RUN_DIR (later ones are deleted); default: the latest")
 
 
 def add_phase_arguments(parser: argparse.ArgumentParser, name: str, steps: int, lr: float,

@@ -11,7 +11,7 @@ from amadapter import world
 from amadapter.matcher import encoder_parameter_count
 from amadapter.model_factory import build_pipeline
 from amadapter.pipeline_amadapter import AMAdapterPipeline
-from amadapter.training.checkpoints import latest_checkpoint
+from amadapter.training.checkpoints import latest_checkpoint, list_checkpoints, resume_point
 from amadapter.training.conditioning import PromptConditioning
 from amadapter.training.data import FrameCropPairs, FrameCrops, RowSource, WorldPairs, WorldScenes
 from amadapter.training.loop import LOG_FILE, PhaseOptions
@@ -135,6 +135,15 @@ def test_stage1_resume_continues_from_the_saved_step_exactly(tmp_path):
         a, b = getattr(straight, name).state_dict(), getattr(pipe, name).state_dict()
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=f"{name}.{key}")
+
+
+def test_resuming_from_a_chosen_checkpoint_discards_the_later_ones(tmp_path):
+    _stage1(tmp_path, 6)  # checkpoints at 2, 4, 6; the newest 2 kept
+    four = latest_checkpoint(tmp_path, ("vae", "unet")).path.parent / "unet-0000004"
+    chosen = resume_point(tmp_path, ("vae", "unet"), four, discard_later=True)
+    assert chosen.step == 4 and [c.step for c in list_checkpoints(tmp_path, ("vae", "unet"))] == [4]
+    with pytest.raises(FileNotFoundError, match="is not a checkpoint"):
+        resume_point(tmp_path, ("vae", "unet"), tmp_path / "nowhere")
 
 
 def test_stage2_changes_only_the_adapter(tmp_path):

@@ -3,7 +3,9 @@ two processes give the weights of one process with the same global batch, for st
 and stage 2; a run whose rank is killed resumes from its last checkpoint and ends
 identical to an uninterrupted run; a checkpoint resumes with another process count."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from amadapter.training.checkpoints import latest_checkpoint
+from amadapter.training.loop import LOG_FILE
 from jobs import train_adapter as train_adapter_job
 from jobs import train_structure as train_structure_job
 
@@ -98,14 +101,14 @@ def test_killed_rank_resumes_from_the_last_checkpoint_and_ends_identical(stage1_
 
 
 def test_a_two_process_checkpoint_resumes_in_one_process(stage1_two_processes, tmp_path):
-    source = stage1_two_processes / "run" / "checkpoints"
-    run = tmp_path / "run" / "checkpoints"
-    run.mkdir(parents=True)
-    middle = sorted(source.glob("unet-*"))[0]  # checkpoints kept: steps 8 and 12
-    subprocess.run(["cp", "-r", str(middle), str(run / middle.name)], check=True)
-    train_structure_job.main(STAGE1 + ["--run-dir", str(tmp_path / "run"), "--output", str(tmp_path / "model")])
-    _assert_close(_weights(stage1_two_processes / "run", ("vae", "unet")), _weights(tmp_path / "run", ("vae", "unet")),
-                  steps=12 - int(middle.name.split("-")[1]))
+    run = tmp_path / "run"
+    shutil.copytree(stage1_two_processes / "run", run)
+    middle = latest_checkpoint(run, ("vae", "unet")).path.parent / "unet-0000008"  # kept: steps 8 and 12
+    train_structure_job.main(STAGE1 + ["--run-dir", str(run), "--output", str(tmp_path / "model"),
+                                       "--resume-from", str(middle)])
+    steps = [json.loads(line)["step"] for line in (run / LOG_FILE).read_text().splitlines()]
+    assert steps == list(range(1, 13))  # the 2-process history up to 8, then this run's
+    _assert_close(_weights(stage1_two_processes / "run", ("vae", "unet")), _weights(run, ("vae", "unet")), steps=4)
 
 
 def test_gradient_accumulation_matches_the_whole_batch(tmp_path):

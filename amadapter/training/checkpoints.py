@@ -15,7 +15,8 @@ any number of processes resume from it.
 
 A checkpoint is written in a temporary directory and renamed into place, so a
 run killed while saving never leaves a partial checkpoint under a final name.
-Resuming takes the latest checkpoint in phase order, then step order.
+Resuming takes the latest checkpoint in phase order, then step order, or a chosen
+one (``resume_point``), whose later checkpoints are then discarded.
 
 These are training checkpoints; the finished model is saved separately in the
 model-directory format (``pipeline.save_pretrained``).
@@ -131,6 +132,27 @@ def list_checkpoints(run_dir: str | Path, phases: tuple[str, ...] | None = None)
 def latest_checkpoint(run_dir: str | Path, phases: tuple[str, ...] | None = None) -> Checkpoint | None:
     checkpoints = list_checkpoints(run_dir, phases)
     return checkpoints[-1] if checkpoints else None
+
+
+def resume_point(run_dir: str | Path, phases: tuple[str, ...], chosen: str | Path | None = None,
+                 discard_later: bool = False) -> Checkpoint | None:
+    """The checkpoint a run resumes from: ``chosen`` (one of the run's checkpoint
+    directories) or else the latest. With ``discard_later`` (the main process), the
+    run's checkpoints after ``chosen`` are deleted: they belong to the history the
+    resumed run replaces, and must not be mistaken for its latest."""
+    if chosen is None:
+        return latest_checkpoint(run_dir, phases)
+    path = Path(chosen)
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{path} is not a checkpoint (no {STATE_FILE})")
+    state = json.loads((path / STATE_FILE).read_text())
+    checkpoint = Checkpoint(path, state["phase"], int(state["step"]), state.get("extra", {}))
+    if discard_later:
+        rank = (phases.index(checkpoint.phase), checkpoint.step)
+        for later in list_checkpoints(run_dir, phases):
+            if (phases.index(later.phase), later.step) > rank:
+                shutil.rmtree(later.path, ignore_errors=True)
+    return checkpoint
 
 
 def load_components(checkpoint: Checkpoint, components: dict[str, nn.Module]) -> list[str]:

@@ -40,7 +40,7 @@ from torch.nn import functional as F
 
 from amadapter.exemplar_forward import unet_rows
 from amadapter.structure_guidance import unet_with_control
-from amadapter.training.checkpoints import latest_checkpoint, load_components
+from amadapter.training.checkpoints import load_components, resume_point
 from amadapter.training.conditioning import PromptConditioning
 from amadapter.training.data import RowSource
 from amadapter.training.distributed import make_accelerator
@@ -63,6 +63,7 @@ class Stage1Options:
     reference_beta: float = 10.0
     train_unet: bool = True
     seed: int = 0
+    resume_from: str | None = None  # a checkpoint directory of the run; None: its latest
 
 
 def vae_loss(vae, images: torch.Tensor, random: RowRandom, kl_weight: float,
@@ -171,7 +172,8 @@ def train_structure(
         saved["prompt_embeds"] = conditioning.trainable
     if options.vae is not None:
         saved["vae"] = pipe.vae
-    latest = latest_checkpoint(run_dir, PHASES)
+    latest = resume_point(run_dir, PHASES, options.resume_from, discard_later=accelerator.is_main_process)
+    accelerator.wait_for_everyone()
     if latest is not None:
         load_components(latest, saved)
         if "vae_scaling_factor" in latest.extra:

@@ -21,7 +21,7 @@ from accelerate import Accelerator
 from torch.nn import functional as F
 
 from amadapter.exemplar_forward import predict_with_exemplars
-from amadapter.training.checkpoints import latest_checkpoint, load_components
+from amadapter.training.checkpoints import load_components, resume_point
 from amadapter.training.conditioning import PromptConditioning
 from amadapter.training.data import RowSource
 from amadapter.training.distributed import make_accelerator
@@ -38,6 +38,7 @@ class Stage2Options:
     max_tokens: int | None = None  # None: the adapter's configured limit
     seed: int = 0
     checkpoint_adapter: bool = False  # recompute the adapter's logits and activations in backward
+    resume_from: str | None = None  # a checkpoint directory of the run; None: its latest
 
 
 def adapter_loss(pipe, conditioning: PromptConditioning, batch: dict, random: RowRandom,
@@ -97,7 +98,8 @@ def train_adapter(
     trainable = {"adapter": pipe.adapter}
     pipe.adapter.requires_grad_(True)
     pipe.adapter.gradient_checkpointing = options.checkpoint_adapter  # read by the attention processors
-    latest = latest_checkpoint(run_dir, PHASES)
+    latest = resume_point(run_dir, PHASES, options.resume_from, discard_later=accelerator.is_main_process)
+    accelerator.wait_for_everyone()
     if latest is not None:
         load_components(latest, trainable)
     say(f"[adapter] trainable parameters: {count_trainable(trainable):,} "
