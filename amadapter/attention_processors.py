@@ -54,6 +54,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from amadapter.class_cost import class_cost, resize_labels_nearest
 from amadapter.matcher import AppearanceMatchingAdapter
@@ -230,10 +231,18 @@ class AugmentedSelfAttnProcessor:
                 blocked += [(~allowed[:, j])[..., None].expand_as(cost[:, j]) for j in range(len(k_ex))]
                 bias = bias.masked_fill(torch.cat(blocked, dim=-1), float("-inf"))
             return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias[:, None].to(q.dtype), scale=attn.scale)
-        logits = [q @ k_own.transpose(-1, -2) * attn.scale]
+        inputs = (plan.adapter, grid, allowed, cost, q, k_own, k_ex, values, attn.scale)
+        if torch.is_grad_enabled() and getattr(plan.adapter, "gradient_checkpointing", False):
+            # training: keep only the inputs and recompute the (readers, heads, L, L) logits
+            # and phi's activations in backward (gigabytes per row at 2,048-token layers)
+            return checkpoint(self._adapter_attention, *inputs, use_reentrant=False)
+        return self._adapter_attention(*inputs)
+
+    def _adapter_attention(self, adapter, grid, allowed, cost, q, k_own, k_ex: list, values, scale) -> torch.Tensor:
+        logits = [q @ k_own.transpose(-1, -2) * scale]
         for j, k in enumerate(k_ex):
-            exemplar_logits = q @ k.transpose(-1, -2) * attn.scale
-            phi = plan.adapter(self.group, exemplar_logits, cost[:, j], grid, grid).to(exemplar_logits.dtype)
+            exemplar_logits = q @ k.transpose(-1, -2) * scale
+            phi = adapter(self.group, exemplar_logits, cost[:, j], grid, grid).to(exemplar_logits.dtype)
             corrected = exemplar_logits + phi - phi.amax(dim=(1, 2, 3), keepdim=True) / 4
             if allowed is not None:
                 corrected = corrected.masked_fill(~allowed[:, j, None, :, None], float("-inf"))

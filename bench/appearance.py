@@ -31,8 +31,9 @@ from PIL import Image
 
 from amadapter import world
 from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
-from amadapter.labels import IGNORE_ID, train_ids_to_colors
+from amadapter.labels import train_ids_to_colors
 from amadapter.pipeline_amadapter import AMAdapterPipeline
+from amadapter.training.validation import colour_error  # the metric validation during training uses
 from jobs.make_world import parse_size
 from bench.world_segmenter import load_or_train, mean_iou, segment
 
@@ -58,18 +59,6 @@ def make_pairs(split: str, n: int, height: int, width: int) -> dict[str, np.ndar
         "truth": np.stack(truths),
         "seeds": np.array(list(targets)),
     }
-
-
-def colour_error(output: np.ndarray, truth: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over the classes of ``labels`` of |mean RGB(output) - mean RGB(truth)| on that class."""
-    errors = []
-    for c in np.unique(labels):
-        if c == IGNORE_ID:
-            continue
-        region = labels == c
-        diff = output[region].astype(np.float64).mean(0) - truth[region].astype(np.float64).mean(0)
-        errors.append(np.linalg.norm(diff))
-    return float(np.mean(errors))
 
 
 def render_mode(pipe, pairs: dict, mode: str, args, beta: float = 5.0) -> np.ndarray:

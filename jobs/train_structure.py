@@ -5,13 +5,18 @@ trained from scratch, first its VAE) with the noise-prediction loss.
     python -m jobs.train_structure --model demo --data world --size 64x128 \\
         --vae-steps 2000 --steps 6000 --run-dir runs/stage1 --output runs/stage1/model
 
-    # Stable Diffusion 1.5 on Cityscapes (GPU)
-    python -m jobs.train_structure --stable-diffusion /models/sd15 --data cityscapes \\
-        --root /data/cityscapes --size 512x1024 --batch-size 4 --device cuda \\
-        --mixed-precision bf16 --gradient-checkpointing --steps 20000 --lr 1e-5 \\
-        --run-dir runs/sd15-s1 --output models/sd15-structure
+    # Stable Diffusion 1.5 on Cityscapes, 8 GPUs of one machine (accelerate launch)
+    accelerate launch --multi_gpu --num_processes 8 -m jobs.train_structure \\
+        --stable-diffusion /models/sd15 --data cityscapes --root /data/cityscapes \\
+        --size 512x1024 --batch-size 64 --device cuda --mixed-precision bf16 \\
+        --gradient-checkpointing --loader-workers 6 --ema-decay 0.9999 \\
+        --steps 20000 --lr 1e-5 --run-dir runs/sd15-s1 --output models/sd15-structure
 
-Re-running the same command resumes from the run directory's last checkpoint.
+``--batch-size`` is the global batch of one optimizer step (over processes and
+``--gradient-accumulation`` micro-steps), so the same command with another process
+count trains the same model. Re-running the same command (with any process count)
+resumes from the run directory's last checkpoint; several machines need the run
+directory on a shared file system.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from jobs.training_common import (
     phase_options,
     save_model,
     set_up,
+    validation,
 )
 
 
@@ -47,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="categorical class prior of the reading targets")
     parser.add_argument("--freeze-unet", action="store_true", help="train only the structure encoder")
     args = parser.parse_args(argv)
-    set_up(args)
+    accelerator = set_up(args)
     pipe = load_model(args)
     options = Stage1Options(
         unet=phase_options(args),
@@ -60,10 +66,13 @@ def main(argv: list[str] | None = None) -> None:
         reference_beta=args.reference_beta,
         train_unet=not args.freeze_unet,
         seed=args.seed,
+        resume_from=args.resume_from,
     )
-    train_structure(pipe, build_source(args, pairs=args.reference_prob > 0), args.run_dir, options, device=args.device)
-    # Stage 1 trains the UNet: its size is the model's (stage 2 trains only the adapter).
-    print(f"saved {save_model(pipe, args.output, args.save_fp16, trained_size=args.size)}")
+    train_structure(pipe, build_source(args, pairs=args.reference_prob > 0), args.run_dir, options,
+                    accelerator, validation=validation(args, pipe, "categorical"))
+    if accelerator.is_main_process:
+        # Stage 1 trains the UNet: its size is the model's (stage 2 trains only the adapter).
+        print(f"saved {save_model(pipe, args.output, args.save_fp16, trained_size=args.size)}")
 
 
 if __name__ == "__main__":

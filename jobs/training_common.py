@@ -15,8 +15,12 @@ from amadapter.model_factory import (
     record_trained_size,
 )
 from amadapter.pipeline_amadapter import AMAdapterPipeline
+from accelerate import Accelerator
+
 from amadapter.training import data
-from amadapter.training.loop import MIXED_PRECISION, PhaseOptions
+from amadapter.training.distributed import MIXED_PRECISION, make_accelerator
+from amadapter.training.loop import OPTIMIZERS, PhaseOptions, Validation
+from amadapter.training.validation import world_validation
 from pipeline.options import parse_size
 from transforms.training_frames import frame_loader
 
@@ -40,18 +44,36 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--split", default=None, help="dataset split (world: train, val or test)")
     source.add_argument("--label-format", default=None, help="ids, train_ids or color (folder: required)")
     source.add_argument("--size", type=parse_size, default=(64, 128), help="training crop HxW")
-    source.add_argument("--batch-size", type=int, default=16)
+    source.add_argument("--batch-size", type=int, default=16,
+                        help="global batch per optimizer step, over all processes and accumulation steps "
+                             "(so a run continues the same with any process count)")
+    source.add_argument("--loader-workers", type=int, default=2,
+                        help="DataLoader worker processes per training process (0: load in the step loop)")
+    source.add_argument("--prefetch-factor", type=int, default=2, help="batches each loader worker builds ahead")
 
     run = parser.add_argument_group("run")
     run.add_argument("--run-dir", required=True, help="checkpoints and loss.jsonl; an existing run resumes")
-    run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    run.add_argument("--mixed-precision", choices=sorted(MIXED_PRECISION), default="no")
+    run.add_argument("--device", default="cpu",
+                     help="cpu or cuda (under accelerate launch each process takes its local GPU); cuda:1 ...")
+    run.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no")
     run.add_argument("--gradient-checkpointing", action="store_true", help="trade UNet compute for memory")
+    run.add_argument("--gradient-accumulation", type=int, default=1, help="micro-steps per optimizer step")
+    run.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw",
+                     help="adamw8bit: bitsandbytes' 8-bit AdamW (install bitsandbytes)")
+    run.add_argument("--ema-decay", type=float, default=None,
+                     help="keep an EMA of the trained weights (e.g. 0.999); the saved model uses it")
+    run.add_argument("--validate-every", type=int, default=0,
+                     help="steps between validations on fixed world val pairs (colour error; 0: off); "
+                          "the best is kept in RUN_DIR/best/")
+    run.add_argument("--val-pairs", type=int, default=8)
+    run.add_argument("--val-steps", type=int, default=10, help="sampling steps of a validation render")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     run.add_argument("--seed", type=int, default=0, help="data order, noise and fresh weights")
     run.add_argument("--log-every", type=int, default=10)
     run.add_argument("--checkpoint-every", type=int, default=500)
     run.add_argument("--keep-checkpoints", type=int, default=2)
+    run.add_argument("--resume-from", metavar="CHECKPOINT", default=None,
+                     help="resume from this checkpoint of RUN_DIR (later ones are deleted); default: the latest")
 
 
 def add_phase_arguments(parser: argparse.ArgumentParser, name: str, steps: int, lr: float,
@@ -77,13 +99,26 @@ def phase_options(args: argparse.Namespace, prefix: str = "") -> PhaseOptions:
         log_every=args.log_every,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
-        mixed_precision=args.mixed_precision,
+        gradient_accumulation=args.gradient_accumulation,
+        loader_workers=args.loader_workers,
+        prefetch_factor=args.prefetch_factor,
+        ema_decay=args.ema_decay,
+        optimizer=args.optimizer,
+        validate_every=args.validate_every,
     )
 
 
-def set_up(args: argparse.Namespace) -> None:
+def set_up(args: argparse.Namespace) -> Accelerator:
+    """Threads and this process's accelerator (one process, or one of an ``accelerate launch``)."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    return make_accelerator(args.device, args.mixed_precision)
+
+
+def validation(args: argparse.Namespace, pipe: AMAdapterPipeline, mode: str) -> Validation | None:
+    if not args.validate_every:
+        return None
+    return world_validation(pipe, *args.size, args.val_pairs, mode, args.val_steps, seed=args.seed)
 
 
 def load_model(args: argparse.Namespace) -> AMAdapterPipeline:
@@ -120,8 +155,9 @@ def save_model(
     fp16: bool,
     trained_size: tuple[int, int] | None = None,
 ) -> Path:
-    """Save in the model-directory format; returns the directory. ``trained_size``: the
-    size the UNet was trained at, recorded in its config (the augment job's default size)."""
+    """Save in the model-directory format (call on the main process only); returns the
+    directory. ``trained_size``: the size the UNet was trained at, recorded in its config
+    (the augment job's default size)."""
     output = Path(output)
     if trained_size is not None:
         record_trained_size(pipe, trained_size)

@@ -11,11 +11,11 @@ from amadapter import world
 from amadapter.matcher import encoder_parameter_count
 from amadapter.model_factory import build_pipeline
 from amadapter.pipeline_amadapter import AMAdapterPipeline
-from amadapter.training.checkpoints import latest_checkpoint
+from amadapter.training.checkpoints import latest_checkpoint, list_checkpoints, resume_point
 from amadapter.training.conditioning import PromptConditioning
-from amadapter.training.data import FrameCropPairs, FrameCrops, WorldPairs, WorldScenes
+from amadapter.training.data import FrameCropPairs, FrameCrops, RowSource, WorldPairs, WorldScenes
 from amadapter.training.loop import LOG_FILE, PhaseOptions
-from amadapter.training.noise import step_generator
+from amadapter.training.noise import RowRandom
 from amadapter.training import stage1
 from amadapter.training.stage1 import Stage1Options, structure_loss, train_structure, vae_loss
 from amadapter.training.stage2 import Stage2Options, adapter_loss, train_adapter
@@ -29,30 +29,37 @@ from conftest import CITYSCAPES_ROOT
 SIZE = (32, 64)  # tiny preset: VAE f=2, so 16x32 latents and 128-token attention
 
 
-def fixed(batch):
-    return lambda step: batch
+class Fixed(RowSource):
+    """Step 0's global batch of ``source`` at every step (to watch the loss fall)."""
+
+    def __init__(self, source: RowSource):
+        self.source, self.batch_size, self.seed = source, source.batch_size, source.seed
+
+    def sample(self, step, row):
+        return self.source.sample(0, row)
 
 
 def quiet(_line):
     pass
 
 
-def _mean_loss(fn, seeds=4):
+def _mean_loss(fn, seeds=4, rows=2):
     with torch.no_grad():
-        return sum(fn(step_generator(7, i)).item() for i in range(seeds)) / seeds
+        return sum(fn(RowRandom(7, i, range(rows))).item() for i in range(seeds)) / seeds
 
 
 def test_stage1_unet_loss_finite_and_decreasing_on_a_fixed_batch(tmp_path):
     pipe = build_pipeline("tiny", seed=0)
-    batch = WorldScenes(*SIZE, batch_size=2, seed=1)(0)
+    source = WorldScenes(*SIZE, batch_size=2, seed=1)
+    batch = source(0)
     conditioning = PromptConditioning.from_pipeline(pipe, "cpu")
 
-    def loss(generator):
-        return structure_loss(pipe, conditioning, batch, generator, uncond_prob=0.0)
+    def loss(random):
+        return structure_loss(pipe, conditioning, batch, random, uncond_prob=0.0)
 
     before = _mean_loss(loss)
     options = Stage1Options(unet=PhaseOptions(steps=8, lr=1e-3, log_every=2, checkpoint_every=100))
-    train_structure(pipe, fixed(batch), tmp_path, options, print_fn=quiet)
+    train_structure(pipe, Fixed(source), tmp_path, options, print_fn=quiet)
     after = _mean_loss(loss)
     rows = [json.loads(line) for line in (tmp_path / LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4, 6, 8] and all(np.isfinite(r["loss"]) for r in rows)
@@ -61,7 +68,8 @@ def test_stage1_unet_loss_finite_and_decreasing_on_a_fixed_batch(tmp_path):
 
 def test_stage1_reference_training_reads_the_exemplar_and_lowers_the_loss(tmp_path, monkeypatch):
     pipe = build_pipeline("tiny", seed=0)
-    batch = WorldPairs(*SIZE, batch_size=2, seed=4)(0)
+    source = WorldPairs(*SIZE, batch_size=2, seed=4)
+    batch = source(0)
     conditioning = PromptConditioning.from_pipeline(pipe, "cpu")
     calls = []
 
@@ -72,32 +80,33 @@ def test_stage1_reference_training_reads_the_exemplar_and_lowers_the_loss(tmp_pa
     spy.__wrapped__ = stage1.unet_rows
     monkeypatch.setattr(stage1, "unet_rows", spy)
 
-    def loss(generator, uncond_prob=0.0):
-        return structure_loss(pipe, conditioning, batch, generator, uncond_prob=uncond_prob, reference_prob=1.0)
+    def loss(random, uncond_prob=0.0):
+        return structure_loss(pipe, conditioning, batch, random, uncond_prob=uncond_prob, reference_prob=1.0)
 
     with torch.no_grad():
-        loss(step_generator(7, 0), uncond_prob=1.0)
+        loss(RowRandom(7, 0, range(2)), uncond_prob=1.0)
     # targets (rows 0, 1) read their exemplars (rows 2, 3) under the class prior; unconditional rows stay plain
     assert calls == [([-1, -1, -1, -1], "categorical", 4)]
     before = _mean_loss(loss)
     assert calls[-1] == ([2, 3, -1, -1], "categorical", 4)
     options = Stage1Options(unet=PhaseOptions(steps=8, lr=1e-3, log_every=4, checkpoint_every=100),
                             reference_prob=1.0)
-    train_structure(pipe, fixed(batch), tmp_path, options, print_fn=quiet)
+    train_structure(pipe, Fixed(source), tmp_path, options, print_fn=quiet)
     assert _mean_loss(loss) < 0.85 * before
 
 
 def test_stage1_vae_phase_loss_decreasing_and_latent_scale_set(tmp_path):
     pipe = build_pipeline("tiny", seed=0)
-    batch = WorldScenes(*SIZE, batch_size=2, seed=1)(0)
+    source = WorldScenes(*SIZE, batch_size=2, seed=1)
+    batch = source(0)
 
-    def loss(generator):
-        return vae_loss(pipe.vae, batch["image"], generator, kl_weight=1e-6)
+    def loss(random):
+        return vae_loss(pipe.vae, batch["image"], random, kl_weight=1e-6)
 
     before = _mean_loss(loss)
     options = Stage1Options(unet=PhaseOptions(steps=0, lr=1e-3),
                             vae=PhaseOptions(steps=10, lr=2e-3, log_every=5, checkpoint_every=100))
-    train_structure(pipe, fixed(batch), tmp_path, options, print_fn=quiet)
+    train_structure(pipe, Fixed(source), tmp_path, options, print_fn=quiet)
     assert _mean_loss(loss) < 0.85 * before
     latents = pipe.vae.encode(batch["image"]).latent_dist.mean
     assert abs(float(latents.std()) * pipe.vae.config.scaling_factor - 1.0) < 0.05  # unit-variance latents
@@ -128,6 +137,15 @@ def test_stage1_resume_continues_from_the_saved_step_exactly(tmp_path):
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=f"{name}.{key}")
 
 
+def test_resuming_from_a_chosen_checkpoint_discards_the_later_ones(tmp_path):
+    _stage1(tmp_path, 6)  # checkpoints at 2, 4, 6; the newest 2 kept
+    four = latest_checkpoint(tmp_path, ("vae", "unet")).path.parent / "unet-0000004"
+    chosen = resume_point(tmp_path, ("vae", "unet"), four, discard_later=True)
+    assert chosen.step == 4 and [c.step for c in list_checkpoints(tmp_path, ("vae", "unet"))] == [4]
+    with pytest.raises(FileNotFoundError, match="is not a checkpoint"):
+        resume_point(tmp_path, ("vae", "unet"), tmp_path / "nowhere")
+
+
 def test_stage2_changes_only_the_adapter(tmp_path):
     pipe = build_pipeline("tiny", seed=0)
     before = {name: {k: v.clone() for k, v in module.state_dict().items()}
@@ -148,15 +166,16 @@ def test_stage2_changes_only_the_adapter(tmp_path):
 
 def test_stage2_loss_decreases_on_a_fixed_batch(tmp_path):
     pipe = build_pipeline("tiny", seed=0)
-    batch = WorldPairs(*SIZE, batch_size=2, seed=9)(0)
+    source = WorldPairs(*SIZE, batch_size=2, seed=9)
+    batch = source(0)
     conditioning = PromptConditioning.from_pipeline(pipe, "cpu")
 
-    def loss(generator):
-        return adapter_loss(pipe, conditioning, batch, generator)
+    def loss(random):
+        return adapter_loss(pipe, conditioning, batch, random)
 
     before = _mean_loss(loss, seeds=2)
     options = Stage2Options(adapter=PhaseOptions(steps=6, lr=1e-2, log_every=3, checkpoint_every=100))
-    train_adapter(pipe, fixed(batch), tmp_path, options, print_fn=quiet)
+    train_adapter(pipe, Fixed(source), tmp_path, options, print_fn=quiet)
     assert np.isfinite(before) and _mean_loss(loss, seeds=2) < before
 
 
@@ -189,19 +208,20 @@ def test_frame_crops_skip_unreadable_frames(tmp_path):
     broken = tmp_path / "leftImg8bit" / "val" / "world" / f"{stems[1]}_leftImg8bit.png"
     broken.write_bytes(broken.read_bytes()[:40])  # truncated photo
     load_frame, count = frame_loader(str(tmp_path), "cityscapes", "val")
-    source = FrameCrops(load_frame, count, 32, 64, batch_size=6, max_zoom=1.0, seed=0)
+    source = FrameCrops(load_frame, count, 32, 64, batch_size=6, max_zoom=1.0, seed=1)
     batch = source(0)
     assert batch["image"].shape == (6, 3, 32, 64)
     assert list(source.skipped) == [1] and "unreadable_image" in source.skipped[1]
 
 
 def test_cli_stages_write_models_that_load(tmp_path, capsys):
-    common = ["--model", "tiny", "--size", "32x64", "--batch-size", "2", "--log-every", "1"]
+    common = ["--model", "tiny", "--size", "32x64", "--batch-size", "2", "--log-every", "1", "--loader-workers", "0"]
     train_structure_job.main(common + ["--steps", "2", "--vae-steps", "2", "--vae-crop", "16x32",
                                        "--reference-prob", "0.5", "--run-dir", str(tmp_path / "s1"), "--output", str(tmp_path / "m1")])
     structure_model = AMAdapterPipeline.from_pretrained(tmp_path / "m1")
     assert structure_model.vae.config.scaling_factor != 1.0
     train_adapter_job.main(["--model", str(tmp_path / "m1"), "--size", "32x64", "--batch-size", "2",
+                            "--loader-workers", "2",
                             "--steps", "2", "--run-dir", str(tmp_path / "s2"), "--output", str(tmp_path / "m2"),
                             "--save-fp16"])
     assert "trainable parameters" in capsys.readouterr().out

@@ -3,13 +3,20 @@
 Layout under a run directory::
 
     checkpoints/{phase}-{step:07d}/
-        {component}.safetensors   state dict of every component trained so far in the run
-        optimizer.safetensors     the optimizer's tensors (Adam moments, step counts)
-        state.json                phase, step, the optimizer's other state, caller extras
+        {component}.safetensors      state dict of every component trained so far in the run
+        {component}.ema.safetensors  its trained parameters' moving average (runs with EMA)
+        optimizer.safetensors        the optimizer's tensors (Adam moments, step counts)
+        state.json                   phase, step, the optimizer's other state, EMA updates, caller extras
+    best/{phase}/                    the same, without optimizer, at the best validation score so far
+
+The optimizer state is the same on every process of a data-parallel run (the
+gradients are averaged before each step), so one process writes a checkpoint and
+any number of processes resume from it.
 
 A checkpoint is written in a temporary directory and renamed into place, so a
 run killed while saving never leaves a partial checkpoint under a final name.
-Resuming takes the latest checkpoint in phase order, then step order.
+Resuming takes the latest checkpoint in phase order, then step order, or a chosen
+one (``resume_point``), whose later checkpoints are then discarded.
 
 These are training checkpoints; the finished model is saved separately in the
 model-directory format (``pipeline.save_pretrained``).
@@ -27,9 +34,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from amadapter.training.ema import EMA
+
 CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"
 STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
+EMA_SUFFIX = ".ema.safetensors"
 
 
 @dataclass(frozen=True)
@@ -52,24 +63,51 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     extra: dict | None = None,
     keep: int = 2,
+    ema: EMA | None = None,
 ) -> Path:
     """Write a checkpoint after ``step`` finished steps of ``phase``; keep that phase's newest ``keep``."""
-    root = Path(run_dir) / CHECKPOINT_DIR
-    final = root / _name(phase, step)
-    tmp = root / f".tmp-{_name(phase, step)}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, module in components.items():
-        save_file(_cpu_state(module.state_dict()), str(tmp / f"{name}.safetensors"))
-    tensors, other = _split_optimizer_state(optimizer.state_dict())
-    save_file(tensors, str(tmp / OPTIMIZER_FILE))
-    state = {"phase": phase, "step": step, "optimizer": other, "extra": extra or {}}
-    (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    final = _write(Path(run_dir) / CHECKPOINT_DIR, _name(phase, step), phase, step, components, optimizer,
+                   extra, ema)
     same_phase = [c for c in list_checkpoints(run_dir) if c.phase == phase]
     for old in same_phase[:-keep] if keep > 0 else []:
         shutil.rmtree(old.path, ignore_errors=True)
+    return final
+
+
+def save_best(run_dir: str | Path, phase: str, step: int, components: dict[str, nn.Module], score: float,
+              extra: dict | None = None, ema: EMA | None = None) -> Path:
+    """Replace ``best/{phase}`` with these weights and their validation ``score``."""
+    return _write(Path(run_dir) / BEST_DIR, phase, phase, step, components, None, {**(extra or {}), "score": score},
+                  ema)
+
+
+def best_checkpoint(run_dir: str | Path, phase: str) -> Checkpoint | None:
+    path = Path(run_dir) / BEST_DIR / phase
+    if not (path / STATE_FILE).is_file():
+        return None
+    state = json.loads((path / STATE_FILE).read_text())
+    return Checkpoint(path, state["phase"], int(state["step"]), state.get("extra", {}))
+
+
+def _write(root: Path, name: str, phase: str, step: int, components: dict[str, nn.Module],
+           optimizer: torch.optim.Optimizer | None, extra: dict | None, ema: EMA | None) -> Path:
+    final = root / name
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for component, module in components.items():
+        save_file(_cpu_state(module.state_dict()), str(tmp / f"{component}.safetensors"))
+        if ema is not None and component in ema.shadow:
+            save_file(_cpu_state(ema.state(component)), str(tmp / f"{component}{EMA_SUFFIX}"))
+    state = {"phase": phase, "step": step, "extra": extra or {}}
+    if optimizer is not None:
+        tensors, state["optimizer"] = _split_optimizer_state(optimizer.state_dict())
+        save_file(tensors, str(tmp / OPTIMIZER_FILE))
+    if ema is not None:
+        state["ema_updates"] = ema.updates
+    (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
     return final
 
 
@@ -96,6 +134,27 @@ def latest_checkpoint(run_dir: str | Path, phases: tuple[str, ...] | None = None
     return checkpoints[-1] if checkpoints else None
 
 
+def resume_point(run_dir: str | Path, phases: tuple[str, ...], chosen: str | Path | None = None,
+                 discard_later: bool = False) -> Checkpoint | None:
+    """The checkpoint a run resumes from: ``chosen`` (one of the run's checkpoint
+    directories) or else the latest. With ``discard_later`` (the main process), the
+    run's checkpoints after ``chosen`` are deleted: they belong to the history the
+    resumed run replaces, and must not be mistaken for its latest."""
+    if chosen is None:
+        return latest_checkpoint(run_dir, phases)
+    path = Path(chosen)
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{path} is not a checkpoint (no {STATE_FILE})")
+    state = json.loads((path / STATE_FILE).read_text())
+    checkpoint = Checkpoint(path, state["phase"], int(state["step"]), state.get("extra", {}))
+    if discard_later:
+        rank = (phases.index(checkpoint.phase), checkpoint.step)
+        for later in list_checkpoints(run_dir, phases):
+            if (phases.index(later.phase), later.step) > rank:
+                shutil.rmtree(later.path, ignore_errors=True)
+    return checkpoint
+
+
 def load_components(checkpoint: Checkpoint, components: dict[str, nn.Module]) -> list[str]:
     """Load the weights the checkpoint holds for ``components``; returns the names loaded."""
     loaded = []
@@ -112,6 +171,15 @@ def load_optimizer(checkpoint: Checkpoint, optimizer: torch.optim.Optimizer) -> 
     state = json.loads((checkpoint.path / STATE_FILE).read_text())["optimizer"]
     tensors = load_file(str(checkpoint.path / OPTIMIZER_FILE))
     optimizer.load_state_dict(_join_optimizer_state(tensors, state))
+
+
+def load_ema(checkpoint: Checkpoint, ema: EMA) -> None:
+    """Restore the averages the checkpoint holds; components it lacks start from their weights."""
+    updates = json.loads((checkpoint.path / STATE_FILE).read_text()).get("ema_updates", 0)
+    for name in ema.shadow:
+        path = checkpoint.path / f"{name}{EMA_SUFFIX}"
+        if path.is_file():
+            ema.load(name, load_file(str(path)), updates)
 
 
 def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,8 +1,13 @@
 """Batch sources for the two training stages.
 
-A source is a callable ``source(step) -> batch``: the batch depends only on
-(source seed, step), so a resumed run sees exactly the batches it would have
-seen without the interruption, and no iterator state has to be checkpointed.
+A source gives the rows of a step's *global* batch (the batch of one optimizer
+step over all processes and accumulation micro-steps): ``sample(step, row)``
+depends only on (source seed, step, row). So any split of a step's rows over
+processes, loader workers or micro-batches sees the same rows, and a resumed run
+sees exactly the batches it would have seen without the interruption; no
+iterator state has to be checkpointed. ``source.batch(step, rows)`` collates some
+rows, ``source(step)`` the whole global batch; ``amadapter.training.loader``
+feeds a rank's rows through a ``DataLoader``.
 
 Batches are dicts of CPU tensors:
 
@@ -17,8 +22,9 @@ Batches are dicts of CPU tensors:
 Real frames come through ``load_frame(index) -> (photo, train_ids)`` supplied by
 the caller (the jobs read dataset roots with ``transforms.label_sources`` and
 ``amadapter.label_io``), so this module never touches file systems. A frame that
-fails to load with an ``InputError`` is skipped, remembered in ``skipped``, and
-the next frame is used instead.
+fails to load with an ``InputError`` is skipped, remembered in ``skipped`` (of
+the process that met it: each loader worker keeps its own), and the next frame
+is used instead; the choice does not depend on that memory, only its cost does.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from amadapter import world
 from amadapter.errors import InputError
 
 Frame = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 photo, (H, W) uint8 train IDs
+Sample = dict[str, np.ndarray]  # one row: image (H, W, 3) uint8, labels (H, W) uint8, maybe exemplar_*
 
 
 def to_batch(photos: list[np.ndarray], labels: list[np.ndarray], prefix: str = "") -> dict[str, torch.Tensor]:
@@ -41,11 +48,38 @@ def to_batch(photos: list[np.ndarray], labels: list[np.ndarray], prefix: str = "
     return {f"{prefix}image": image, f"{prefix}labels": torch.from_numpy(np.stack(labels))}
 
 
-def _rng(seed: int, step: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(step)])
+def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
+    """Rows from ``sample`` -> a batch (see the module docstring)."""
+    batch = {}
+    for prefix in ("", "exemplar_"):
+        if f"{prefix}image" in samples[0]:
+            batch.update(to_batch([s[f"{prefix}image"] for s in samples], [s[f"{prefix}labels"] for s in samples],
+                                  prefix))
+    return batch
 
 
-class WorldScenes:
+def _rng(seed: int, step: int, row: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(step), int(row)])
+
+
+class RowSource:
+    """A batch source whose rows depend only on (seed, step, row); subclasses define ``sample``."""
+
+    batch_size: int
+    seed: int
+
+    def sample(self, step: int, row: int) -> Sample:
+        raise NotImplementedError
+
+    def batch(self, step: int, rows) -> dict[str, torch.Tensor]:
+        return collate([self.sample(step, row) for row in rows])
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        """The whole global batch of ``step``."""
+        return self.batch(step, range(self.batch_size))
+
+
+class WorldScenes(RowSource):
     """Stage-1 batches of world scenes: random layout and style seeds of one split."""
 
     def __init__(self, height: int, width: int, batch_size: int, split: str = "train", seed: int = 0):
@@ -53,19 +87,13 @@ class WorldScenes:
         self.seeds = world.SPLIT_SEEDS[split]
         self.seed = seed
 
-    def __call__(self, step: int) -> dict[str, torch.Tensor]:
-        rng = _rng(self.seed, step)
-        layouts = rng.integers(self.seeds.start, self.seeds.stop, self.batch_size)
-        styles = rng.integers(self.seeds.start, self.seeds.stop, self.batch_size)
-        photos, labels = [], []
-        for layout_seed, style_seed in zip(layouts, styles):
-            photo, ids = world.scene(int(layout_seed), int(style_seed), self.height, self.width)
-            photos.append(photo)
-            labels.append(ids)
-        return to_batch(photos, labels)
+    def sample(self, step: int, row: int) -> Sample:
+        layout_seed, style_seed = _rng(self.seed, step, row).integers(self.seeds.start, self.seeds.stop, 2)
+        photo, ids = world.scene(int(layout_seed), int(style_seed), self.height, self.width)
+        return {"image": photo, "labels": ids}
 
 
-class WorldPairs:
+class WorldPairs(RowSource):
     """Stage-2 batches: per row one style rendered on two different layouts.
 
     The exemplar's photo is then exactly the appearance the target should take
@@ -76,20 +104,13 @@ class WorldPairs:
         self.seeds = world.SPLIT_SEEDS[split]
         self.seed = seed
 
-    def __call__(self, step: int) -> dict[str, torch.Tensor]:
-        rng = _rng(self.seed, step)
-        target_photos, target_labels, exemplar_photos, exemplar_labels = [], [], [], []
-        for _ in range(self.batch_size):
-            target_seed, exemplar_seed = self._two_distinct(rng)
-            appearance = world.style(int(rng.integers(self.seeds.start, self.seeds.stop)))
-            for seed, photos, labels in (
-                (target_seed, target_photos, target_labels),
-                (exemplar_seed, exemplar_photos, exemplar_labels),
-            ):
-                ids = world.layout(int(seed), self.height, self.width)
-                photos.append(world.render(ids, appearance))
-                labels.append(ids)
-        return {**to_batch(target_photos, target_labels), **to_batch(exemplar_photos, exemplar_labels, "exemplar_")}
+    def sample(self, step: int, row: int) -> Sample:
+        rng = _rng(self.seed, step, row)
+        target_seed, exemplar_seed = self._two_distinct(rng)
+        appearance = world.style(int(rng.integers(self.seeds.start, self.seeds.stop)))
+        target, exemplar = (world.layout(int(s), self.height, self.width) for s in (target_seed, exemplar_seed))
+        return {"image": world.render(target, appearance), "labels": target,
+                "exemplar_image": world.render(exemplar, appearance), "exemplar_labels": exemplar}
 
     def _two_distinct(self, rng: np.random.Generator) -> tuple[int, int]:
         first = int(rng.integers(self.seeds.start, self.seeds.stop))
@@ -98,7 +119,7 @@ class WorldPairs:
         return first, second
 
 
-class _Frames:
+class _Frames(RowSource):
     """Random access to real frames with skipping of bad inputs."""
 
     def __init__(self, load_frame: Callable[[int], Frame], num_frames: int):
@@ -153,15 +174,11 @@ class FrameCrops(_Frames):
         super().__init__(load_frame, num_frames)
         self.height, self.width, self.batch_size, self.max_zoom, self.seed = height, width, batch_size, max_zoom, seed
 
-    def __call__(self, step: int) -> dict[str, torch.Tensor]:
-        rng = _rng(self.seed, step)
-        photos, labels = [], []
-        for _ in range(self.batch_size):
-            frame = _scaled(self.pick(rng), self.height, self.width, rng.uniform(1.0, self.max_zoom))
-            photo, ids = _crop(frame, rng, self.height, self.width, flip=True)
-            photos.append(photo)
-            labels.append(ids)
-        return to_batch(photos, labels)
+    def sample(self, step: int, row: int) -> Sample:
+        rng = _rng(self.seed, step, row)
+        frame = _scaled(self.pick(rng), self.height, self.width, rng.uniform(1.0, self.max_zoom))
+        photo, ids = _crop(frame, rng, self.height, self.width, flip=True)
+        return {"image": photo, "labels": ids}
 
 
 class FrameCropPairs(_Frames):
@@ -179,13 +196,9 @@ class FrameCropPairs(_Frames):
         self.height, self.width, self.batch_size = height, width, batch_size
         self.min_zoom, self.max_zoom, self.seed = min_zoom, max_zoom, seed
 
-    def __call__(self, step: int) -> dict[str, torch.Tensor]:
-        rng = _rng(self.seed, step)
-        target_photos, target_labels, exemplar_photos, exemplar_labels = [], [], [], []
-        for _ in range(self.batch_size):
-            frame = _scaled(self.pick(rng), self.height, self.width, rng.uniform(self.min_zoom, self.max_zoom))
-            for photos, labels in ((target_photos, target_labels), (exemplar_photos, exemplar_labels)):
-                photo, ids = _crop(frame, rng, self.height, self.width, flip=True)
-                photos.append(photo)
-                labels.append(ids)
-        return {**to_batch(target_photos, target_labels), **to_batch(exemplar_photos, exemplar_labels, "exemplar_")}
+    def sample(self, step: int, row: int) -> Sample:
+        rng = _rng(self.seed, step, row)
+        frame = _scaled(self.pick(rng), self.height, self.width, rng.uniform(self.min_zoom, self.max_zoom))
+        photo, ids = _crop(frame, rng, self.height, self.width, flip=True)
+        exemplar_photo, exemplar_ids = _crop(frame, rng, self.height, self.width, flip=True)
+        return {"image": photo, "labels": ids, "exemplar_image": exemplar_photo, "exemplar_labels": exemplar_ids}

@@ -35,14 +35,17 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from accelerate import Accelerator
 from torch.nn import functional as F
 
 from amadapter.exemplar_forward import unet_rows
 from amadapter.structure_guidance import unet_with_control
-from amadapter.training.checkpoints import latest_checkpoint, load_components
+from amadapter.training.checkpoints import load_components, resume_point
 from amadapter.training.conditioning import PromptConditioning
-from amadapter.training.loop import PhaseOptions, count_trainable, run_phase
-from amadapter.training.noise import diffusion_target, step_generator
+from amadapter.training.data import RowSource
+from amadapter.training.distributed import make_accelerator
+from amadapter.training.loop import PhaseOptions, Validation, count_trainable, run_phase
+from amadapter.training.noise import RowRandom, diffusion_target
 
 PHASES = ("vae", "unet")
 
@@ -60,12 +63,13 @@ class Stage1Options:
     reference_beta: float = 10.0
     train_unet: bool = True
     seed: int = 0
+    resume_from: str | None = None  # a checkpoint directory of the run; None: its latest
 
 
-def vae_loss(vae, images: torch.Tensor, generator: torch.Generator, kl_weight: float,
+def vae_loss(vae, images: torch.Tensor, random: RowRandom, kl_weight: float,
              mse_weight: float = 1.0) -> torch.Tensor:
     posterior = vae.encode(images).latent_dist
-    noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean)
+    noise = random.randn(*posterior.mean.shape[1:]).to(posterior.mean)
     latents = posterior.mean + posterior.std * noise
     reconstruction = vae.decode(latents).sample
     reconstruction, images = reconstruction.float(), images.float()
@@ -90,7 +94,7 @@ def encode_latents(vae, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def measure_vae_scale(vae, source: Callable[[int], dict], batches: int) -> float:
+def measure_vae_scale(vae, source: RowSource, batches: int) -> float:
     """1 / std of unscaled latents over ``batches`` batches (steps beyond training's)."""
     latents = [
         vae.encode(source(10**9 + i)["image"].to(vae.device, vae.dtype)).latent_dist.mean.float()
@@ -99,12 +103,13 @@ def measure_vae_scale(vae, source: Callable[[int], dict], batches: int) -> float
     return float(1.0 / torch.cat(latents).std())
 
 
-def structure_loss(pipe, conditioning: PromptConditioning, batch: dict, generator: torch.Generator,
+def structure_loss(pipe, conditioning: PromptConditioning, batch: dict, random: RowRandom,
                    uncond_prob: float, reference_prob: float = 0.0, reference_beta: float = 10.0) -> torch.Tensor:
     """Noise-prediction loss of the structure-guided UNet on one batch.
 
     With ``reference_prob > 0`` the batch holds pairs; exemplar rows train too
-    (plain), and reading targets attend to their exemplar (module docstring)."""
+    (plain), and reading targets attend to their exemplar (module docstring).
+    A pair's exemplar draws from its target's row generator, after it."""
     device = pipe.unet.device
     images, labels = batch["image"], batch["labels"]
     b = images.shape[0]
@@ -113,17 +118,22 @@ def structure_loss(pipe, conditioning: PromptConditioning, batch: dict, generato
         labels = torch.cat([labels, batch["exemplar_labels"]])
     latents = encode_latents(pipe.vae, images)
     n = latents.shape[0]
-    noise = torch.randn(latents.shape, generator=generator).to(latents)
+    per_row = n // b  # 1, or 2 with pairs: [targets; exemplars]
+
+    def rows_first(x: torch.Tensor) -> torch.Tensor:  # (b, per_row, ...) -> (n, ...), targets first
+        return x.transpose(0, 1).reshape(n, *x.shape[2:])
+
+    noise = rows_first(random.randn(per_row, *latents.shape[1:])).to(latents)
     steps = pipe.scheduler.config.num_train_timesteps
     # a target and its exemplar share the timestep, as they do in lockstep sampling
-    timesteps = torch.randint(0, steps, (b,), generator=generator).repeat(n // b).to(device)
+    timesteps = random.randint(steps).repeat(per_row).to(device)
     noisy = pipe.scheduler.add_noise(latents, noise, timesteps)
-    drop = torch.rand(n, generator=generator) < uncond_prob
+    drop = rows_first(random.rand(per_row)) < uncond_prob
     embeds = conditioning.batch(drop.to(device))
     control = pipe.structure_encoder.encode_labels(labels)
     if reference_prob > 0:
         # unconditional rows stay plain, as classifier-free guidance samples them
-        reads = (torch.rand(b, generator=generator) < reference_prob) & ~drop[:b]
+        reads = (random.rand() < reference_prob) & ~drop[:b]
         exemplar_row = torch.cat([torch.where(reads, torch.arange(b, 2 * b), -1), torch.full((b,), -1)])
         prediction = unet_rows(pipe.unet, noisy, timesteps, embeds, control, exemplar_row, "categorical",
                                labels=labels.to(device), beta=reference_beta)
@@ -135,19 +145,24 @@ def structure_loss(pipe, conditioning: PromptConditioning, batch: dict, generato
 
 def train_structure(
     pipe,
-    source: Callable[[int], dict],
+    source: RowSource,
     run_dir: str | Path,
     options: Stage1Options,
-    device: torch.device | str = "cpu",
+    accelerator: Accelerator | None = None,
     print_fn: Callable[[str], None] = print,
+    validation: Validation | None = None,
 ):
     """Run (or resume) stage 1 on ``pipe`` in place; returns ``pipe``.
 
-    ``source(step)`` gives batches with ``image`` and ``labels``
+    ``source`` gives batches with ``image`` and ``labels``
     (``amadapter.training.data``), and the pair fields too when
     ``options.reference_prob > 0`` (used by the UNet phase; the VAE phase takes
-    the targets). Checkpoints and ``loss.jsonl`` go to ``run_dir``."""
-    device = torch.device(device)
+    the targets). Checkpoints and ``loss.jsonl`` go to ``run_dir``.
+    ``accelerator``: this process's (``distributed.make_accelerator``; default: one
+    CPU process). ``validation`` scores the UNet phase every ``validate_every`` steps."""
+    accelerator = accelerator or make_accelerator()
+    say = print_fn if accelerator.is_main_process else (lambda _line: None)
+    device = accelerator.device
     pipe.to(device)
     conditioning = PromptConditioning.from_pipeline(pipe, device)
     saved = {"structure_encoder": pipe.structure_encoder}
@@ -157,7 +172,8 @@ def train_structure(
         saved["prompt_embeds"] = conditioning.trainable
     if options.vae is not None:
         saved["vae"] = pipe.vae
-    latest = latest_checkpoint(run_dir, PHASES)
+    latest = resume_point(run_dir, PHASES, options.resume_from, discard_later=accelerator.is_main_process)
+    accelerator.wait_for_everyone()
     if latest is not None:
         load_components(latest, saved)
         if "vae_scaling_factor" in latest.extra:
@@ -167,19 +183,18 @@ def train_structure(
 
     if options.vae is not None and (latest is None or latest.phase == "vae"):
         pipe.vae.requires_grad_(True)
-        print_fn(f"[vae] trainable parameters: {count_trainable({'vae': pipe.vae}):,}")
+        say(f"[vae] trainable parameters: {count_trainable({'vae': pipe.vae}):,}")
 
-        def vae_step(step: int) -> torch.Tensor:
-            generator = step_generator(options.seed, step)
-            images = random_crop(source(step)["image"], options.vae_crop, generator).to(device)
-            return vae_loss(pipe.vae, images, generator, options.vae_kl_weight, options.vae_mse_weight)
+        def vae_step(batch: dict, random: RowRandom) -> torch.Tensor:
+            images = random_crop(batch["image"], options.vae_crop, random.shared()).to(device)
+            return vae_loss(pipe.vae, images, random, options.vae_kl_weight, options.vae_mse_weight)
 
-        run_phase(run_dir, "vae", {"vae": pipe.vae}, saved, vae_step, options.vae, device,
-                  resume_from=latest if latest is not None and latest.phase == "vae" else None,
+        run_phase(run_dir, "vae", {"vae": pipe.vae}, saved, source, vae_step, options.vae, accelerator,
+                  seed=options.seed, resume_from=latest if latest is not None and latest.phase == "vae" else None,
                   phase_order=PHASES, print_fn=print_fn)
         pipe.vae.requires_grad_(False)
         pipe.vae.register_to_config(scaling_factor=measure_vae_scale(pipe.vae, source, options.vae_scale_batches))
-        print_fn(f"[vae] latent scaling factor {pipe.vae.config.scaling_factor:.4f}")
+        say(f"[vae] latent scaling factor {pipe.vae.config.scaling_factor:.4f}")
         latest = None
     pipe.vae.eval()
 
@@ -190,17 +205,16 @@ def train_structure(
         trainable["prompt_embeds"] = conditioning.trainable
     for module in trainable.values():
         module.requires_grad_(True)
-    print_fn(f"[unet] trainable parameters: {count_trainable(trainable):,}")
+    say(f"[unet] trainable parameters: {count_trainable(trainable):,}")
 
-    def unet_step(step: int) -> torch.Tensor:
-        generator = step_generator(options.seed, step)
-        return structure_loss(pipe, conditioning, source(step), generator, options.uncond_prob,
+    def unet_step(batch: dict, random: RowRandom) -> torch.Tensor:
+        return structure_loss(pipe, conditioning, batch, random, options.uncond_prob,
                               options.reference_prob, options.reference_beta)
 
-    run_phase(run_dir, "unet", trainable, saved, unet_step, options.unet, device,
+    run_phase(run_dir, "unet", trainable, saved, source, unet_step, options.unet, accelerator, seed=options.seed,
               resume_from=latest if latest is not None and latest.phase == "unet" else None,
               phase_order=PHASES, extra=lambda: {"vae_scaling_factor": pipe.vae.config.scaling_factor},
-              print_fn=print_fn)
+              validation=validation, print_fn=print_fn)
     for module in trainable.values():
         module.requires_grad_(False)
     pipe.unet.eval()

@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from accelerate import Accelerator
 from torch.nn import functional as F
 
 from amadapter.exemplar_forward import predict_with_exemplars
-from amadapter.training.checkpoints import latest_checkpoint, load_components
+from amadapter.training.checkpoints import load_components, resume_point
 from amadapter.training.conditioning import PromptConditioning
-from amadapter.training.loop import PhaseOptions, count_trainable, run_phase
-from amadapter.training.noise import diffusion_target, step_generator
+from amadapter.training.data import RowSource
+from amadapter.training.distributed import make_accelerator
+from amadapter.training.loop import PhaseOptions, Validation, count_trainable, run_phase
+from amadapter.training.noise import RowRandom, diffusion_target
 from amadapter.training.stage1 import encode_latents
 
 PHASES = ("adapter",)
@@ -34,18 +37,20 @@ class Stage2Options:
     adapter: PhaseOptions
     max_tokens: int | None = None  # None: the adapter's configured limit
     seed: int = 0
+    checkpoint_adapter: bool = False  # recompute the adapter's logits and activations in backward
+    resume_from: str | None = None  # a checkpoint directory of the run; None: its latest
 
 
-def adapter_loss(pipe, conditioning: PromptConditioning, batch: dict, generator: torch.Generator,
+def adapter_loss(pipe, conditioning: PromptConditioning, batch: dict, random: RowRandom,
                  max_tokens: int | None = None) -> torch.Tensor:
     """Noise-prediction loss of targets that read their exemplars through the adapter."""
     device = pipe.unet.device
     target = encode_latents(pipe.vae, batch["image"])
     exemplar = encode_latents(pipe.vae, batch["exemplar_image"])
     n = target.shape[0]
-    target_noise = torch.randn(target.shape, generator=generator).to(target)
-    exemplar_noise = torch.randn(exemplar.shape, generator=generator).to(exemplar)
-    timesteps = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (n,), generator=generator).to(device)
+    target_noise = random.randn(*target.shape[1:]).to(target)
+    exemplar_noise = random.randn(*exemplar.shape[1:]).to(exemplar)
+    timesteps = random.randint(pipe.scheduler.config.num_train_timesteps).to(device)
     with torch.no_grad():
         target_control = pipe.structure_encoder.encode_labels(batch["labels"])
         exemplar_control = pipe.structure_encoder.encode_labels(batch["exemplar_labels"])
@@ -69,17 +74,21 @@ def adapter_loss(pipe, conditioning: PromptConditioning, batch: dict, generator:
 
 def train_adapter(
     pipe,
-    source: Callable[[int], dict],
+    source: RowSource,
     run_dir: str | Path,
     options: Stage2Options,
-    device: torch.device | str = "cpu",
+    accelerator: Accelerator | None = None,
     print_fn: Callable[[str], None] = print,
+    validation: Validation | None = None,
 ):
     """Run (or resume) stage 2 on ``pipe`` in place; returns ``pipe``.
 
-    ``source(step)`` gives pair batches (``image``, ``labels``, ``exemplar_image``,
-    ``exemplar_labels``). Prints the trainable parameter count."""
-    device = torch.device(device)
+    ``source`` gives pair batches (``image``, ``labels``, ``exemplar_image``,
+    ``exemplar_labels``). Prints the trainable parameter count. ``accelerator``:
+    this process's (default: one CPU process)."""
+    accelerator = accelerator or make_accelerator()
+    say = print_fn if accelerator.is_main_process else (lambda _line: None)
+    device = accelerator.device
     pipe.to(device)
     conditioning = PromptConditioning.from_pipeline(pipe, device)
     for module in pipe.components.values():
@@ -88,19 +97,21 @@ def train_adapter(
             module.eval()
     trainable = {"adapter": pipe.adapter}
     pipe.adapter.requires_grad_(True)
-    latest = latest_checkpoint(run_dir, PHASES)
+    pipe.adapter.gradient_checkpointing = options.checkpoint_adapter  # read by the attention processors
+    latest = resume_point(run_dir, PHASES, options.resume_from, discard_later=accelerator.is_main_process)
+    accelerator.wait_for_everyone()
     if latest is not None:
         load_components(latest, trainable)
-    print_fn(f"[adapter] trainable parameters: {count_trainable(trainable):,} "
-             f"(all other weights frozen: {sum(p.numel() for p in _frozen(pipe)):,})")
+    say(f"[adapter] trainable parameters: {count_trainable(trainable):,} "
+        f"(all other weights frozen: {sum(p.numel() for p in _frozen(pipe)):,})")
 
-    def step_loss(step: int) -> torch.Tensor:
-        generator = step_generator(options.seed, step)
-        return adapter_loss(pipe, conditioning, source(step), generator, options.max_tokens)
+    def step_loss(batch: dict, random: RowRandom) -> torch.Tensor:
+        return adapter_loss(pipe, conditioning, batch, random, options.max_tokens)
 
-    run_phase(run_dir, "adapter", trainable, trainable, step_loss, options.adapter, device,
-              resume_from=latest, phase_order=PHASES, print_fn=print_fn)
+    run_phase(run_dir, "adapter", trainable, trainable, source, step_loss, options.adapter, accelerator,
+              seed=options.seed, resume_from=latest, phase_order=PHASES, validation=validation, print_fn=print_fn)
     pipe.adapter.requires_grad_(False)
+    pipe.adapter.gradient_checkpointing = False
     pipe.adapter.eval()
     return pipe
 
