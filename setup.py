@@ -25,6 +25,7 @@ setup(
         "webdataset>=0.2.86",
         "pillow>=10",
         "psutil>=5.9",
+        "accelerate>=1.0",  # multi-GPU / multi-machine training (jobs.train_*)
     ],
     extras_require={
         "test": ["pytest>=8"],
