@@ -1,9 +1,10 @@
-"""Records of the synthesis step: targets with their loaded exemplar, per-shard work and results.
+"""Records of the synthesis step: a shard's plan, its decoded work, and its results.
 
-One element of the synthesis step is a ``ShardWork``: a shard's targets as
-batches of ``SynthesisRequest`` (formed by ``transforms.batch_by_exemplar``) plus
-its known failures. Requests that share an exemplar share one ``Exemplar``
-object, so it is pickled once.
+A ``ShardPlan`` (paths only) is what crosses the shuffle before synthesis; the
+step right before the model decodes it into a ``ShardWork``: the shard's targets
+as batches of ``SynthesisRequest`` (formed by ``transforms.batch_by_exemplar``)
+plus its known failures. Requests that share an exemplar share one ``Exemplar``
+object.
 """
 
 from __future__ import annotations
@@ -14,6 +15,16 @@ import numpy as np
 
 from transforms.expand_samples import Target
 from transforms.records import FailedInput, Sample
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    """One shard's pending inputs, by reference: ``retrieved`` (``RetrievedTarget``, sorted
+    by target key) and ``failures`` (``FailedInput``, sorted by key)."""
+
+    shard: int
+    retrieved: tuple
+    failures: tuple[FailedInput, ...]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
