@@ -209,8 +209,8 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
         )
         retrieved = (retrieval.retrieved, retrieval.failures) | "Retrieved" >> beam.Flatten()
     else:
-        retrieved = pending_targets | "NoExemplars" >> beam.MapTuple(  # code and text: picklable
-            lambda shard, t, code, text: (shard, FailedInput(t.key, t.source, code, text)),
+        retrieved = pending_targets | "NoExemplars" >> beam.Map(  # code and text: picklable
+            lambda item, code, text: (item[0], FailedInput(item[1].key, item[1].source, code, text)),
             pool_error.code,
             str(pool_error),
         )
