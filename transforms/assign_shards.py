@@ -1,7 +1,7 @@
 """Place every input in a shard, with nothing that grows with the input count on one worker.
 
 Rule. Each key gets a bucket, ``bucket_of(group(key))``: the first 8 bytes of the
-sha256 of its group, modulo ``BUCKETS`` (4096). ``group`` maps a key to the key of
+sha256 of its group, modulo ``BUCKETS`` (65536). ``group`` maps a key to the key of
 the label map it came from (``transforms.expand_samples.label_key``), so the samples
 of one label map share a bucket and sit next to each other. Inputs are ordered by
 (bucket, group, key); the input of rank ``r`` in that order goes to the
@@ -10,11 +10,12 @@ of the output, in increasing order. Keys of finished shards keep their shard.
 
 Why this scheme. A hash bucket is bounded in size whatever the key distribution
 (prefix buckets are not: every Cityscapes key of a city shares its prefix). With a
-fixed bucket count, the per-bucket counts, and so the offsets every worker needs
-(the only side input), are 4096 integers at any input size. Ranks inside a bucket
-come from one group per bucket (n / 4096 keys: 250 at a million inputs). Shard
-ranges are contiguous in (bucket, group, key) order, so every shard but the last
-is full.
+fixed bucket count, the per-bucket counts (one fixed-size int64 array, summed by a
+combiner) and so the offsets every worker needs (the only side input) are 512 KB
+at any input size. Ranks inside a bucket come from one group per bucket (n / 65536
+inputs on average: 15 at a million, 15 000 at a billion), smaller than a shard's
+group in the steps after. Shard ranges are contiguous in (bucket, group, key)
+order, so every shard but the last is full.
 
 Determinism. The same key set, shard size and finished shards give the same
 shards, whichever worker or order.
@@ -36,10 +37,11 @@ import typing
 from typing import Callable, Iterable, Sequence
 
 import apache_beam as beam
+import numpy as np
 
 from transforms.shards import read_stats_file, shard_keys
 
-BUCKETS = 4096
+BUCKETS = 1 << 16
 _FRESH = "fresh"
 
 
@@ -48,16 +50,30 @@ def bucket_of(group: str) -> int:
     return int.from_bytes(hashlib.sha256(group.encode()).digest()[:8], "big") % BUCKETS
 
 
-def bucket_offsets(counts: Iterable[tuple[int, int]]) -> list[int]:
-    """(bucket, count) pairs -> the rank of each bucket's first key (a list of ``BUCKETS``)."""
-    sizes = [0] * BUCKETS
-    for bucket, count in counts:
-        sizes[bucket] += count
-    offsets, total = [], 0
-    for size in sizes:
-        offsets.append(total)
-        total += size
-    return offsets
+class BucketCounts(beam.CombineFn):
+    """Buckets -> their counts as one int64 array of ``BUCKETS`` (fixed size at any input size)."""
+
+    def create_accumulator(self):
+        return np.zeros(BUCKETS, dtype=np.int64)
+
+    def add_input(self, counts, bucket):
+        counts[bucket] += 1
+        return counts
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        total = next(accumulators).copy()
+        for counts in accumulators:
+            total += counts
+        return total
+
+    def extract_output(self, counts):
+        return counts
+
+
+def bucket_offsets(counts: np.ndarray) -> np.ndarray:
+    """Per-bucket counts -> the rank of each bucket's first key."""
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
 
 
 class FreeShards(typing.NamedTuple):
@@ -126,9 +142,8 @@ class AssignShards(beam.PTransform):
         )
         offsets = (
             bucketed
-            | "Ones" >> beam.MapTuple(lambda bucket, _: (bucket, 1))
-            | "CountPerBucket" >> beam.CombinePerKey(sum)
-            | "AllCounts" >> beam.combiners.ToList()  # at most BUCKETS pairs
+            | "Buckets" >> beam.Keys()
+            | "CountPerBucket" >> beam.CombineGlobally(BucketCounts())
             | "Offsets" >> beam.Map(bucket_offsets)
         )
         ranked = (
@@ -184,7 +199,7 @@ def _rank_bucket(bucket_and_elements, offsets: Sequence[int], group, free, shard
     bucket, elements = bucket_and_elements
     ordered = sorted(elements, key=lambda e: _order(e.key, group))
     _refuse_duplicates([e.key for e in ordered])
-    for rank, element in enumerate(ordered, offsets[bucket]):
+    for rank, element in enumerate(ordered, int(offsets[bucket])):
         yield free.shard(rank, shard_size), element
 
 
