@@ -7,8 +7,9 @@ The same N world targets (test split, 64x128), exemplar pool (48 val photos,
 one prebuilt index), model, steps, batch size and seeds go through
 
 (a) the bare sampler loop, in this process: the job's own batches
-    (``plan_shard`` of each shard, exemplars already read) rendered one model
-    call each with ``Renderer.render``; only the model calls are timed;
+    (``plan_shard`` of each shard, each batch decoded with ``load_batch``)
+    rendered one model call each with ``Renderer.render``; only the model calls
+    are timed;
 (b) the DirectRunner job end to end, in this process (``jobs.augment.run``):
     reading label maps, expansion, shard assignment, retrieval, planning,
     loading the model, synthesis, PNG encoding, shard and manifest writing.
@@ -59,7 +60,8 @@ from pipeline.exemplar_index import prepare_index
 from transforms.assign_shards import assign_shards
 from transforms.expand_samples import expand_targets, label_key
 from transforms.label_sources import list_label_sources
-from transforms.plan_shards import load_shard_work, plan_shard
+from transforms.load_batch import load_batch
+from transforms.plan_shards import plan_shard
 from transforms.read_label_maps import read_label_record
 from transforms.retrieve_exemplars import RetrievedTarget, match_source
 from transforms.synthesis_handler import Renderer
@@ -113,19 +115,22 @@ def planned_work(root: Path, index_path: str) -> list:
     by_shard: dict[int, list] = {}
     for item in retrieved:
         by_shard.setdefault(shard_of[item.target.key], []).append(item)
-    plans = [plan_shard(shard, items) for shard, items in sorted(by_shard.items())]
-    return [load_shard_work(plan, BATCH_SIZE) for plan in plans]
+    return [plan_shard(shard, items, BATCH_SIZE) for shard, items in sorted(by_shard.items())]
 
 
 def bare_loop(renderer: Renderer, work: list, steps: int) -> tuple[float, dict[str, np.ndarray]]:
     size = renderer.native_size()
     images: dict[str, np.ndarray] = {}
-    began = time.perf_counter()
+    seconds = 0.0
     for shard in work:
-        for batch in shard.batches:
-            for request, image in zip(batch, renderer.render(batch, steps, GUIDANCE, size)):
+        for planned in shard.batches:
+            batch, _ = load_batch(shard.shard, planned)  # decoding is not timed
+            began = time.perf_counter()
+            rendered = renderer.render(batch, steps, GUIDANCE, size)
+            seconds += time.perf_counter() - began
+            for request, image in zip(batch, rendered):
                 images[request.target.key] = image
-    return time.perf_counter() - began, images
+    return seconds, images
 
 
 def peak_rss_mb(root: Path, index: str, model: str, output: Path) -> float:

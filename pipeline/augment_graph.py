@@ -23,15 +23,17 @@ decoded pixels, through every shuffle, and carry their shard index along. Stages
    passing through (the retrieval transform, with an index built from
    ``--exemplars`` at start or ``--index``; a seeded draw among the top
    ``--exemplar-topk`` per target).
-6. ``PlanShards``: group each shard's inputs into one ``ShardPlan`` (paths),
-   ``Reshuffle`` the shards over the workers, then decode the shard's label maps
-   and exemplars (each exemplar once; a bad one fails only its targets) and cut
-   batches of at most ``--batch-size`` targets, targets of one exemplar together,
-   so a batch depends only on its shard's content: one ``ShardWork`` per shard.
+6. ``PlanShards``: group each shard's inputs into one ``ShardWork`` of
+   references, its targets cut into batches of at most ``--batch-size``, targets
+   of one exemplar together, so a batch depends only on its shard's content;
+   then ``Reshuffle`` the shards over the workers.
 7. ``RunInference`` with ``SynthesisModelHandler`` (one model per worker process,
-   or shared copies on GPU machines; a failed batch becomes ``synthesis_failed``
-   rows for its targets) with ``with_exception_handling`` for anything else.
-8. ``WriteShardResults``, fused with steps 6 and 7: each shard's tar is written
+   or shared copies on GPU machines): each batch's label maps and exemplars are
+   decoded right before its model call (``transforms.load_batch``: each exemplar
+   once; a bad one fails only its targets); a failed call becomes
+   ``synthesis_failed`` rows for its targets; ``with_exception_handling`` takes
+   anything else.
+8. ``WriteShardResults``, fused with step 7: each shard's tar is written
    atomically, then its manifest part, then its stats file (the commit marker,
    with the fingerprint), as soon as the shard is rendered. Then
    ``AssembleManifest``: ``manifest.parquet`` streamed from the parts of every
@@ -164,12 +166,12 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
         model=inputs.model,
         steps=inputs.steps,
         guidance=options.guidance,
-        size=options.size,
+        size="{}x{}".format(*parse_size(options.size)) if options.size else None,
         seed=options.seed,
         dtype=options.dtype,
         image_format=options.image_format,
         exemplar_topk=options.exemplar_topk,
-        exemplar_pool=_pool_identity(inputs, options.label_format),
+        exemplar_pool=_pool_identity(options, inputs),
     )
     state = survey_output(output, prefix, fingerprint, overwrite=options.overwrite)
     try:
@@ -254,13 +256,15 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
     return AugmentGraph(manifest=manifest, inputs=inputs)
 
 
-def _pool_identity(inputs: AugmentInputs, label_format: str | None) -> str:
+def _pool_identity(options: AugmentOptions, inputs: AugmentInputs) -> str:
     """The exemplar pool as the user named it (``transforms.fingerprint``)."""
+    if options.label_maps is None:
+        return "the built-in world"  # exported under the output, wherever it is
     if inputs.index is not None:
         return f"index {inputs.index}"
     return (
         f"exemplars {inputs.exemplars} dataset={inputs.exemplars_dataset} "
-        f"split={inputs.exemplars_split} label_format={label_format}"
+        f"split={inputs.exemplars_split} label_format={options.label_format}"
     )
 
 
