@@ -42,8 +42,9 @@ class TargetRef:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Target:
-    """One sample to render: it follows ``record``'s label map; ``index`` counts the
-    samples of that label map; ``seed`` drives its initial noise and exemplar draw."""
+    """A ``TargetRef`` with its label map decoded (``load_target``): it follows
+    ``record``'s label map; ``index`` counts the samples of that label map; ``seed``
+    drives its initial noise and exemplar draw."""
 
     key: str
     record: LabelRecord
