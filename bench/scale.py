@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 
 from amadapter.world_export import export_world
 from pipeline.augment_graph import DEFAULT_MODEL_DIR, MANIFEST, plan_augment
@@ -157,14 +158,11 @@ def child(keys: int, work_dir: Path) -> dict:
     written = plan.work | "WriteUnrendered" >> beam.ParDo(
         _WriteUnrendered(str(output), options.shard_prefix)
     )
-    (written, plan.reused) | "ShardsDone" >> beam.Flatten() | "AssembleManifest" >> (
-        AssembleManifest(str(output), options.shard_prefix, str(output / MANIFEST))
-    )
+    assemble = AssembleManifest(str(output), options.shard_prefix, str(output / MANIFEST))
+    (written, plan.reused) | "ShardsDone" >> beam.Flatten() | "AssembleManifest" >> assemble
     attach_measures(measured_points(pipeline), str(measures))
     pipeline.run().wait_until_finish()
     seconds = time.perf_counter() - began
-    import pyarrow.parquet as pq
-
     rows = pq.read_metadata(str(output / MANIFEST)).num_rows
     found = [json.loads(p.read_text()) for p in measures.glob("*.json")]
     side = max((m for m in found if m["kind"] == "side"), key=lambda m: m["bytes"])

@@ -212,9 +212,7 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
         retrieved = (retrieval.retrieved, retrieval.failures) | "Retrieved" >> beam.Flatten()
     else:
         retrieved = pending_targets | "NoExemplars" >> beam.Map(  # code and text: picklable
-            lambda item, code, text: (item[0], FailedInput(item[1].key, item[1].source, code, text)),
-            pool_error.code,
-            str(pool_error),
+            _without_exemplar, pool_error.code, str(pool_error)
         )
     work = (
         (retrieved, pending_failures)
@@ -240,9 +238,8 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
         share_model=options.share_model,
         accelerator=options.accelerator,
     )
-    rendered, dead_letters = plan.work | "Synthesize" >> RunInference(
-        handler
-    ).with_exception_handling()
+    synthesize = RunInference(handler).with_exception_handling()
+    rendered, dead_letters = plan.work | "Synthesize" >> synthesize
     writer = WriteShardResults(output, prefix, options.image_format, plan.fingerprint)
     written = rendered | "WriteShards" >> beam.ParDo(writer)
     dead_written = (
@@ -250,8 +247,11 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
         | "FailedShards" >> beam.Map(_failed_shard)
         | "WriteFailedShards" >> beam.ParDo(writer)
     )
-    manifest = (written, dead_written, plan.reused) | "ShardsDone" >> beam.Flatten() | (
-        "AssembleManifest" >> AssembleManifest(output, prefix, FileSystems.join(output, MANIFEST))
+    assemble = AssembleManifest(output, prefix, FileSystems.join(output, MANIFEST))
+    manifest = (
+        (written, dead_written, plan.reused)
+        | "ShardsDone" >> beam.Flatten()
+        | "AssembleManifest" >> assemble
     )
     return AugmentGraph(manifest=manifest, inputs=inputs)
 
@@ -266,6 +266,12 @@ def _pool_identity(options: AugmentOptions, inputs: AugmentInputs) -> str:
         f"exemplars {inputs.exemplars} dataset={inputs.exemplars_dataset} "
         f"split={inputs.exemplars_split} label_format={options.label_format}"
     )
+
+
+def _without_exemplar(item: tuple, code: str, text: str) -> tuple:
+    """``(shard, TargetRef)`` of a run with an empty pool -> ``(shard, FailedInput)``."""
+    shard, target = item
+    return shard, FailedInput(target.key, target.source, code, text)
 
 
 def _check(options: AugmentOptions) -> None:

@@ -1,4 +1,4 @@
-"""Shard assignment on the DirectRunner: deterministic, unique, full shards, incremental placement."""
+"""Shard assignment on the DirectRunner: deterministic, unique, full shards, incremental."""
 
 import json
 import os

@@ -45,7 +45,9 @@ def run(targets, index_path, top_k, batch_size):
         )
         tags = {t.key: tag for tag, t in tagged(targets)}
         retrieved = result.retrieved | "Rows" >> beam.MapTuple(
-            lambda tag, r: (r.target.key, r.exemplar.key, round(r.score, 6), tag == tags[r.target.key])
+            lambda tag, r: (
+                r.target.key, r.exemplar.key, round(r.score, 6), tag == tags[r.target.key]
+            )
         )
         failures = result.failures | "Codes" >> beam.MapTuple(
             lambda tag, f: (f.key, f.error_code, tag == tags[f.key])
@@ -109,7 +111,9 @@ def test_a_target_with_no_other_frame_fails_alone(tmp_path):
         )
         assert_that(
             failures,
-            equal_to([(t.key, "empty_pool", True) for t in targets if t.label.key.startswith("ulm")]),
+            equal_to(
+                [(t.key, "empty_pool", True) for t in targets if t.label.key.startswith("ulm")]
+            ),
             label="failed",
         )
 

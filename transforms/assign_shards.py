@@ -45,6 +45,10 @@ BUCKETS = 1 << 16
 _FRESH = "fresh"
 
 
+def _identity(key: str) -> str:
+    return key
+
+
 def bucket_of(group: str) -> int:
     """The bucket of a group key: stable across processes and runs (sha256, not ``hash``)."""
     return int.from_bytes(hashlib.sha256(group.encode()).digest()[:8], "big") % BUCKETS
@@ -98,7 +102,7 @@ class FreeShards(typing.NamedTuple):
 def assign_shards(
     keys: Iterable[str],
     shard_size: int,
-    group: Callable[[str], str] = lambda key: key,
+    group: Callable[[str], str] = _identity,
     free: FreeShards = FreeShards((), 0),
 ) -> dict[str, int]:
     """Key -> shard of fresh ``keys`` by the module's rule, in one process (tests and benches:
@@ -212,7 +216,3 @@ def _refuse_duplicates(ordered_keys: Sequence[str]) -> None:
     for previous, current in zip(ordered_keys, ordered_keys[1:]):
         if previous == current:
             raise ValueError(f"duplicate sample key {current!r}: keys must be unique per run")
-
-
-def _identity(key: str) -> str:
-    return key

@@ -106,10 +106,11 @@ class SkipFinishedShards(beam.PTransform):
         pending = keyed | "DropFinished" >> beam.Filter(
             lambda item, done: item[0] not in done, self._reusable
         )
+        skipped = Metrics.counter(METRICS_NAMESPACE, "skipped_shards")
         reused = (
             keyed.pipeline
             | "Reused" >> beam.Create(sorted(self._reusable))
-            | "CountReused" >> beam.Map(_count, Metrics.counter(METRICS_NAMESPACE, "skipped_shards"))
+            | "CountReused" >> beam.Map(_count, skipped)
         )
         return SkipFinishedResult(pending=pending, reused=reused)
 

@@ -46,7 +46,8 @@ class ShardWork:
 
     ``batches``: the shard's targets (``RetrievedTarget``: paths, keys, seeds) cut
     into model calls (``batch_by_exemplar``); ``failures``: its inputs already known
-    to fail (unreadable label maps, no exemplar). A shard is rendered and written by one worker, right
+    to fail (unreadable label maps, no exemplar). A shard is rendered and written
+    by one worker, right
     after another (same fused stage), so each finished shard is committed as soon
     as it is done and survives a crash of the run.
     """
