@@ -1,13 +1,15 @@
 """Pipeline overhead and memory: the augment job against the bare sampler loop.
 
     python -m bench.pipeline [--quick] [--n 32] [--steps 20] [--model DIR]
+    python -m bench.pipeline --full-res [--n 40]      # memory only, Cityscapes-size inputs
 
 The same N world targets (test split, 64x128), exemplar pool (48 val photos,
 one prebuilt index), model, steps, batch size and seeds go through
 
 (a) the bare sampler loop, in this process: the job's own batches
-    (``plan_shard`` of each shard, exemplars already read) rendered one model
-    call each with ``Renderer.render``; only the model calls are timed;
+    (``plan_shard`` of each shard, each batch decoded with ``load_batch``)
+    rendered one model call each with ``Renderer.render``; only the model calls
+    are timed;
 (b) the DirectRunner job end to end, in this process (``jobs.augment.run``):
     reading label maps, expansion, shard assignment, retrieval, planning,
     loading the model, synthesis, PNG encoding, shard and manifest writing.
@@ -16,6 +18,14 @@ Each is repeated (interleaved a, b, a, b, ...) and the medians are compared.
 (b) must produce exactly the images of (a) (``images_identical``). Then the peak
 RSS of (b) is measured in fresh processes at N and 10 N targets with 1 step
 (synthesis cost aside, memory must not grow with the input: the job streams).
+
+``--full-res`` measures only that memory, on inputs the size Cityscapes ships
+(2048x1024 label maps with 2048x1024 PNG photos, made by nearest-upscaling the
+real sample in ../shared/data and rolling it sideways by a different amount per
+frame, so layouts and retrieved exemplars differ), at N and 10 N, with the label
+root as its own exemplar pool (index built by the job), 1 step and the model's
+small native size: the model's memory is small and fixed, so what grows is the
+graph's.
 
 Model: ``--model``, else the bundled ``amadapter/demo_model`` when present, else
 the ``demo`` preset with random weights (timing does not depend on weights;
@@ -37,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from amadapter.data import shards
 from amadapter.model_factory import build_pipeline
@@ -46,12 +57,13 @@ from jobs.augment import run
 from pipeline.augment_graph import DEFAULT_MODEL_DIR
 from pipeline.default_world import POOL_SPLIT, TARGET_SPLIT, WORLD_POOL, WORLD_SIZE
 from pipeline.exemplar_index import prepare_index
-from transforms.expand_samples import expand_targets
+from transforms.assign_shards import assign_shards
+from transforms.expand_samples import expand_targets, label_key
 from transforms.label_sources import list_label_sources
+from transforms.load_batch import load_batch
 from transforms.plan_shards import plan_shard
 from transforms.read_label_maps import read_label_record
 from transforms.retrieve_exemplars import RetrievedTarget, match_source
-from transforms.shards import assign_shards
 from transforms.synthesis_handler import Renderer
 
 BATCH_SIZE = 8
@@ -91,13 +103,15 @@ def job_argv(root: Path, index: str, model: str, steps: int, output: Path) -> li
 def planned_work(root: Path, index_path: str) -> list:
     """The job's ShardWork for these inputs, built with the job's own functions."""
     sources = list_label_sources(str(root), "cityscapes", TARGET_SPLIT)
-    targets = [t for s in sources for t in expand_targets(read_label_record(s), 1, SEED)]
+    targets = [t for s in sources for t in expand_targets(s, 1, SEED)]
     ranked = ExemplarIndex.load(index_path).query(
-        [t.record.train_ids for t in targets], 1, target_paths=[t.source for t in targets]
+        [read_label_record(t.label).train_ids for t in targets],
+        1,
+        target_paths=[t.source for t in targets],
     )
     best = [draw(r, None) for r in ranked]  # --exemplar-topk 1
     retrieved = [RetrievedTarget(t, match_source(m), m.score) for t, m in zip(targets, best)]
-    shard_of = assign_shards([t.key for t in targets], SHARD_SIZE)
+    shard_of = assign_shards([t.key for t in targets], SHARD_SIZE, group=label_key)
     by_shard: dict[int, list] = {}
     for item in retrieved:
         by_shard.setdefault(shard_of[item.target.key], []).append(item)
@@ -107,17 +121,84 @@ def planned_work(root: Path, index_path: str) -> list:
 def bare_loop(renderer: Renderer, work: list, steps: int) -> tuple[float, dict[str, np.ndarray]]:
     size = renderer.native_size()
     images: dict[str, np.ndarray] = {}
-    began = time.perf_counter()
+    seconds = 0.0
     for shard in work:
-        for batch in shard.batches:
-            for request, image in zip(batch, renderer.render(batch, steps, GUIDANCE, size)):
+        for planned in shard.batches:
+            batch, _ = load_batch(shard.shard, planned)  # decoding is not timed
+            began = time.perf_counter()
+            rendered = renderer.render(batch, steps, GUIDANCE, size)
+            seconds += time.perf_counter() - began
+            for request, image in zip(batch, rendered):
                 images[request.target.key] = image
-    return time.perf_counter() - began, images
+    return seconds, images
 
 
 def peak_rss_mb(root: Path, index: str, model: str, output: Path) -> float:
     """Peak RSS of the job (1 step) in a fresh process (Linux: reads /proc/self/status)."""
-    argv = job_argv(root, index, model, 1, output)
+    return job_peak_rss_mb(job_argv(root, index, model, 1, output))
+
+
+FULL_RES = (1024, 2048)  # (H, W) of Cityscapes frames
+SAMPLE_FRAME = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
+SAMPLE_NAME = "frankfurt/frankfurt_000000_000294"
+FULL_RES_PHOTOS = 4  # distinct photos; frames share them through hard links
+
+
+def export_full_res(root: Path, n: int) -> None:
+    """``n`` Cityscapes-layout frames (val split) at 2048x1024; see the module docstring."""
+    labels = np.asarray(
+        Image.open(SAMPLE_FRAME / "gtFine" / "val" / f"{SAMPLE_NAME}_gtFine_labelIds.png")
+    )
+    photo = Image.open(SAMPLE_FRAME / "leftImg8bit" / "val" / f"{SAMPLE_NAME}_leftImg8bit.png")
+    big_labels = np.asarray(
+        Image.fromarray(labels).resize(FULL_RES[::-1], Image.Resampling.NEAREST)
+    )
+    big_photo = np.asarray(photo.convert("RGB").resize(FULL_RES[::-1], Image.Resampling.BILINEAR))
+    city = root / "gtFine" / "val" / "bench"
+    photos = root / "leftImg8bit" / "val" / "bench"
+    city.mkdir(parents=True)
+    photos.mkdir(parents=True)
+    shared = []
+    for i in range(FULL_RES_PHOTOS):
+        path = root / f"photo{i}.png"
+        Image.fromarray(np.roll(big_photo, i * 97, axis=1)).save(path, compress_level=1)
+        shared.append(path)
+    for i in range(n):
+        frame = f"bench_{i:06d}_000019"
+        shift = (i * 2048) // n
+        Image.fromarray(np.roll(big_labels, shift, axis=1)).save(
+            city / f"{frame}_gtFine_labelIds.png"
+        )
+        os.link(shared[i % FULL_RES_PHOTOS], photos / f"{frame}_leftImg8bit.png")
+
+
+def full_res_argv(root: Path, model: str, output: Path) -> list[str]:
+    return [
+        "--runner=DirectRunner", "--labels", str(root), "--dataset", "cityscapes",
+        "--split", "val", "--model", model, "--steps", "1", "--batch-size", str(BATCH_SIZE),
+        "--shard-size", str(SHARD_SIZE), "--image-format", "png", "--preview-count", "0",
+        "--torch-threads", str(THREADS), "--output", str(output),
+    ]  # fmt: skip
+
+
+def full_res_memory(model: str, n: int, work_dir: Path) -> dict:
+    """Peak RSS of the job on ``n`` and ``10 n`` full-resolution inputs, fresh processes."""
+    figures = {}
+    for label, count in (("n", n), ("10n", 10 * n)):
+        root = work_dir / f"full{count}"
+        export_full_res(root, count)
+        began = time.perf_counter()
+        figures[f"peak_rss_mb_{label}"] = round(
+            job_peak_rss_mb(full_res_argv(root, model, work_dir / f"out{count}")), 1
+        )
+        figures[f"seconds_{label}"] = round(time.perf_counter() - began, 1)
+        shutil.rmtree(root)
+        print(f"{count} full-resolution inputs: {figures}", flush=True)
+    ratio = figures["peak_rss_mb_10n"] / figures["peak_rss_mb_n"]
+    return {"n": n, "input_size": "1024x2048", **figures, "ratio_rss_10n_vs_n": round(ratio, 4)}
+
+
+def job_peak_rss_mb(argv: list[str]) -> float:
     out = subprocess.run(
         [sys.executable, "-c", PEAK_RSS_JOB, *argv],
         check=True,
@@ -137,9 +218,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default 20; quick 2)")
     parser.add_argument("--repeats", type=int, default=None, help="default 3; quick 1")
     parser.add_argument("--model", default=None, help="checkpoint directory")
+    parser.add_argument(
+        "--full-res", action="store_true", help="only peak RSS at N and 10 N, 2048x1024 inputs"
+    )
     args = parser.parse_args(argv)
     if args.n < 32:
         parser.error("--n must be at least 32")
+    if args.full_res:
+        work_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+        try:
+            model = args.model or DEFAULT_MODEL_DIR
+            result = {"model": model, **full_res_memory(model, args.n, work_dir)}
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        print(json.dumps(result))
+        return result
     steps = args.steps or (2 if args.quick else 20)
     repeats = args.repeats or (1 if args.quick else 3)
     torch.set_num_threads(THREADS)

@@ -1,32 +1,46 @@
 """The augment graph: label maps -> exemplar-matched synthesis -> WebDataset shards + manifest.
 
-The SHARD is the unit of determinism, of work and of resume. Stages, in order:
+The SHARD is the unit of determinism, of work and of resume. Nothing that grows
+with the input count is gathered on one worker: elements carry paths, never
+decoded pixels, through every shuffle, and carry their shard index along. Stages:
 
-1. ``ReadLabelMaps``: decode the target label maps; unreadable ones become
-   ``FailedInput`` rows (they stay inputs: one manifest row each).
-2. ``ExpandSamples``: (label map, sample index) -> ``Target`` with a safe key and
-   a seed derived from (key, ``--seed``), never from worker order.
-3. ``AssignShards`` on all input keys BEFORE synthesis: the shard of an input
-   depends only on the key set and ``--shard-size``.
+0. On the launcher, before the graph: the render fingerprint
+   (``transforms.fingerprint``) and the output's finished shards
+   (``transforms.skip_finished.survey_output``). A finished shard with another
+   fingerprint stops the run here, before any model work
+   (``FingerprintMismatchError``); ``--overwrite`` discards the output's shards.
+1. ``ReadLabelMaps``: decode and check the target label maps; unreadable ones
+   become ``FailedInput`` rows (they stay inputs: one manifest row each); good
+   ones go on as their ``LabelSource`` (paths).
+2. ``ExpandSamples``: (label map, sample index) -> ``TargetRef`` with a safe key
+   and a seed derived from (key, ``--seed``), never from worker order.
+3. ``AssignShards`` (``transforms.assign_shards``) on all input keys BEFORE
+   synthesis: hash buckets, per-bucket counts and ranks; keys of finished shards
+   keep their shard, other keys fill the free shard indices in order.
 4. ``SkipFinishedShards``: inputs of shards a previous run finished are dropped
-   here, so no model work is redone; their manifest rows come from the stats files.
-5. Exemplar retrieval for the remaining targets, in batches (the retrieval
-   transform, with an index built from ``--exemplars`` at start or ``--index``;
-   a seeded draw among the top ``--exemplar-topk`` per target).
-6. ``PlanShards``: per shard, sort by (exemplar, key) and cut into batches of at
-   most ``--batch-size`` targets, targets of one exemplar together, so a batch
-   depends only on its shard's content; read each exemplar once (a bad one fails
-   only its targets). One ``ShardWork`` element per shard.
-7. ``Reshuffle`` to spread shards over workers before the expensive step.
-8. ``RunInference`` with ``SynthesisModelHandler`` (one model per worker process,
-   or shared copies on GPU machines; a failed batch becomes ``synthesis_failed``
-   rows for its targets) with ``with_exception_handling`` for anything else.
-9. ``WriteShardResults``, fused with step 8: each shard's tar is written
-   atomically, then its stats file (the commit marker), as soon as the shard is
-   rendered. Then ``WriteManifest``: one row per input, written or failed.
+   here, so no model work is redone.
+5. Exemplar retrieval for the remaining targets, in batches, the shard index
+   passing through (the retrieval transform, with an index built from
+   ``--exemplars`` at start or ``--index``; a seeded draw among the top
+   ``--exemplar-topk`` per target).
+6. ``PlanShards``: group each shard's inputs into one ``ShardWork`` of
+   references, its targets cut into batches of at most ``--batch-size``, targets
+   of one exemplar together, so a batch depends only on its shard's content;
+   then ``Reshuffle`` the shards over the workers.
+7. ``RunInference`` with ``SynthesisModelHandler`` (one model per worker process,
+   or shared copies on GPU machines): each batch's label maps and exemplars are
+   decoded right before its model call (``transforms.load_batch``: each exemplar
+   once; a bad one fails only its targets); a failed call becomes
+   ``synthesis_failed`` rows for its targets; ``with_exception_handling`` takes
+   anything else.
+8. ``WriteShardResults``, fused with step 7: each shard's tar is written
+   atomically, then its manifest part, then its stats file (the commit marker,
+   with the fingerprint), as soon as the shard is rendered. Then
+   ``AssembleManifest``: ``manifest.parquet`` streamed from the parts of every
+   finished shard of the output, one row per input, written or failed.
 
-Beam metrics (namespace ``augment``): ``inputs``, ``written``, ``failed`` (inputs
-= written + failed, always), ``skipped_shards``, ``model_calls``, ``synthesized``,
+Beam metrics (namespace ``augment``): ``inputs`` (this run's), ``written`` and
+``failed`` (rows of the assembled manifest), ``skipped_shards``, ``model_calls``, ``synthesized``,
 ``failed_batches`` and the distribution ``batch_latency_ms``.
 """
 
@@ -47,24 +61,27 @@ from pipeline.default_world import POOL_SPLIT, TARGET_SPLIT, export_default_worl
 from pipeline.exemplar_index import prepare_index
 from pipeline.launch_checks import check_launch
 from pipeline.options import AugmentOptions
-from transforms.expand_samples import ExpandSamples, Target
-from transforms.manifest import WriteManifest
+from transforms.assemble_manifest import AssembleManifest
+from transforms.assign_shards import AssignShards
+from transforms.expand_samples import ExpandSamples, TargetRef, label_key
+from transforms.fingerprint import render_fingerprint
+from transforms.manifest import MANIFEST_FILE
 from transforms.plan_shards import PlanShards
 from transforms.read_label_maps import ReadLabelMaps
 from transforms.records import FailedInput
-from transforms.retrieve_exemplars import RetrievedTarget, RetrieveExemplars
-from transforms.skip_finished import SkipFinishedShards
+from transforms.retrieve_exemplars import RetrieveExemplars
+from transforms.skip_finished import SkipFinishedShards, survey_output
 from transforms.synthesis_handler import (
     METRICS_NAMESPACE,
     SynthesisModelHandler,
+    default_dtype,
     raise_if_run_stopping,
     synthesis_failures,
 )
 from transforms.synthesis_request import ShardResult
 from transforms.write_shard_results import WriteShardResults
-from transforms.write_shards import AssignShards
 
-MANIFEST = "manifest.parquet"
+MANIFEST = MANIFEST_FILE
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(amadapter.__file__), "demo_model")
 DEFAULT_STEPS = 20  # the paper's; `make demo` takes under a minute with it on 2 CPU cores
 
@@ -127,27 +144,50 @@ def resolve_inputs(options: AugmentOptions) -> AugmentInputs:
     )
 
 
-def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGraph:
-    """Add the augment graph to ``pipeline``; see the module docstring."""
+class AugmentPlan(typing.NamedTuple):
+    """The graph up to synthesis (``plan_augment``)."""
+
+    work: beam.PCollection  # of ShardWork, one per shard to render
+    reused: beam.PCollection  # of shard indices finished earlier and kept
+    inputs: AugmentInputs
+    size: tuple[int, int]  # the output size, checked against the model on the launcher
+    fingerprint: dict  # the render fingerprint every shard of the output carries
+
+
+def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPlan:
+    """Steps 1 to 6 of the module docstring; checks the options, inputs and output on
+    the launcher first (``LaunchError``, ``FingerprintMismatchError``)."""
     inputs = resolve_inputs(options)
     size = check_launch(options, inputs)  # LaunchError before any worker starts
+    output, prefix = options.output, options.shard_prefix
+    fingerprint = render_fingerprint(
+        model=inputs.model,
+        steps=inputs.steps,
+        guidance=options.guidance,
+        size="{}x{}".format(*size),
+        seed=options.seed,
+        dtype=options.dtype or default_dtype(options.device),
+        image_format=options.image_format,
+        exemplar_topk=options.exemplar_topk,
+        exemplar_pool=_pool_identity(options, inputs),
+    )
+    state = survey_output(output, prefix, fingerprint, overwrite=options.overwrite)
     try:
         index_path = prepare_index(
             inputs.index,
             inputs.exemplars,
             inputs.exemplars_dataset,
             inputs.exemplars_split,
-            options.output,
+            output,
             # A folder pool is read with the same --label-format as the label maps.
             inputs.label_format if inputs.exemplars_dataset == "folder" else None,
         )
         pool_error = None
     except EmptyPoolError as error:  # every target fails with it; the run goes on
         index_path, pool_error = None, error
-    output, prefix, image_format = options.output, options.shard_prefix, options.image_format
 
     read = pipeline | "ReadLabelMaps" >> ReadLabelMaps(
-        inputs.labels, inputs.dataset, inputs.split, inputs.label_format
+        inputs.labels, inputs.dataset, inputs.split, inputs.label_format, decoded=False
     )
     targets = read.records | "ExpandSamples" >> ExpandSamples(
         options.samples_per_label, options.seed
@@ -156,43 +196,41 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
         (targets, read.failures)
         | "AllInputs" >> beam.Flatten()
         | "CountInputs" >> beam.Map(_count, Metrics.counter(METRICS_NAMESPACE, "inputs"))
-        | "AssignShards" >> AssignShards(options.shard_size)
+        | "AssignShards" >> AssignShards(options.shard_size, state.finished, group=label_key)
     )
-    resume = keyed | "SkipFinishedShards" >> SkipFinishedShards(output, prefix, image_format)
+    resume = keyed | "SkipFinishedShards" >> SkipFinishedShards(state.reusable)
     pending = resume.pending | "SplitPending" >> beam.Partition(
-        lambda item, _: 0 if isinstance(item[1], Target) else 1, 2
+        lambda item, _: 0 if isinstance(item[1], TargetRef) else 1, 2
     )
     pending_targets, pending_failures = pending[0], pending[1]
-
-    shard_of = beam.pvalue.AsDict(
-        resume.pending | "ShardOfKey" >> beam.MapTuple(lambda shard, item: (item.key, shard))
-    )
-    targets_only = pending_targets | "Unkey" >> beam.Values()
     if pool_error is None:
-        retrieval = targets_only | "RetrieveExemplars" >> RetrieveExemplars(
+        retrieval = pending_targets | "RetrieveExemplars" >> RetrieveExemplars(
             index_path, top_k=options.exemplar_topk
         )
-        rekeyed = (retrieval.retrieved, retrieval.failures) | "Retrieved" >> beam.Flatten()
+        retrieved = (retrieval.retrieved, retrieval.failures) | "Retrieved" >> beam.Flatten()
     else:
-        rekeyed = targets_only | "NoExemplars" >> beam.Map(  # error code and text: picklable
-            lambda t, code, text: FailedInput(t.key, t.source, code, text),
-            pool_error.code,
-            str(pool_error),
+        retrieved = pending_targets | "NoExemplars" >> beam.Map(  # code and text: picklable
+            _without_exemplar, pool_error.code, str(pool_error)
         )
     work = (
-        (
-            rekeyed
-            | "Rekey" >> beam.Map(lambda item, shards: (shards[_key(item)], item), shard_of),
-            pending_failures,
-        )
+        (retrieved, pending_failures)
         | "PendingByShard" >> beam.Flatten()
         | "PlanShards" >> PlanShards(options.batch_size)
     )
+    return AugmentPlan(
+        work=work, reused=resume.reused, inputs=inputs, size=size, fingerprint=fingerprint
+    )
+
+
+def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGraph:
+    """Add the augment graph to ``pipeline``; see the module docstring."""
+    plan = plan_augment(pipeline, options)
+    inputs, output, prefix = plan.inputs, options.output, options.shard_prefix
     handler = SynthesisModelHandler(
         model=inputs.model,
         steps=inputs.steps,
         guidance=options.guidance,
-        size=size,
+        size=plan.size,
         device=options.device,
         dtype=options.dtype,
         torch_threads=options.torch_threads,
@@ -200,44 +238,45 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
         share_model=options.share_model,
         accelerator=options.accelerator,
     )
-    rendered, dead_letters = (
-        work
-        | "Spread" >> beam.Reshuffle()
-        | "Synthesize" >> RunInference(handler).with_exception_handling()
-    )
-    writer = WriteShardResults(output, prefix, image_format)
-    rows = rendered | "WriteShards" >> beam.ParDo(writer)
-    dead_rows = (
+    synthesize = RunInference(handler).with_exception_handling()
+    rendered, dead_letters = plan.work | "Synthesize" >> synthesize
+    writer = WriteShardResults(output, prefix, options.image_format, plan.fingerprint)
+    written = rendered | "WriteShards" >> beam.ParDo(writer)
+    dead_written = (
         dead_letters.failed_inferences
         | "FailedShards" >> beam.Map(_failed_shard)
         | "WriteFailedShards" >> beam.ParDo(writer)
     )
+    assemble = AssembleManifest(output, prefix, FileSystems.join(output, MANIFEST))
     manifest = (
-        (rows, dead_rows, resume.rows)
-        | "AllRows" >> beam.Flatten()
-        | "CountRows" >> beam.Map(_count_row)
-        | "WriteManifest" >> WriteManifest(FileSystems.join(output, MANIFEST))
+        (written, dead_written, plan.reused)
+        | "ShardsDone" >> beam.Flatten()
+        | "AssembleManifest" >> assemble
     )
     return AugmentGraph(manifest=manifest, inputs=inputs)
 
 
-def _key(item) -> str:
-    """The input key of a retrieval output (``RetrievedTarget`` or ``FailedInput``)."""
-    return item.target.key if isinstance(item, RetrievedTarget) else item.key
+def _pool_identity(options: AugmentOptions, inputs: AugmentInputs) -> str:
+    """The exemplar pool as the user named it (``transforms.fingerprint``)."""
+    if options.label_maps is None:
+        return "the built-in world"  # exported under the output, wherever it is
+    if inputs.index is not None:
+        return f"index {inputs.index}"
+    return (
+        f"exemplars {inputs.exemplars} dataset={inputs.exemplars_dataset} "
+        f"split={inputs.exemplars_split} label_format={options.label_format}"
+    )
+
+
+def _without_exemplar(item: tuple, code: str, text: str) -> tuple:
+    """``(shard, TargetRef)`` of a run with an empty pool -> ``(shard, FailedInput)``."""
+    shard, target = item
+    return shard, FailedInput(target.key, target.source, code, text)
 
 
 def _count(element, counter):
     counter.inc()
     return element
-
-
-_WRITTEN = Metrics.counter(METRICS_NAMESPACE, "written")
-_FAILED = Metrics.counter(METRICS_NAMESPACE, "failed")
-
-
-def _count_row(row: dict) -> dict:
-    (_WRITTEN if row["status"] == "written" else _FAILED).inc()
-    return row
 
 
 def _failed_shard(dead_letter) -> ShardResult:

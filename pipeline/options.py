@@ -293,3 +293,4 @@ class AugmentOptions(PipelineOptions):
             help="Beam accelerator resource hint for the synthesis step, used with "
             "--device cuda.",
         )
+        _add(parser, "overwrite", action="store_true", help="Discard OUTPUT's shards; render all.")

@@ -178,10 +178,25 @@ def test_sigkill_then_rerun_gives_the_same_samples(inputs, reference, tmp_path):
     for tar in output.glob("aug-*.tar"):  # whatever has a final name is a whole tar
         with tarfile.open(tar) as archive:
             assert all(archive.extractfile(m).read() is not None for m in archive.getmembers())
+    # The killed run kept the manifest rows of its finished shards: one part beside each.
+    kept = {p.name[: -len(".stats.json")] for p in output.glob("aug-*.stats.json")}
+    kept_rows = {
+        name: read_manifest(str(output / f"{name}.manifest.parquet")).to_pylist() for name in kept
+    }
+    assert all(rows and all(r["key"] for r in rows) for rows in kept_rows.values())
     summary = run(inputs["argv"] + ["--output", str(output)])
     assert summary.skipped_shards == finished_before
     assert 0 < summary.model_calls < reference[1].model_calls
     assert shard_members(str(output)) == shard_members(reference[0])
+    parts = [
+        read_manifest(str(p)).to_pylist() for p in sorted(output.glob("aug-*.manifest.parquet"))
+    ]
+    manifest = read_manifest(str(output / "manifest.parquet")).to_pylist()
+    assert manifest == [row for part in parts for row in part]  # the union of the parts
+    assert all(kept_rows[name] == parts[int(name[-6:])] for name in kept)  # kept as they were
+    reference_rows = read_manifest(os.path.join(reference[0], "manifest.parquet")).to_pylist()
+    placed = [(r["key"], r["status"], r["shard"], r["error_code"]) for r in manifest]
+    assert placed == [(r["key"], r["status"], r["shard"], r["error_code"]) for r in reference_rows]
 
 
 def test_two_worker_processes_give_the_same_samples(inputs, reference, tmp_path):

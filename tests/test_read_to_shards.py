@@ -8,10 +8,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from amadapter.data import shards
 from amadapter.labels import train_ids_to_colors
-from transforms.manifest import WriteManifest, read_manifest
+from transforms.assemble_manifest import AssembleManifest
+from transforms.assign_shards import AssignShards
+from transforms.manifest import read_manifest
 from transforms.read_label_maps import ReadLabelMaps
 from transforms.records import LabelRecord, Sample
-from transforms.write_shards import AssignShards, WriteShards
+from transforms.shards import read_shard_stats
+from transforms.write_shards import WriteShards
 from tests.conftest import CITYSCAPES_ROOT
 from tests.layouts import cityscapes_frame
 
@@ -39,13 +42,13 @@ def test_every_input_ends_up_written_or_failed(tmp_path):
 
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
         read = pipeline | ReadLabelMaps(str(root), "cityscapes", split="val", photos="check")
-        rows = (
+        written = (
             (read.records | beam.Map(colour_sample), read.failures)
             | beam.Flatten()
             | AssignShards(5)
             | WriteShards(output, "town", image_format="png")
         )
-        rows | WriteManifest(os.path.join(output, "manifest.parquet"))
+        written | AssembleManifest(output, "town", os.path.join(output, "manifest.parquet"))
 
     manifest = read_manifest(os.path.join(output, "manifest.parquet")).to_pylist()
     assert len(manifest) == 14
@@ -56,8 +59,10 @@ def test_every_input_ends_up_written_or_failed(tmp_path):
         "town_000099_000019_gtFine_labelIds.png": "unknown_label_id",
         "town_000098_000019_gtFine_labelIds.png": "size_mismatch",
     }
+    per_shard = [read_shard_stats(output, "town", i) for i in range(3)]
+    assert [s["count"] + len(s["failed"]) for s in per_shard] == [5, 5, 4]  # inputs per shard
     assert sorted(r["shard"] for r in manifest if r["status"] == "written") == sorted(
-        ["town-000000.tar"] * 5 + ["town-000001.tar"] * 5 + ["town-000002.tar"] * 2
+        f"town-{i:06d}.tar" for i, s in enumerate(per_shard) for _ in range(s["count"])
     )
     read_back = list(shards(f"{output}/town-*.tar", with_key=True))
     assert sorted(k for k, _, _ in read_back) == sorted(

@@ -7,35 +7,51 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from amadapter.retrieval import ExemplarIndex, build_index, draw
+from tests.layouts import cityscapes_frame
 from tests.test_retrieval_index import POOL_LAYOUTS, read_train_ids, sources, write_pool
 from tests.test_retrieval_score import CAR, street
 from transforms.expand_samples import expand_targets
 from transforms.read_label_maps import read_label_record
-from transforms.records import LabelRecord
+from transforms.records import LabelSource
 from transforms.retrieve_exemplars import RetrieveExemplars
 
 
 def targets_for(layouts, root, samples=3):
-    """Targets (samples per label map) whose label paths name frames under ``root``."""
+    """Target references (samples per label map) to label maps written under ``root``."""
     out = []
     for frame, boxes in layouts.items():
-        path = f"{root}/gtFine/val/{frame.split('_')[0]}/{frame}_gtFine_labelIds.png"
-        record = LabelRecord(frame, path, None, street(64, 128, boxes), "cityscapes")
-        out += expand_targets(record, samples, run_seed=7)
+        cityscapes_frame(root, frame, train_ids=street(64, 128, boxes))
+        path = f"{root}/gtFine/val/{frame.split('_')[0]}/{frame}_gtFine_labelTrainIds.png"
+        source = LabelSource(frame, path, None, "train_ids", "cityscapes")
+        out += expand_targets(source, samples, run_seed=7)
     return out
+
+
+def train_ids(target):
+    return read_label_record(target.label).train_ids
+
+
+def tagged(targets):
+    """(tag, target) pairs, as the augment job passes them (its tag is the shard)."""
+    return [(i % 3, t) for i, t in enumerate(targets)]
 
 
 def run(targets, index_path, top_k, batch_size):
     with TestPipeline(runner="DirectRunner") as p:
         result = (
             p
-            | beam.Create(targets, reshuffle=False)
+            | beam.Create(tagged(targets), reshuffle=False)
             | RetrieveExemplars(index_path, top_k=top_k, batch_size=batch_size)
         )
-        retrieved = result.retrieved | "Rows" >> beam.Map(
-            lambda r: (r.target.key, r.exemplar.key, round(r.score, 6))
+        tags = {t.key: tag for tag, t in tagged(targets)}
+        retrieved = result.retrieved | "Rows" >> beam.MapTuple(
+            lambda tag, r: (
+                r.target.key, r.exemplar.key, round(r.score, 6), tag == tags[r.target.key]
+            )
         )
-        failures = result.failures | "Codes" >> beam.Map(lambda f: (f.key, f.error_code))
+        failures = result.failures | "Codes" >> beam.MapTuple(
+            lambda tag, f: (f.key, f.error_code, tag == tags[f.key])
+        )
         yield retrieved, failures
 
 
@@ -55,10 +71,10 @@ def test_targets_get_their_exemplars(tmp_path, top_k, batch_size):
     index = ExemplarIndex.load(index_path)
     expected = []
     for t in targets:
-        (ranked,) = index.query([t.record.train_ids], k=top_k, target_paths=[t.source])
+        (ranked,) = index.query([train_ids(t)], k=top_k, target_paths=[t.source])
         chosen = draw(ranked, t.seed if top_k > 1 else None)
-        assert t.record.key not in chosen.key  # never the target's own frame
-        expected.append((t.key, chosen.key, round(chosen.score, 6)))
+        assert t.label.key not in chosen.key  # never the target's own frame
+        expected.append((t.key, chosen.key, round(chosen.score, 6), True))
     if top_k > 1:  # the seeded draw really draws: samples of one label map differ
         for frame in layouts:
             assert len({e[1] for e in expected if e[0].startswith(frame)}) > 1
@@ -74,9 +90,9 @@ def test_exemplar_sources_can_be_read_back(tmp_path):
     build_index(index_path, sources(tmp_path / "pool"), read_train_ids)
     targets = targets_for({"ulm_000000_000001": [(CAR, 0.55, 0.85, 0.6, 0.95)]}, tmp_path, 1)
     with TestPipeline(runner="DirectRunner") as p:
-        result = p | beam.Create(targets) | RetrieveExemplars(index_path)
-        shapes = result.retrieved | beam.Map(
-            lambda r: read_label_record(r.exemplar, photos="require").train_ids.shape
+        result = p | beam.Create(tagged(targets)) | RetrieveExemplars(index_path)
+        shapes = result.retrieved | beam.MapTuple(
+            lambda _, r: read_label_record(r.exemplar, photos="require").train_ids.shape
         )
         assert_that(shapes, equal_to([(64, 128)]))
 
@@ -90,12 +106,14 @@ def test_a_target_with_no_other_frame_fails_alone(tmp_path):
     for retrieved, failures in run(targets, index_path, top_k=1, batch_size=8):
         assert_that(
             retrieved | beam.Map(lambda row: row[0]),
-            equal_to([t.key for t in targets if t.record.key.startswith("zurich")]),
+            equal_to([t.key for t in targets if t.label.key.startswith("zurich")]),
             label="served",
         )
         assert_that(
             failures,
-            equal_to([(t.key, "empty_pool") for t in targets if t.record.key.startswith("ulm")]),
+            equal_to(
+                [(t.key, "empty_pool", True) for t in targets if t.label.key.startswith("ulm")]
+            ),
             label="failed",
         )
 
@@ -109,10 +127,12 @@ def test_two_worker_processes_draw_the_same_exemplars(tmp_path):
     index = ExemplarIndex.load(index_path)
     expected = []
     for t in targets:
-        (ranked,) = index.query([t.record.train_ids], k=3, target_paths=[t.source])
+        (ranked,) = index.query([train_ids(t)], k=3, target_paths=[t.source])
         expected.append((t.key, draw(ranked, t.seed).key))
     options = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     with TestPipeline(runner="DirectRunner", options=options) as p:
-        result = p | beam.Create(targets) | RetrieveExemplars(index_path, top_k=3, batch_size=2)
-        rows = result.retrieved | beam.Map(lambda r: (r.target.key, r.exemplar.key))
+        result = p | beam.Create(tagged(targets)) | RetrieveExemplars(
+            index_path, top_k=3, batch_size=2
+        )
+        rows = result.retrieved | beam.MapTuple(lambda _, r: (r.target.key, r.exemplar.key))
         assert_that(rows, equal_to(expected))

@@ -21,10 +21,11 @@ from amadapter.data import shards
 from amadapter.keys import safe_key
 from amadapter.labels import CLASS_NAMES, IGNORE_ID
 from tests.conftest import REPO
-from transforms.manifest import WriteManifest, read_manifest
+from transforms.assemble_manifest import AssembleManifest
+from transforms.assign_shards import AssignShards, assign_shards
+from transforms.manifest import read_manifest
 from transforms.records import FailedInput, Sample
 from transforms.shards import (
-    assign_shards,
     completed_shards,
     read_shard_stats,
     shard_is_complete,
@@ -32,7 +33,7 @@ from transforms.shards import (
     shard_path,
     write_shard,
 )
-from transforms.write_shards import AssignShards, WriteShards
+from transforms.write_shards import WriteShards
 
 SHARD_SIZE = 10
 TRAIN_VALUES = np.array(list(range(19)) + [IGNORE_ID], dtype=np.uint8)
@@ -88,13 +89,13 @@ def beam_run(tmp_path_factory):
     output = str(tmp_path_factory.mktemp("shards"))
     samples, failures = make_samples(53), make_failures(3)
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
-        rows = (
+        written = (
             pipeline
             | beam.Create(samples + failures, reshuffle=False)
             | AssignShards(SHARD_SIZE)
             | WriteShards(output, "aug", image_format="png")
         )
-        rows | WriteManifest(os.path.join(output, "manifest.parquet"))
+        written | AssembleManifest(output, "aug", os.path.join(output, "manifest.parquet"))
     return output, samples, failures
 
 
@@ -103,12 +104,14 @@ def test_beam_run_writes_sorted_shards_with_stats_and_manifest(beam_run):
     expected_shard = assign_shards([s.key for s in samples] + [f.key for f in failures], SHARD_SIZE)
     assert sorted(expected_shard.values())[-1] == 5  # 56 inputs -> shards 0..5
     names = sorted(os.listdir(output))
-    shard_files = [f"aug-{i:06d}{ext}" for i in range(6) for ext in (".stats.json", ".tar")]
+    exts = (".stats.json", ".tar", ".manifest.parquet")
+    shard_files = [f"aug-{i:06d}{ext}" for i in range(6) for ext in exts]
     assert names == sorted(shard_files + ["manifest.parquet"])
     assert completed_shards(output, "aug") == list(range(6))
 
     manifest = read_manifest(os.path.join(output, "manifest.parquet")).to_pylist()
-    assert len(manifest) == 56 and [r["key"] for r in manifest] == sorted(expected_shard)
+    by_shard = sorted(expected_shard, key=lambda k: (expected_shard[k], k))
+    assert len(manifest) == 56 and [r["key"] for r in manifest] == by_shard
     for row in manifest:
         if row["status"] == "written":
             assert (
@@ -179,7 +182,7 @@ def test_library_writer_matches_the_beam_writer_byte_for_byte(beam_run, tmp_path
             [f for f in failures if shard_of[f.key] == 3],
             image_format="png",
         )
-    for name in ("aug-000003.tar", "aug-000003.stats.json"):
+    for name in ("aug-000003.tar", "aug-000003.stats.json", "aug-000003.manifest.parquet"):
         first = (tmp_path / "a" / name).read_bytes()
         assert (
             first
@@ -221,7 +224,8 @@ def test_rewriting_a_finished_shard_unmarks_it_until_the_new_stats_land(tmp_path
     with pytest.raises(ValueError, match="sorted"):
         write_shard(str(tmp_path), "aug", 0, reversed(samples))
     assert not shard_is_complete(str(tmp_path), "aug", 0)
-    assert os.listdir(tmp_path) == ["aug-000000.tar"]  # the earlier, whole tar; no temporary file
+    # the earlier, whole tar and part; no temporary file
+    assert sorted(os.listdir(tmp_path)) == ["aug-000000.manifest.parquet", "aug-000000.tar"]
 
 
 KILLED_WRITER = textwrap.dedent("""

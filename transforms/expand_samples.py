@@ -1,6 +1,9 @@
-"""Turn each label map into the samples to render: (label map, sample index) -> ``Target``.
+"""Turn each label map into the samples to render: (label map, sample index) -> ``TargetRef``.
 
-A label map read with key ``K`` gives ``--samples-per-label`` targets with keys
+A ``TargetRef`` names its label map by path (a ``LabelSource``), so what travels
+through the shuffles before synthesis is a few hundred bytes per sample, not the
+decoded map; ``load_target`` decodes it into a ``Target`` where the pixels are
+needed. A label map read with key ``K`` gives ``--samples-per-label`` targets with keys
 ``K-s0``, ``K-s1``, ... (still WebDataset-safe: ``K`` is a safe key and the
 suffix adds only ``-``, ``s`` and digits). Each target's seed is derived from
 its key and the run seed alone (``sample_seed``), never from worker order or
@@ -11,16 +14,37 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 
 import apache_beam as beam
 
-from transforms.records import LabelRecord
+from transforms.read_label_maps import read_label_record
+from transforms.records import LabelRecord, LabelSource
+
+_SAMPLE_SUFFIX = re.compile(r"-s[0-9]+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetRef:
+    """One sample to render, by reference: its label map's ``label`` source (paths),
+    ``index`` among that map's samples and ``seed``."""
+
+    key: str
+    label: LabelSource
+    index: int
+    seed: int
+
+    @property
+    def source(self) -> str:
+        """The input path reported in the manifest: the label map's."""
+        return self.label.label_path
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Target:
-    """One sample to render: it follows ``record``'s label map; ``index`` counts the
-    samples of that label map; ``seed`` drives its initial noise and exemplar draw."""
+    """A ``TargetRef`` with its label map decoded (``load_target``): it follows
+    ``record``'s label map; ``index`` counts the samples of that label map; ``seed``
+    drives its initial noise and exemplar draw."""
 
     key: str
     record: LabelRecord
@@ -37,19 +61,29 @@ def sample_key(label_key: str, index: int) -> str:
     return f"{label_key}-s{index}"
 
 
+def label_key(key: str) -> str:
+    """The label map's key of a sample key (``sample_key``'s inverse); other keys as they are."""
+    return _SAMPLE_SUFFIX.sub("", key)
+
+
 def sample_seed(key: str, run_seed: int) -> int:
     """A 63-bit seed from (sample key, run seed): sha256, so nearby keys get unrelated seeds."""
     digest = hashlib.sha256(f"{int(run_seed)}/{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def expand_targets(record: LabelRecord, samples_per_label: int, run_seed: int) -> list[Target]:
-    keys = (sample_key(record.key, i) for i in range(samples_per_label))
-    return [Target(k, record, i, sample_seed(k, run_seed)) for i, k in enumerate(keys)]
+def expand_targets(label: LabelSource, samples_per_label: int, run_seed: int) -> list[TargetRef]:
+    keys = (sample_key(label.key, i) for i in range(samples_per_label))
+    return [TargetRef(k, label, i, sample_seed(k, run_seed)) for i, k in enumerate(keys)]
+
+
+def load_target(ref: TargetRef) -> Target:
+    """Decode the sample's label map; raises its ``InputError`` (e.g. the file vanished)."""
+    return Target(ref.key, read_label_record(ref.label), ref.index, ref.seed)
 
 
 class ExpandSamples(beam.PTransform):
-    """``PCollection[LabelRecord] -> PCollection[Target]``, ``samples_per_label`` per record."""
+    """``PCollection[LabelSource] -> PCollection[TargetRef]``, ``samples_per_label`` per source."""
 
     def __init__(self, samples_per_label: int, run_seed: int):
         super().__init__()
@@ -57,7 +91,7 @@ class ExpandSamples(beam.PTransform):
             raise ValueError(f"samples_per_label must be at least 1, got {samples_per_label}")
         self._samples_per_label, self._run_seed = samples_per_label, run_seed
 
-    def expand(self, records):
-        return records | "Expand" >> beam.FlatMap(
+    def expand(self, sources):
+        return sources | "Expand" >> beam.FlatMap(
             expand_targets, self._samples_per_label, self._run_seed
         )

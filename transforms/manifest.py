@@ -1,10 +1,15 @@
-"""The run manifest: one Parquet file, one row per input, written atomically.
+"""The manifest: Parquet, one row per input, written atomically.
+
+Each shard writes its own rows as a part beside its stats file
+(``transforms.shards``); ``manifest.parquet`` is assembled from the parts of every
+finished shard of the output (``transforms.assemble_manifest``).
 
 Columns: ``key``, ``source`` (the input's path), ``status`` (``"written"`` or
 ``"failed"``), ``shard`` (the tar's file name for written rows, else null),
 ``error_code`` (an ``InputError.code``) and ``error`` (the message naming the
-file and the reason) for failed rows, else null. Rows are sorted by key and keys
-are unique, so inputs = written + failed holds row by row.
+file and the reason) for failed rows, else null. A part's rows are sorted by
+key, and the assembled manifest holds the parts in shard order. Keys are unique
+(each input is in one shard), so inputs = written + failed holds row by row.
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ from __future__ import annotations
 import io
 from typing import Iterable
 
-import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms.fileio import read_bytes, write_atomically
 
+MANIFEST_FILE = "manifest.parquet"  # the assembled manifest, under the output
 STATUSES = ("written", "failed")
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -32,7 +37,8 @@ MANIFEST_SCHEMA = pa.schema(
 
 
 def write_manifest(path: str, rows: Iterable[dict]) -> int:
-    """Validate and write the rows (dicts with the schema's columns) to ``path``; return the count.
+    """Validate and write the rows (dicts with the schema's columns) to ``path`` sorted by key;
+    return the count.
 
     ``ValueError`` for a duplicate key or an unknown status: both would break
     inputs = written + failed.
@@ -53,26 +59,3 @@ def write_manifest(path: str, rows: Iterable[dict]) -> int:
 
 def read_manifest(path: str) -> pa.Table:
     return pq.read_table(io.BytesIO(read_bytes(path)))
-
-
-class WriteManifest(beam.PTransform):
-    """``PCollection[dict] -> PCollection[str]``: gathers every row and writes one manifest.
-
-    Emits ``path`` once the file is in place (an empty input writes an empty manifest).
-    """
-
-    def __init__(self, path: str):
-        super().__init__()
-        self._path = path
-
-    def expand(self, rows):
-        return (
-            rows
-            | "Gather" >> beam.combiners.ToList()
-            | "Write" >> beam.Map(_write_and_name, self._path)
-        )
-
-
-def _write_and_name(rows: list[dict], path: str) -> str:
-    write_manifest(path, rows)
-    return path

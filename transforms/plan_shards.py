@@ -1,23 +1,21 @@
 """Gather each shard's pending inputs into one ``ShardWork``: batches to render + known failures.
 
 ``PCollection[(shard, RetrievedTarget | FailedInput)] -> PCollection[ShardWork]``.
-Per shard: the targets are cut into batches (``batch_by_exemplar.cut_batches``:
-a function of the shard's content alone), each distinct exemplar is read once
-(``load_exemplars``), and a target whose exemplar cannot be read becomes a
-``FailedInput`` that names the exemplar's file and the reason, while the other
-targets keep their batches.
+Per shard, the targets are cut into batches (``batch_by_exemplar.cut_batches``:
+a function of the shard's content alone) and the shards are spread over the
+workers. Nothing is decoded here: a ``ShardWork`` holds references (a few
+hundred bytes per input cross the shuffles), and the synthesis step decodes
+each batch right before its model call (``transforms.load_batch``).
 """
 
 from __future__ import annotations
 
 import apache_beam as beam
 
-from amadapter.errors import InputError
 from transforms.batch_by_exemplar import cut_batches
-from transforms.load_exemplars import load_exemplar
 from transforms.records import FailedInput
 from transforms.retrieve_exemplars import RetrievedTarget
-from transforms.synthesis_request import Exemplar, ShardWork, SynthesisRequest
+from transforms.synthesis_request import ShardWork
 
 
 class PlanShards(beam.PTransform):
@@ -33,8 +31,8 @@ class PlanShards(beam.PTransform):
         return (
             keyed
             | "GroupByShard" >> beam.GroupByKey()
-            | "Plan"
-            >> beam.Map(lambda item, size: plan_shard(item[0], item[1], size), self._batch_size)
+            | "Plan" >> beam.Map(lambda item, size: plan_shard(*item, size), self._batch_size)
+            | "Spread" >> beam.Reshuffle()  # shards over workers, before the expensive step
         )
 
 
@@ -45,21 +43,7 @@ def plan_shard(shard: int, elements, batch_size: int) -> ShardWork:
     retrieved = [e for e in elements if isinstance(e, RetrievedTarget)]
     if len(failures) + len(retrieved) != len(elements):
         raise TypeError("PlanShards takes RetrievedTarget or FailedInput elements")
-    exemplars: dict[str, Exemplar | InputError] = {}
-    usable = []
-    for target, source, score in sorted(retrieved, key=lambda r: r.target.key):
-        if source.key not in exemplars:
-            try:
-                exemplars[source.key] = load_exemplar(source)
-            except InputError as error:
-                exemplars[source.key] = error
-        exemplar = exemplars[source.key]
-        if isinstance(exemplar, InputError):
-            message = f"exemplar {source.key} of this target: {exemplar}"
-            failures.append(FailedInput(target.key, target.source, exemplar.code, message))
-        else:
-            usable.append(SynthesisRequest(shard, target, exemplar, float(score)))
-    batches = cut_batches(usable, lambda r: r.exemplar.key, lambda r: r.target.key, batch_size)
+    batches = cut_batches(retrieved, lambda r: r.exemplar.key, lambda r: r.target.key, batch_size)
     return ShardWork(
         shard=shard,
         batches=tuple(tuple(batch) for batch in batches),

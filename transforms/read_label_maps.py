@@ -6,6 +6,11 @@ Usage::
     result.records   # PCollection[LabelRecord]
     result.failures  # PCollection[FailedInput], one per bad input
 
+With ``decoded=False`` every label map is still decoded and checked, but
+``records`` holds the ``LabelSource`` of each good one, not its pixels: a job
+that shuffles its inputs before it needs the pixels (the augment job) carries
+paths and decodes again where it uses them.
+
 The root is enumerated when the pipeline runs (on a worker, so a bucket with
 millions of files does not bloat the graph); the sources are then redistributed
 and decoded in parallel. An empty or missing root becomes a single
@@ -42,7 +47,8 @@ class ReadLabelMapsResult(typing.NamedTuple):
 
 
 class ReadLabelMaps(beam.PTransform):
-    """``PBegin -> ReadLabelMapsResult(records, failures)``; arguments as ``list_label_sources``.
+    """``PBegin -> ReadLabelMapsResult(records, failures)``; arguments as ``list_label_sources``
+    (``decoded``: see the module docstring).
 
     ``photos`` is one of ``PHOTO_POLICIES`` (default ``"ignore"``: targets of the
     augment job need no photo; an exemplar pool wants ``"require"``).
@@ -55,12 +61,13 @@ class ReadLabelMaps(beam.PTransform):
         split: str | None = None,
         label_format: str | None = None,
         photos: str = "ignore",
+        decoded: bool = True,
     ):
         super().__init__()
         if photos not in PHOTO_POLICIES:
             raise ValueError(f"photos must be one of {PHOTO_POLICIES}, got {photos!r}")
         self._listing = (root, dataset, split, label_format)
-        self._photos = photos
+        self._photos, self._decoded = photos, decoded
 
     def expand(self, pbegin):
         listed = (
@@ -72,7 +79,9 @@ class ReadLabelMaps(beam.PTransform):
             listed.sources
             | "Spread" >> beam.Reshuffle()
             | "Decode"
-            >> beam.ParDo(_DecodeLabelMap(self._photos)).with_outputs(_FAILURES, main="records")
+            >> beam.ParDo(_DecodeLabelMap(self._photos, self._decoded)).with_outputs(
+                _FAILURES, main="records"
+            )
         )
         failures = (listed[_FAILURES], decoded[_FAILURES]) | "AllFailures" >> beam.Flatten()
         return ReadLabelMapsResult(records=decoded.records, failures=failures)
@@ -90,12 +99,13 @@ class _ListSources(beam.DoFn):
 
 
 class _DecodeLabelMap(beam.DoFn):
-    def __init__(self, photos: str):
-        self._photos = photos
+    def __init__(self, photos: str, decoded: bool):
+        self._photos, self._decoded = photos, decoded
 
     def process(self, source: LabelSource):
         try:
-            yield read_label_record(source, self._photos)
+            record = read_label_record(source, self._photos)
+            yield record if self._decoded else source
         except InputError as error:
             yield beam.pvalue.TaggedOutput(
                 _FAILURES, FailedInput.from_error(source.key, source.label_path, error)

@@ -2,20 +2,25 @@
 
 Usage::
 
-    result = targets | RetrieveExemplars(index_path, top_k=args.exemplar_topk)
-    result.retrieved  # PCollection[RetrievedTarget(target, exemplar LabelSource, score)]
-    result.failures   # PCollection[FailedInput]: targets no exemplar can serve
+    result = keyed_targets | RetrieveExemplars(index_path, top_k=args.exemplar_topk)
+    result.retrieved  # PCollection[(tag, RetrievedTarget(target, exemplar LabelSource, score))]
+    result.failures   # PCollection[(tag, FailedInput)]: targets no exemplar can serve
+
+Elements are ``(tag, TargetRef)`` pairs; the tag (the augment job's shard index)
+passes through untouched, so nothing has to re-attach it afterwards.
 
 The index (``amadapter.retrieval``) is loaded in ``setup()`` through a
 ``beam.utils.shared.Shared`` handle, so every DoFn instance of a worker process
 uses one copy, and it never travels as a side input. Targets are grouped with
 ``BatchElements`` and the distinct label maps of a batch are queried together
-(a label map with several samples is searched once). With ``top_k`` 1 each
+(a label map with several samples is searched once); label maps are decoded
+here, where the query needs their pixels, and leave as paths. With ``top_k`` 1 each
 target gets the best exemplar; with k > 1 a draw among the best k seeded by the
 target's own seed (``Target.seed``, derived from its key), so the choice does
 not depend on batching, worker or run. The target's own frame is never
 returned. A target for which the index has no other frame becomes a
-``FailedInput`` with code ``empty_pool``.
+``FailedInput`` with code ``empty_pool``; one whose label map cannot be read
+again, a ``FailedInput`` with that map's error.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ import typing
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
-from amadapter.errors import EmptyPoolError
+from amadapter.errors import EmptyPoolError, InputError
 from amadapter.retrieval import ExemplarIndex, ExemplarMatch, draw
 from amadapter.retrieval.index import DEFAULT_CANDIDATES
-from transforms.expand_samples import Target
+from transforms.expand_samples import TargetRef
+from transforms.read_label_maps import read_label_record
 from transforms.records import FailedInput, LabelSource
 
 FAILURES = "failures"
@@ -38,18 +44,18 @@ class RetrievedTarget(typing.NamedTuple):
     """A target and the pool entry it borrows its appearance from; ``score`` is the exact
     layout score (``amadapter.retrieval.score``)."""
 
-    target: Target
+    target: TargetRef
     exemplar: LabelSource
     score: float
 
 
 class RetrieveExemplarsResult(typing.NamedTuple):
-    retrieved: beam.PCollection  # of RetrievedTarget
-    failures: beam.PCollection  # of FailedInput
+    retrieved: beam.PCollection  # of (tag, RetrievedTarget)
+    failures: beam.PCollection  # of (tag, FailedInput)
 
 
 class RetrieveExemplars(beam.PTransform):
-    """``PCollection[Target] -> RetrieveExemplarsResult``; see the module docstring.
+    """``PCollection[(tag, TargetRef)] -> RetrieveExemplarsResult``; see the module docstring.
 
     ``batch_size`` caps the targets per query batch; ``candidates`` is the number
     of pool entries re-ranked exactly per label map.
@@ -98,28 +104,34 @@ class _RetrieveBatch(beam.DoFn):
             lambda: _IndexHolder(ExemplarIndex.load(self._index_path)), tag=self._index_path
         )
 
-    def process(self, targets: list[Target]):
-        records = {t.record.key: t.record for t in targets}  # one query per distinct label map
+    def process(self, tagged: list[tuple]):
+        records, failed = {}, {}  # one read and one query per distinct label map
+        for _, target in tagged:
+            if target.label.key not in records and target.label.key not in failed:
+                try:
+                    records[target.label.key] = read_label_record(target.label)
+                except InputError as error:
+                    failed[target.label.key] = error
         ranked = self._holder.index.query(
             [r.train_ids for r in records.values()],
             k=self._top_k,
             target_paths=[r.label_path for r in records.values()],
             candidates=self._candidates,
-        )
+        ) if records else []
         ranked_by_key = dict(zip(records, ranked))
-        for target in targets:
-            matches = ranked_by_key[target.record.key]
-            if not matches:
-                error = EmptyPoolError(
-                    self._index_path,
-                    f"no exemplar other than the target's own frame ({target.source})",
-                )
-                yield beam.pvalue.TaggedOutput(
-                    FAILURES, FailedInput.from_error(target.key, target.source, error)
-                )
+        for tag, target in tagged:
+            matches = ranked_by_key.get(target.label.key)
+            if matches:
+                match = draw(matches, target.seed if self._top_k > 1 else None)
+                yield tag, RetrievedTarget(target, match_source(match), match.score)
                 continue
-            match = draw(matches, target.seed if self._top_k > 1 else None)
-            yield RetrievedTarget(target, match_source(match), match.score)
+            error = failed.get(target.label.key) or EmptyPoolError(
+                self._index_path,
+                f"no exemplar other than the target's own frame ({target.source})",
+            )
+            yield beam.pvalue.TaggedOutput(
+                FAILURES, (tag, FailedInput.from_error(target.key, target.source, error))
+            )
 
 
 def match_source(match: ExemplarMatch) -> LabelSource:

@@ -1,4 +1,4 @@
-"""WebDataset shards on any ``FileSystems`` path: assignment, atomic writing, stats, resume.
+"""WebDataset shards on any ``FileSystems`` path: atomic writing, stats, manifest parts, resume.
 
 Files of shard ``i`` under ``output`` (``NNNNNN`` = ``i`` with six digits):
 
@@ -8,20 +8,18 @@ Files of shard ``i`` under ``output`` (``NNNNNN`` = ``i`` with six digits):
   place: ``count``, ``bytes`` (of the tar), ``class_pixels`` (class name ->
   pixels, plus ``"ignore"``), ``written`` (``[{"key", "source"}]``) and
   ``failed`` (``[{"key", "source", "error_code", "message"}]``) of the inputs
-  assigned to this shard.
+  assigned to this shard, and ``fingerprint`` (``transforms.fingerprint``: what
+  rendered it) when the writer is given one;
+- ``{prefix}-NNNNNN.manifest.parquet``: the shard's manifest rows
+  (``transforms.manifest``), written after the tar and before the stats file, so
+  every finished shard has its rows even when the run is killed later; the run's
+  ``manifest.parquet`` is assembled from them (``transforms.assemble_manifest``).
 
-Both files are written under a temporary name and renamed into place, so a
+The files are written under a temporary name and renamed into place, so a
 writer killed at any point leaves no partial tar under a final name; a shard is
 finished exactly when its stats file exists (``shard_is_complete``): rewriting a
-shard first removes its old stats. An output folder reused with other inputs
-may still hold older tars: the run's manifest names the shards that count.
-
-Assignment rule (``assign_shards``): sort all input keys (every input, written
-or failed) as Python strings; the input of rank ``r`` goes to shard
-``r // shard_size``. It depends only on the key set and the shard size, so a job
-can compute each input's shard before synthesising anything and skip shards
-that a previous run finished (check ``shard_keys(read_shard_stats(...))``
-against the keys it assigned, which catches a changed input set).
+shard first removes its old stats. Which input goes to which shard is
+``transforms.assign_shards``.
 """
 
 from __future__ import annotations
@@ -46,11 +44,13 @@ from transforms.fileio import (
     read_bytes,
     write_atomically,
 )
+from transforms.manifest import write_manifest
 from transforms.records import FailedInput, Sample
 
 STATS_SUFFIX = ".stats.json"
+PART_SUFFIX = ".manifest.parquet"
 SOURCE_META_KEY = "source"  # Sample.meta[SOURCE_META_KEY]: the input's path, for the manifest
-STATS_FORMAT_VERSION = 1
+STATS_FORMAT_VERSION = 2  # 2: fingerprint and manifest part
 
 
 def shard_name(prefix: str, index: int) -> str:
@@ -68,15 +68,9 @@ def stats_path(output: str, prefix: str, index: int) -> str:
     return FileSystems.join(output, shard_name(prefix, index)[: -len(".tar")] + STATS_SUFFIX)
 
 
-def assign_shards(keys: Iterable[str], shard_size: int) -> dict[str, int]:
-    """Key -> shard index by the rule in the module docstring; duplicate keys are a ValueError."""
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
-    ordered = sorted(keys)
-    for previous, current in zip(ordered, ordered[1:]):
-        if previous == current:
-            raise ValueError(f"duplicate sample key {current!r}: keys must be unique per run")
-    return {key: rank // shard_size for rank, key in enumerate(ordered)}
+def part_path(output: str, prefix: str, index: int) -> str:
+    """The shard's manifest part."""
+    return FileSystems.join(output, shard_name(prefix, index)[: -len(".tar")] + PART_SUFFIX)
 
 
 def write_shard(
@@ -86,8 +80,10 @@ def write_shard(
     samples: Iterable[Sample],
     failures: Iterable[FailedInput] = (),
     image_format: str = "jpg",
+    fingerprint: dict | None = None,
 ) -> dict:
-    """Write shard ``index`` atomically, then its stats file; return the stats.
+    """Write shard ``index`` atomically, then its manifest part, then its stats file (with
+    ``fingerprint``, when given); return the stats.
 
     ``samples`` must come in strictly increasing key order (``WriteShards`` sorts
     them); they are streamed, never all held in memory. Each ``Sample.meta`` must
@@ -138,6 +134,9 @@ def write_shard(
             for f in failed
         ],
     }
+    if fingerprint is not None:
+        stats["fingerprint"] = dict(fingerprint)
+    write_manifest(part_path(output, prefix, index), manifest_rows(stats))
     write_atomically(marker, _stats_bytes(stats), "application/json")
     return stats
 
@@ -148,7 +147,11 @@ def shard_is_complete(output: str, prefix: str, index: int) -> bool:
 
 
 def read_shard_stats(output: str, prefix: str, index: int) -> dict:
-    return json.loads(read_bytes(stats_path(output, prefix, index)))
+    return read_stats_file(stats_path(output, prefix, index))
+
+
+def read_stats_file(path: str) -> dict:
+    return json.loads(read_bytes(path))
 
 
 def completed_shards(output: str, prefix: str) -> list[int]:

@@ -4,8 +4,10 @@ What the model does lives here (load ``AMAdapterPipeline`` once per worker
 process, render pre-formed batches); how Beam schedules it lives in
 ``RunInference`` (shared models, resource hints, the dead-letter output).
 
-- **One shard per element.** Each element is a ``ShardWork``: one shard's targets,
-  already cut into batches by ``transforms.batch_by_exemplar`` from the shard's
+- **One shard per element.** Each element is a ``ShardWork``: one shard's targets
+  (references: each batch is decoded right before its model call,
+  ``transforms.load_batch``, so a worker holds one batch's pixels), already cut
+  into batches by ``transforms.batch_by_exemplar`` from the shard's
   content alone (``should_skip_batching``: RunInference must not re-batch). The
   handler renders the batches one model call each and returns one
   ``ShardResult``, which the next step (fused with this one, no shuffle between)
@@ -67,6 +69,7 @@ from amadapter.pipeline_amadapter import AMAdapterPipeline
 from transforms.fileio import list_files, open_file
 from transforms.records import FailedInput, Sample
 from transforms.shards import SOURCE_META_KEY
+from transforms.load_batch import load_batch
 from transforms.synthesis_request import ShardResult, ShardWork, SynthesisRequest
 
 METRICS_NAMESPACE = "augment"
@@ -158,7 +161,11 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         size = self._size or model.native_size()
         samples: list[Sample] = []
         failures = list(batch.failures)
-        for number, requests in enumerate(batch.batches, 1):
+        for number, planned in enumerate(batch.batches, 1):
+            requests, unusable = load_batch(batch.shard, planned)  # this batch's pixels only
+            failures.extend(unusable)
+            if not requests:
+                continue
             began = time.perf_counter()
             try:
                 samples.extend(self._render(requests, model, size))
@@ -217,11 +224,6 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
 
     def should_skip_batching(self) -> bool:
         return True  # every element already holds its batches (see the module docstring)
-
-    def get_num_bytes(self, batch: ShardWork) -> int:
-        exemplars = {r.exemplar.key: r.exemplar for r in batch.requests}.values()
-        targets = sum(r.target.record.train_ids.nbytes for r in batch.requests)
-        return targets + sum(e.image.nbytes + e.labels.nbytes for e in exemplars)
 
     def get_metrics_namespace(self) -> str:
         return METRICS_NAMESPACE

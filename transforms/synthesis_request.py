@@ -1,9 +1,10 @@
-"""Records of the synthesis step: targets with their loaded exemplar, per-shard work and results.
+"""Records of the synthesis step: a shard's work, the decoded requests of a batch, results.
 
 One element of the synthesis step is a ``ShardWork``: a shard's targets as
-batches of ``SynthesisRequest`` (formed by ``transforms.batch_by_exemplar``) plus
-its known failures. Requests that share an exemplar share one ``Exemplar``
-object, so it is pickled once.
+batches of ``RetrievedTarget`` references (formed by
+``transforms.batch_by_exemplar``) plus its known failures. The synthesis step
+decodes one batch at a time into ``SynthesisRequest`` (``transforms.load_batch``);
+requests of a batch that share an exemplar share one ``Exemplar`` object.
 """
 
 from __future__ import annotations
@@ -39,23 +40,25 @@ class SynthesisRequest:
     score: float
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True)
 class ShardWork:
     """Everything one shard still needs: the element of the synthesis step.
 
-    ``batches``: the shard's targets cut into model calls (``batch_by_exemplar``);
-    ``failures``: its inputs already known to fail (unreadable label maps,
-    unreadable exemplars). A shard is rendered and written by one worker, right
+    ``batches``: the shard's targets (``RetrievedTarget``: paths, keys, seeds) cut
+    into model calls (``batch_by_exemplar``); ``failures``: its inputs already known
+    to fail (unreadable label maps, no exemplar). A shard is rendered and written
+    by one worker, right
     after another (same fused stage), so each finished shard is committed as soon
     as it is done and survives a crash of the run.
     """
 
     shard: int
-    batches: tuple[tuple[SynthesisRequest, ...], ...]
+    batches: tuple[tuple, ...]  # of RetrievedTarget
     failures: tuple[FailedInput, ...]
 
     @property
-    def requests(self) -> list[SynthesisRequest]:
+    def requests(self) -> list:
+        """Every target of the shard (``RetrievedTarget``), batch after batch."""
         return [request for batch in self.batches for request in batch]
 
     def __len__(self) -> int:

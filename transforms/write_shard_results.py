@@ -1,9 +1,10 @@
-"""Write each rendered shard as soon as it arrives: ``ShardResult -> manifest rows``.
+"""Write each rendered shard as soon as it arrives: ``ShardResult -> shard index``.
 
 Unlike ``WriteShards`` (which groups samples by shard with a shuffle), the input
 is already one element per shard, so this step fuses with the synthesis step
 before it and a shard is committed right after it is rendered. The writing
-itself is ``transforms.shards.write_shard`` (atomic tar, then the stats file).
+itself is ``transforms.shards.write_shard`` (atomic tar, manifest part, then the
+stats file with the run's render fingerprint).
 """
 
 from __future__ import annotations
@@ -12,20 +13,27 @@ import logging
 
 import apache_beam as beam
 
-from transforms.shards import manifest_rows, write_shard
+from transforms.shards import write_shard
 from transforms.synthesis_request import ShardResult
 
 LOG = logging.getLogger("augment")
 
 
 class WriteShardResults(beam.DoFn):
-    def __init__(self, output: str, prefix: str, image_format: str):
+    def __init__(self, output: str, prefix: str, image_format: str, fingerprint: dict | None):
         self._output, self._prefix, self._image_format = output, prefix, image_format
+        self._fingerprint = fingerprint
 
     def process(self, result: ShardResult):
         samples = sorted(result.samples, key=lambda s: s.key)
         stats = write_shard(
-            self._output, self._prefix, result.shard, samples, result.failures, self._image_format
+            self._output,
+            self._prefix,
+            result.shard,
+            samples,
+            result.failures,
+            self._image_format,
+            self._fingerprint,
         )
         LOG.info(
             "shard %d written: %d samples, %d failed -> %s",
@@ -34,4 +42,4 @@ class WriteShardResults(beam.DoFn):
             len(stats["failed"]),
             stats["tar"],
         )
-        yield from manifest_rows(stats)
+        yield result.shard
