@@ -169,6 +169,7 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
         dtype=options.dtype or default_dtype(options.device),
         image_format=options.image_format,
         exemplar_topk=options.exemplar_topk,
+        exemplar_path=options.exemplar_path,
         exemplar_pool=_pool_identity(options, inputs),
     )
     state = survey_output(output, prefix, fingerprint, overwrite=options.overwrite)
@@ -237,6 +238,7 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
         model_copies=options.model_copies,
         share_model=options.share_model,
         accelerator=options.accelerator,
+        exemplar_path=options.exemplar_path,
     )
     synthesize = RunInference(handler).with_exception_handling()
     rendered, dead_letters = plan.work | "Synthesize" >> synthesize

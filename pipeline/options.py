@@ -29,6 +29,7 @@ import importlib
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.sample_format import IMAGE_FORMATS
 from transforms.label_sources import DATASETS
 
@@ -239,6 +240,15 @@ class AugmentOptions(PipelineOptions):
             type=int,
             default=8,
             help="Samples in the preview written after the run (0: none).",
+        )
+        _add(
+            parser,
+            "exemplar-path",
+            default=DEFAULT_EXEMPLAR_PATH,
+            choices=EXEMPLAR_PATHS,
+            help="How exemplar rows enter the denoising: 'inverted' (DDIM inversion, one more "
+            "UNet row per step on a cache miss) or 'noised' (forward-noised per step, no "
+            "inversion); bench/RESULTS.md compares them.",
         )
         # Execution.
         _add(parser, "batch-size", type=int, default=8, help="Targets per model call.")

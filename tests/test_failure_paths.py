@@ -39,11 +39,11 @@ class FailingRenderer(Renderer):
         super().__init__(pipe)
         self._fails, self._error, self._calls = fails, error, 0
 
-    def render(self, batch, steps, guidance, size):
+    def render(self, batch, *args):
         self._calls += 1
         if self._fails(sorted(r.target.key for r in batch), self._calls):
             raise self._error
-        return super().render(batch, steps, guidance, size)
+        return super().render(batch, *args)
 
 
 def failing_handler(fails, error):

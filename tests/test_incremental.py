@@ -9,6 +9,7 @@ from pathlib import Path
 import apache_beam as beam
 import pytest
 
+from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.model_factory import build_pipeline
 from amadapter.world_export import export_world
 from jobs.augment import run
@@ -51,6 +52,7 @@ def test_first_run_records_the_fingerprint_and_a_part_per_shard(setup):
     for stats in output.glob("aug-*.stats.json"):
         recorded = json.loads(stats.read_text())["fingerprint"]
         assert recorded["steps"] == 1 and recorded["size"] == "16x32"
+        assert recorded["exemplar_path"] == DEFAULT_EXEMPLAR_PATH
         assert len(recorded["model_sha256"]) == 64 and recorded["exemplar_pool"].startswith("index")
         assert (output / stats.name.replace(".stats.json", ".manifest.parquet")).is_file()
 
@@ -82,11 +84,13 @@ def test_another_fingerprint_stops_before_any_model_work(setup, tmp_path):
     output = tmp_path / "out"
     shutil.copytree(setup["output"], output)
     before = files(output)
-    argv = setup["argv"] + ["--output", str(output), "--steps", "2", "--guidance", "3.0"]
+    other_path = next(p for p in EXEMPLAR_PATHS if p != DEFAULT_EXEMPLAR_PATH)
+    argv = setup["argv"] + ["--output", str(output), "--steps", "2", "--guidance", "3.0",
+                            "--exemplar-path", other_path]  # fmt: skip
     with pytest.raises(FingerprintMismatchError) as caught:
         # raised at graph construction, on the launcher: nothing ran
         build_augment(beam.Pipeline(), AugmentOptions(alias_labels_flag(argv)))
-    assert set(caught.value.differences) == {"steps", "guidance"}
+    assert set(caught.value.differences) == {"steps", "guidance", "exemplar_path"}
     message = str(caught.value)
     assert "steps: 1 in the output, 2 now" in message and "--overwrite" in message
     assert "--output" in message and "aug-000000.tar" in message

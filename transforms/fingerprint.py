@@ -18,6 +18,7 @@ Fields (``render_fingerprint``):
 - ``mode`` and ``prompt``: what the job renders with (the pipeline's defaults:
   the job has no option for them; a checkpoint with stored prompt embeddings
   renders its own, covered by ``model_sha256``).
+- ``exemplar_path``: how exemplar rows enter the denoising (``amadapter.exemplar_start``).
 - ``exemplar_topk`` and ``exemplar_pool``: the retrieval settings. The pool is
   named by what the user gave (``--index``, or the ``--exemplars`` root with its
   dataset, split and label format), not by its content: a pool that grows between
@@ -64,6 +65,7 @@ def render_fingerprint(
     image_format: str,
     exemplar_topk: int,
     exemplar_pool: str,
+    exemplar_path: str,
 ) -> dict:
     """The fingerprint dict of a run (JSON values); see the module docstring."""
     from amadapter.pipeline_amadapter import DEFAULT_PROMPT, AMAdapterPipeline
@@ -81,6 +83,7 @@ def render_fingerprint(
         "image_format": image_format,
         "exemplar_topk": int(exemplar_topk),
         "exemplar_pool": exemplar_pool,
+        "exemplar_path": exemplar_path,
     }
 
 

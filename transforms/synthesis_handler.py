@@ -65,6 +65,7 @@ from diffusers.utils import logging as diffusers_logging
 
 from amadapter.class_cost import resize_labels_nearest
 from amadapter.model_factory import trained_size
+from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH
 from amadapter.pipeline_amadapter import AMAdapterPipeline
 from transforms.fileio import list_files, open_file
 from transforms.records import FailedInput, Sample
@@ -114,6 +115,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
             None loads one model per process.
         share_model: share one model per machine across processes.
         accelerator: Beam accelerator resource hint, used when ``device`` is cuda.
+        exemplar_path: how exemplar rows enter the denoising (``amadapter.exemplar_start``).
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         model_copies: int | None = None,
         share_model: bool = False,
         accelerator: str | None = None,
+        exemplar_path: str = DEFAULT_EXEMPLAR_PATH,
     ):
         super().__init__(model_copies=model_copies, large_model=share_model)
         dtype = dtype or default_dtype(device)
@@ -139,6 +142,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         self._size = tuple(size) if size is not None else None
         self._device, self._dtype, self._accelerator = device, dtype, accelerator
         self._threads = torch_threads
+        self._exemplar_path = exemplar_path
         self._rendered_once = False  # has a model call of this handler copy succeeded?
         self._calls = Metrics.counter(METRICS_NAMESPACE, "model_calls")
         self._synthesized = Metrics.counter(METRICS_NAMESPACE, "synthesized")
@@ -211,12 +215,13 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         )
 
     def _render(self, batch: Sequence[SynthesisRequest], model: "Renderer", size) -> list[Sample]:
-        pixels = model.render(batch, self._steps, self._guidance, size)
+        pixels = model.render(batch, self._steps, self._guidance, size, self._exemplar_path)
         provenance = {
             "model": self._model,
             "model_hash": model.model_hash(),
             "steps": self._steps,
             "guidance": self._guidance,
+            "exemplar_path": self._exemplar_path,
             "size": list(size),
             "dtype": self._dtype,
         }
@@ -260,7 +265,12 @@ class Renderer:
         return trained_size(self._pipe.unet.config, self._pipe.vae.config)
 
     def render(
-        self, batch: Sequence[SynthesisRequest], steps: int, guidance: float, size: tuple[int, int]
+        self,
+        batch: Sequence[SynthesisRequest],
+        steps: int,
+        guidance: float,
+        size: tuple[int, int],
+        exemplar_path: str = DEFAULT_EXEMPLAR_PATH,
     ) -> np.ndarray:
         """One model call for a batch: (B, H, W, 3) uint8 images, in the batch's order.
         Each distinct exemplar is passed once, with an assignment of targets to it."""
@@ -272,6 +282,7 @@ class Renderer:
             assignment=assignment,
             num_inference_steps=steps,
             guidance_scale=guidance,
+            exemplar_path=exemplar_path,
             seeds=[r.target.seed for r in batch],
             height=size[0],
             width=size[1],
