@@ -26,6 +26,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from amadapter.attention_processors import AugmentedAttention
 from amadapter.matcher import AppearanceMatchingAdapter
 from amadapter.pipeline_amadapter import AMAdapterPipeline
 from amadapter.prompt_embeddings import PromptEmbeddings
@@ -156,14 +157,6 @@ def record_trained_size(pipe: AMAdapterPipeline, size: tuple[int, int]) -> None:
     pipe.unet.register_to_config(sample_size=(size[0] // factor, size[1] // factor))
 
 
-def self_attention_heads(unet: UNet2DConditionModel) -> int:
-    """The head count shared by all self-attention layers (the adapter needs one)."""
-    heads = {m.heads for name, m in unet.named_modules() if name.endswith("attn1")}
-    if len(heads) != 1:
-        raise ValueError(f"self-attention layers use different head counts {sorted(heads)}")
-    return heads.pop()
-
-
 def from_stable_diffusion(
     path: str | Path,
     structure_encoder: StructureEncoder | None = None,
@@ -186,7 +179,10 @@ def from_stable_diffusion(
     if structure_encoder is None:
         structure_encoder = StructureEncoder(out_channels=unet.config.block_out_channels[0])
     if adapter is None:
-        adapter = AppearanceMatchingAdapter(heads=self_attention_heads(unet), max_tokens=adapter_max_tokens)
+        heads = AugmentedAttention(unet).heads  # the adapter needs one count for every layer
+        if len(heads) != 1:
+            raise ValueError(f"self-attention layers use different head counts {sorted(heads)}")
+        adapter = AppearanceMatchingAdapter(heads=heads.pop(), max_tokens=adapter_max_tokens)
     pipe = AMAdapterPipeline(
         unet=unet,
         vae=vae,

@@ -26,9 +26,3 @@ class PromptEmbeddings(ModelMixin, ConfigMixin):
         super().__init__()
         self.cond = nn.Parameter(torch.randn(1, seq_len, dim) * 0.02)
         self.uncond = nn.Parameter(torch.randn(1, seq_len, dim) * 0.02)
-
-    def forward(self, num_cond: int, num_uncond: int = 0) -> torch.Tensor:
-        """``(num_uncond + num_cond, seq_len, dim)``: unconditional rows first."""
-        return torch.cat(
-            [self.uncond.expand(num_uncond, -1, -1), self.cond.expand(num_cond, -1, -1)], dim=0
-        )

@@ -34,7 +34,7 @@ from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.labels import train_ids_to_colors
 from amadapter.pipeline_amadapter import AMAdapterPipeline
 from amadapter.training.validation import colour_error  # the metric validation during training uses
-from jobs.make_world import parse_size
+from pipeline.options import parse_size
 from bench.world_segmenter import load_or_train, mean_iou, segment
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "amadapter" / "demo_model"

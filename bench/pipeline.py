@@ -133,11 +133,6 @@ def bare_loop(renderer: Renderer, work: list, steps: int) -> tuple[float, dict[s
     return seconds, images
 
 
-def peak_rss_mb(root: Path, index: str, model: str, output: Path) -> float:
-    """Peak RSS of the job (1 step) in a fresh process (Linux: reads /proc/self/status)."""
-    return job_peak_rss_mb(job_argv(root, index, model, 1, output))
-
-
 FULL_RES = (1024, 2048)  # (H, W) of Cityscapes frames
 SAMPLE_FRAME = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
 SAMPLE_NAME = "frankfurt/frankfurt_000000_000294"
@@ -267,10 +262,10 @@ def main(argv: list[str] | None = None) -> dict:
             shutil.rmtree(output)
             line = f"bare {seconds:.1f} s, pipeline {s_pipeline[-1]:.1f} s"
             print(f"repeat {repeat + 1}/{repeats}: {line}", flush=True)
-        rss_n = peak_rss_mb(root, index, model, work_dir / "rss_n")
+        rss_n = job_peak_rss_mb(job_argv(root, index, model, 1, work_dir / "rss_n"))
         root_10n = work_dir / "data10"
-        rss_10n = peak_rss_mb(
-            root_10n, export_inputs(root_10n, 10 * args.n), model, work_dir / "rss_10n"
+        rss_10n = job_peak_rss_mb(
+            job_argv(root_10n, export_inputs(root_10n, 10 * args.n), model, 1, work_dir / "rss_10n")
         )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import tempfile
 import time
@@ -43,14 +42,11 @@ from amadapter.retrieval.descriptor import downsample_nearest, layout_descriptor
 from amadapter.retrieval.index import DEFAULT_CANDIDATES, QUERY_BATCH
 from amadapter.retrieval.score import class_areas, layout_scores
 from transforms.records import LabelSource
+from bench.memory import peak_rss_mb
 
 LAYOUT_SIZE = (128, 256)
 REPEATS = 3
 REFERENCE_BATCH = 200
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def world_sources(split: str, n: int) -> list[LabelSource]:

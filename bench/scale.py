@@ -48,6 +48,7 @@ from pipeline.options import AugmentOptions, alias_labels_flag
 from transforms.assemble_manifest import AssembleManifest
 from transforms.records import FailedInput
 from transforms.shards import write_shard
+from bench.memory import peak_rss_mb
 
 SAMPLES = 10  # keys per label map
 DISTINCT = 64  # distinct label maps behind the hard links
@@ -167,12 +168,11 @@ def child(keys: int, work_dir: Path) -> dict:
     found = [json.loads(p.read_text()) for p in measures.glob("*.json")]
     side = max((m for m in found if m["kind"] == "side"), key=lambda m: m["bytes"])
     group = max((m for m in found if m["kind"] == "group"), key=lambda m: m["bytes"])
-    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     return {
         "keys": keys,
         "manifest_rows": rows,
         "seconds": round(seconds, 1),
-        "peak_rss_mb": round(int(hwm.split()[1]) / 1024, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "max_side_input_mb": round(side["bytes"] / 2**20, 4),
         "max_side_input": side["label"],
         "max_group_element_mb": round(group["bytes"] / 2**20, 4),

@@ -54,6 +54,7 @@ from amadapter.training.noise import RowRandom
 from amadapter.training.stage1 import Stage1Options, train_structure
 from amadapter.training.stage2 import adapter_loss
 from bench.sampler import SD15_UNET, SD15_VAE
+from bench.memory import status_mb
 
 GIB = 2**30
 
@@ -86,13 +87,6 @@ def batch_build_seconds(batches: int = 4) -> float:
 # --- 2: measured peak of one stage-2 step (run in a fresh process each) ---
 
 
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def measure_step_peak(config: str, checkpointed: bool, size: tuple[int, int]) -> dict:
     """Peak MB above the set-up's resident set during one stage-2 training step."""
     torch.manual_seed(0)
@@ -114,10 +108,10 @@ def measure_step_peak(config: str, checkpointed: bool, size: tuple[int, int]) ->
             predict_with_exemplars(unet, adapter, *inputs, mode="am_adapter").float().square().mean().backward()
 
     open("/proc/self/clear_refs", "w").write("5")  # high-water mark := current resident set
-    before = _status_mb("VmRSS")
+    before = status_mb("VmRSS")
     start = time.perf_counter()
     step()
-    return {"peak_mb": _status_mb("VmHWM") - before, "step_s": time.perf_counter() - start}
+    return {"peak_mb": status_mb("VmHWM") - before, "step_s": time.perf_counter() - start}
 
 
 def measured_peak(config: str, checkpointed: bool, size: tuple[int, int]) -> dict:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from amadapter.model_factory import build_pipeline
+from bench.sampler import block_labels as synthetic_block_labels
 
 # 32x64 images -> 16x32 latents (tiny VAE, f=2) -> self-attention at 8x16 = 128 tokens
 HEIGHT, WIDTH = 32, 64
@@ -20,8 +21,7 @@ def tiny_pipeline(seed: int = 0):
 
 def block_labels(rng: np.random.Generator, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
     """A label map of 8x8-pixel blocks with random classes (and some ignore)."""
-    coarse = rng.choice(np.r_[np.arange(19), 255], size=(height // 8, width // 8)).astype(np.uint8)
-    return np.kron(coarse, np.ones((8, 8), dtype=np.uint8))
+    return synthetic_block_labels(rng, height, width, cell=8, ignore=True)
 
 
 def photo(rng: np.random.Generator, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
