@@ -5,7 +5,7 @@ Pure PyTorch + diffusers; knows nothing of Beam (see DESIGN.md section 4).
 The model's public classes are exported here: checkpoints name their custom
 components under the library "amadapter" in ``model_index.json``, and diffusers'
 ``from_pretrained`` looks them up on this package. They load lazily, so that
-``import amadapter.labels`` stays free of torch and diffusers.
+``import amadapter.io.labels`` stays free of torch and diffusers.
 """
 
 import importlib

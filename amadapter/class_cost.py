@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from amadapter.labels import IGNORE_ID
+from amadapter.io.labels import IGNORE_ID
 
 
 def resize_labels_nearest(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

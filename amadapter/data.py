@@ -20,7 +20,7 @@ from typing import Sequence
 
 import webdataset as wds
 
-from amadapter.sample_format import decode_sample
+from amadapter.io.sample_format import decode_sample
 
 
 def shards(

@@ -18,8 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from amadapter.attention_processors import NO_SLOT
-from amadapter.errors import ExemplarRegionError
-from amadapter.labels import NUM_CLASSES
+from amadapter.io.errors import ExemplarRegionError
+from amadapter.io.labels import NUM_CLASSES
 
 UNASSIGNED = ("first", "none")  # what pixels no region claims read: the first exemplar, or none
 

@@ -68,7 +68,7 @@ from amadapter.exemplar_start import (
     noised_exemplars,
 )
 from amadapter.inversion_cache import InversionCache
-from amadapter.labels import check_train_ids
+from amadapter.io.labels import check_train_ids
 from amadapter.matcher import AppearanceMatchingAdapter
 from amadapter.prompt_embeddings import PromptEmbeddings
 from amadapter.structure_guidance import install_structure_guidance, structure_control

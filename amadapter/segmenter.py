@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from amadapter.labels import IGNORE_ID, NUM_CLASSES
+from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

@@ -21,7 +21,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from torch.nn import functional as F
 
-from amadapter.labels import IGNORE_ID, NUM_CLASSES
+from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
 
 
 class _ResidualBlock(nn.Module):

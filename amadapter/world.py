@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from amadapter.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
+from amadapter.io.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
 
 SPLIT_SEEDS: dict[str, range] = {
     "train": range(0, 800_000),

@@ -17,7 +17,7 @@ from cityscapesscripts.helpers.labels import trainId2label
 from PIL import Image
 
 from amadapter import world
-from amadapter.labels import NUM_CLASSES, train_ids_to_colors
+from amadapter.io.labels import NUM_CLASSES, train_ids_to_colors
 
 CITY = "world"
 

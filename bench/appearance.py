@@ -31,7 +31,7 @@ from PIL import Image
 
 from amadapter import world
 from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
-from amadapter.labels import train_ids_to_colors
+from amadapter.io.labels import train_ids_to_colors
 from amadapter.pipeline_amadapter import AMAdapterPipeline
 from amadapter.training.validation import colour_error  # the metric validation during training uses
 from pipeline.options import parse_size

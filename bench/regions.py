@@ -25,7 +25,7 @@ import torch
 
 from amadapter import world
 from amadapter.exemplar_regions import ExemplarRegion
-from amadapter.labels import IGNORE_ID
+from amadapter.io.labels import IGNORE_ID
 from amadapter.pipeline_amadapter import AMAdapterPipeline
 from bench.appearance import colour_error
 

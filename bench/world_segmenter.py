@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from amadapter.labels import IGNORE_ID, NUM_CLASSES
+from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
 from amadapter.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
 from amadapter.training.data import WorldScenes
 

@@ -21,8 +21,8 @@ import sys
 import time
 from typing import Iterable, Iterator
 
-from amadapter.errors import InputError
-from amadapter.label_io import LABEL_FORMATS
+from amadapter.io.errors import InputError
+from amadapter.io.label_io import LABEL_FORMATS
 from amadapter.retrieval import BuildReport, build_index
 from transforms.exemplar_pool import pool_labels, pool_sources
 from transforms.label_sources import DATASETS

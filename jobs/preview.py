@@ -24,9 +24,9 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from amadapter.errors import InputError
-from amadapter.labels import train_ids_to_colors
-from amadapter.sample_format import decode_sample
+from amadapter.io.errors import InputError
+from amadapter.io.labels import train_ids_to_colors
+from amadapter.io.sample_format import decode_sample
 from pipeline.options import DEFAULT_SHARD_PREFIX
 from transforms.fileio import list_files, open_file, write_atomically
 from transforms.read_label_maps import read_photo

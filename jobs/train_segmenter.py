@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from amadapter.class_cost import resize_labels_nearest
 from amadapter.data import shards
-from amadapter.errors import InputError
+from amadapter.io.errors import InputError
 from amadapter.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
 from pipeline.options import parse_size
 from transforms.label_sources import DATASETS

@@ -56,7 +56,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
 import amadapter
-from amadapter.errors import EmptyPoolError
+from amadapter.io.errors import EmptyPoolError
 from pipeline.default_world import POOL_SPLIT, TARGET_SPLIT, export_default_world
 from pipeline.exemplar_index import prepare_index
 from pipeline.launch_checks import check_launch

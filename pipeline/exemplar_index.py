@@ -15,7 +15,7 @@ import logging
 
 from apache_beam.io.filesystems import FileSystems
 
-from amadapter.errors import EmptyPoolError, EmptyRootError
+from amadapter.io.errors import EmptyPoolError, EmptyRootError
 from amadapter.retrieval import build_index
 from transforms.exemplar_pool import pool_labels, pool_sources
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from amadapter.keys import safe_key
+from amadapter.io.keys import safe_key
 from transforms.batch_by_exemplar import cut_batches
 from transforms.expand_samples import sample_key, sample_seed
 

@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from amadapter import labels
-from amadapter.errors import (
+from amadapter.io import labels
+from amadapter.io.errors import (
     NotALabelMapError,
     SizeMismatchError,
     UnknownColorError,
     UnknownLabelIdError,
     UnreadableImageError,
 )
-from amadapter.keys import is_safe_key, safe_key
-from amadapter.label_io import check_same_size, decode_label_map, decode_photo, peek_image_size
+from amadapter.io.keys import is_safe_key, safe_key
+from amadapter.io.label_io import check_same_size, decode_label_map, decode_photo, peek_image_size
 from tests.conftest import BDD_MASK, CITYSCAPES_LABEL_DIR, CITYSCAPES_ROOT, CITYSCAPES_STEM
 from tests.layouts import png_bytes
 

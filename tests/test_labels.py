@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from amadapter import labels
-from amadapter.errors import NotALabelMapError, UnknownColorError, UnknownLabelIdError
+from amadapter.io import labels
+from amadapter.io.errors import NotALabelMapError, UnknownColorError, UnknownLabelIdError
 from tests.conftest import BDD_MASK, CITYSCAPES_LABEL_DIR, CITYSCAPES_STEM
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from amadapter.errors import UnknownLabelIdError
+from amadapter.io.errors import UnknownLabelIdError
 from tests.model_helpers import HEIGHT, WIDTH, block_labels, photo, single_thread, tiny_pipeline  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")

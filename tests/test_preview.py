@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 from amadapter import world
-from amadapter.labels import train_ids_to_colors
+from amadapter.io.labels import train_ids_to_colors
 from jobs.preview import COLUMNS, GUTTER, MIN_TILE_HEIGHT, main
 from transforms.records import Sample
 from transforms.shards import write_shard

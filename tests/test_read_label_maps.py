@@ -5,7 +5,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that
 
-from amadapter import labels
+from amadapter.io import labels
 from transforms.read_label_maps import ReadLabelMaps
 from tests.conftest import BDD_ROOT, CITYSCAPES_ROOT
 from tests.layouts import cityscapes_frame, png_bytes, save_image

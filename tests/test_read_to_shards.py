@@ -7,7 +7,7 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from amadapter.data import shards
-from amadapter.labels import train_ids_to_colors
+from amadapter.io.labels import train_ids_to_colors
 from transforms.assemble_manifest import AssembleManifest
 from transforms.assign_shards import AssignShards
 from transforms.manifest import read_manifest

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from amadapter import world
-from amadapter.errors import EmptyPoolError
+from amadapter.io.errors import EmptyPoolError
 from amadapter.retrieval import ExemplarIndex, build_index, draw, layout_scores_against_pool
 from amadapter.retrieval.descriptor import downsample_nearest
 from amadapter.retrieval.store import META_FILE, IndexFormatError

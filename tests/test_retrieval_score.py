@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from amadapter import world
-from amadapter.labels import IGNORE_ID, NUM_CLASSES
+from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
 from amadapter.retrieval.descriptor import (
     DESCRIPTOR_DIM,
     DESCRIPTOR_SCALE,

@@ -18,8 +18,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import Image
 
 from amadapter.data import shards
-from amadapter.keys import safe_key
-from amadapter.labels import CLASS_NAMES, IGNORE_ID
+from amadapter.io.keys import safe_key
+from amadapter.io.labels import CLASS_NAMES, IGNORE_ID
 from tests.conftest import REPO
 from transforms.assemble_manifest import AssembleManifest
 from transforms.assign_shards import AssignShards, assign_shards

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from amadapter.errors import EmptyRootError, UnreadableImageError
-from amadapter.keys import is_safe_key
+from amadapter.io.errors import EmptyRootError, UnreadableImageError
+from amadapter.io.keys import is_safe_key
 from transforms.label_sources import list_label_sources
 from transforms.read_label_maps import read_label_record, read_photo
 from tests.conftest import (

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from amadapter import world
-from amadapter.labels import CLASS_NAMES, label_ids_to_train_ids
+from amadapter.io.labels import CLASS_NAMES, label_ids_to_train_ids
 from amadapter.world_export import export_world
 
 

@@ -22,7 +22,7 @@ Layouts (``split`` names a subfolder; cityscapes and bdd100k default to ``"train
     every ``*.png`` under ``root`` (or ``root/{split}`` when a split is given), at
     any depth; ``label_format`` is required; no photos.
 
-Keys are ``amadapter.keys.safe_key(frame_name, identity)`` with identity the
+Keys are ``amadapter.io.keys.safe_key(frame_name, identity)`` with identity the
 frame's path relative to the root without the label suffix, so a frame keeps its
 key whichever label file was chosen and wherever the data is mounted.
 """
@@ -34,9 +34,9 @@ import posixpath
 
 from apache_beam.io.filesystems import FileSystems
 
-from amadapter.errors import EmptyRootError
-from amadapter.keys import safe_key
-from amadapter.label_io import LABEL_FORMATS
+from amadapter.io.errors import EmptyRootError
+from amadapter.io.keys import safe_key
+from amadapter.io.label_io import LABEL_FORMATS
 from transforms.fileio import list_files
 from transforms.records import LabelSource
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from amadapter.errors import InputError
+from amadapter.io.errors import InputError
 from transforms.expand_samples import load_target
 from transforms.load_exemplars import load_exemplar
 from transforms.records import FailedInput

@@ -27,9 +27,9 @@ import typing
 import apache_beam as beam
 import numpy as np
 
-from amadapter.errors import EmptyRootError, InputError, MissingPhotoError, UnreadableImageError
-from amadapter.keys import safe_key
-from amadapter.label_io import check_same_size, decode_label_map, decode_photo, peek_image_size
+from amadapter.io.errors import EmptyRootError, InputError, MissingPhotoError, UnreadableImageError
+from amadapter.io.keys import safe_key
+from amadapter.io.label_io import check_same_size, decode_label_map, decode_photo, peek_image_size
 from transforms.fileio import open_file, read_bytes
 from transforms.label_sources import list_label_sources
 from transforms.records import FailedInput, LabelRecord, LabelSource

@@ -12,16 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from amadapter.errors import InputError
+from amadapter.io.errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)
 class LabelSource:
     """One label map found under a dataset root, not yet read.
 
-    ``key`` is WebDataset-safe (``amadapter.keys.safe_key``); ``photo_path`` is
+    ``key`` is WebDataset-safe (``amadapter.io.keys.safe_key``); ``photo_path`` is
     the frame's photo where the dataset layout has one on disk, else ``None``;
-    ``label_format`` is one of ``amadapter.label_io.LABEL_FORMATS``.
+    ``label_format`` is one of ``amadapter.io.label_io.LABEL_FORMATS``.
     """
 
     key: str

@@ -30,7 +30,7 @@ import typing
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
-from amadapter.errors import EmptyPoolError, InputError
+from amadapter.io.errors import EmptyPoolError, InputError
 from amadapter.retrieval import ExemplarIndex, ExemplarMatch, draw
 from amadapter.retrieval.index import DEFAULT_CANDIDATES
 from transforms.expand_samples import TargetRef

@@ -2,7 +2,7 @@
 
 Files of shard ``i`` under ``output`` (``NNNNNN`` = ``i`` with six digits):
 
-- ``{prefix}-NNNNNN.tar``: the samples (``amadapter.sample_format``), sorted by
+- ``{prefix}-NNNNNN.tar``: the samples (``amadapter.io.sample_format``), sorted by
   key, with fixed mtime/uid/gid/mode, so the same samples give the same bytes;
 - ``{prefix}-NNNNNN.stats.json``: the commit marker, written after the tar is in
   place: ``count``, ``bytes`` (of the tar), ``class_pixels`` (class name ->
@@ -33,9 +33,9 @@ from typing import Iterable
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from amadapter.keys import is_safe_key
-from amadapter.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
-from amadapter.sample_format import class_pixel_counts, encode_sample
+from amadapter.io.keys import is_safe_key
+from amadapter.io.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
+from amadapter.io.sample_format import class_pixel_counts, encode_sample
 from transforms.fileio import (
     atomic_writer,
     delete,

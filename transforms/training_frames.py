@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from amadapter.errors import EmptyRootError
+from amadapter.io.errors import EmptyRootError
 from transforms.label_sources import list_label_sources
 from transforms.read_label_maps import read_label_record, read_photo
 

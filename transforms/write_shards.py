@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from amadapter.sample_format import image_member
+from amadapter.io.sample_format import image_member
 from transforms.records import FailedInput, Sample
 from transforms.shards import shard_name, write_shard
 

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
-from amadapter.errors import EmptyPoolError, InputError, MissingPhotoError
+from amadapter.io.errors import EmptyPoolError, InputError, MissingPhotoError
 from amadapter.retrieval.descriptor import downsample_nearest, layout_descriptors
 from amadapter.retrieval.frames import frame_id
 from amadapter.retrieval.score import class_areas

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from amadapter.labels import IGNORE_ID, NUM_CLASSES, check_train_ids
+from amadapter.io.labels import IGNORE_ID, NUM_CLASSES, check_train_ids
 
 MAP_SHAPE = (32, 64)  # rows, cols of the small map the exact score reads
 GRID = (8, 16)  # cells of the coarse descriptor; each covers 4x4 samples of the small map

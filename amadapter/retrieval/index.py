@@ -29,8 +29,8 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from amadapter.errors import EmptyPoolError
-from amadapter.labels import NUM_CLASSES
+from amadapter.io.errors import EmptyPoolError
+from amadapter.io.labels import NUM_CLASSES
 from amadapter.retrieval.candidates import CandidateSearch
 from amadapter.retrieval.descriptor import (
     DESCRIPTOR_DIM,

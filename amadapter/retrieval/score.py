@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from amadapter.labels import NUM_CLASSES
+from amadapter.io.labels import NUM_CLASSES
 
 W_IOU = 0.5
 W_COVERAGE = 0.5

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from amadapter.labels import NUM_CLASSES
+from amadapter.io.labels import NUM_CLASSES
 from amadapter.retrieval.descriptor import DESCRIPTOR_DIM, GRID, MAP_SHAPE
 
 FORMAT = "amadapter-exemplar-index"

@@ -21,7 +21,7 @@ Batches are dicts of CPU tensors:
 
 Real frames come through ``load_frame(index) -> (photo, train_ids)`` supplied by
 the caller (the jobs read dataset roots with ``transforms.label_sources`` and
-``amadapter.label_io``), so this module never touches file systems. A frame that
+``amadapter.io.label_io``), so this module never touches file systems. A frame that
 fails to load with an ``InputError`` is skipped, remembered in ``skipped`` (of
 the process that met it: each loader worker keeps its own), and the next frame
 is used instead; the choice does not depend on that memory, only its cost does.
@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from amadapter import world
-from amadapter.errors import InputError
+from amadapter.io.errors import InputError
 
 Frame = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 photo, (H, W) uint8 train IDs
 Sample = dict[str, np.ndarray]  # one row: image (H, W, 3) uint8, labels (H, W) uint8, maybe exemplar_*

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from amadapter.labels import IGNORE_ID
+from amadapter.io.labels import IGNORE_ID
 from amadapter.training.data import WorldPairs
 from amadapter.training.loop import Validation
 

@@ -6,7 +6,7 @@ Pure numpy + PIL; the callers (``transforms/``) fetch the bytes through Beam's
 Label formats (``label_format``):
 
 - ``"ids"``: Cityscapes label IDs (``*_gtFine_labelIds.png``), mapped to train
-  IDs through ``amadapter.labels.LABEL_ID_TO_TRAIN_ID``;
+  IDs through ``amadapter.io.labels.LABEL_ID_TO_TRAIN_ID``;
 - ``"train_ids"``: train IDs 0..18 and 255 as is (``*_labelTrainIds.png``,
   BDD100K ``masks/``);
 - ``"color"``: colour-coded maps (``*_gtFine_color.png``, BDD100K
@@ -26,13 +26,13 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from amadapter.errors import (
+from amadapter.io.errors import (
     NotALabelMapError,
     SizeMismatchError,
     UnknownLabelIdError,
     UnreadableImageError,
 )
-from amadapter.labels import check_train_ids, colors_to_train_ids, label_ids_to_train_ids
+from amadapter.io.labels import check_train_ids, colors_to_train_ids, label_ids_to_train_ids
 
 LABEL_FORMATS = ("ids", "train_ids", "color")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CITYSCAPES_LABELS
 
-from amadapter.errors import NotALabelMapError, UnknownColorError, UnknownLabelIdError
+from amadapter.io.errors import NotALabelMapError, UnknownColorError, UnknownLabelIdError
 
 IGNORE_ID = 255
 _TRAIN_LABELS = sorted(

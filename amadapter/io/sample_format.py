@@ -1,6 +1,6 @@
 """The sample format inside a shard (DESIGN section 5), encoded and decoded.
 
-A sample is three tar members sharing one ``__key__`` (``amadapter.keys``):
+A sample is three tar members sharing one ``__key__`` (``amadapter.io.keys``):
 
 - ``{key}.image.jpg`` (or ``.image.png``): the RGB image;
 - ``{key}.seg.png``: 8-bit grayscale train IDs (0..18, 255 = ignore), same size
@@ -21,8 +21,8 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
-from amadapter.keys import is_safe_key
-from amadapter.labels import check_train_ids
+from amadapter.io.keys import is_safe_key
+from amadapter.io.labels import check_train_ids
 
 IMAGE_FORMATS = ("jpg", "png")
 SEG = "seg.png"
@@ -53,7 +53,7 @@ def encode_sample(
     upstream, not bad user input.
     """
     if not is_safe_key(key):
-        raise ValueError(f"unsafe sample key {key!r}: use amadapter.keys.safe_key")
+        raise ValueError(f"unsafe sample key {key!r}: use amadapter.io.keys.safe_key")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"{key}: image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     if label.dtype != np.uint8 or label.shape != image.shape[:2]:

@@ -1,0 +1,1 @@
+"""Labels, label decoding, keys, named errors, the sample format: bytes and arrays, no torch."""
