@@ -13,9 +13,9 @@ import importlib
 _EXPORTS = {
     "AMAdapterPipeline": "amadapter.pipeline_amadapter",
     "AMAdapterPipelineOutput": "amadapter.pipeline_amadapter",
-    "AppearanceMatchingAdapter": "amadapter.matcher",
-    "PromptEmbeddings": "amadapter.prompt_embeddings",
-    "StructureEncoder": "amadapter.structure_encoder",
+    "AppearanceMatchingAdapter": "amadapter.models.matcher",
+    "PromptEmbeddings": "amadapter.models.prompt_embeddings",
+    "StructureEncoder": "amadapter.models.structure_encoder",
     # diffusers picks a component's load method by finding its base class on the
     # component's library (here this package), so the base class is exported too
     "ModelMixin": "diffusers.models.modeling_utils",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from diffusers import UNet2DConditionModel
 
-from amadapter.attention_processors import AugmentedAttention
-from amadapter.matcher import AppearanceMatchingAdapter
+from amadapter.models.attention_processors import AugmentedAttention
+from amadapter.models.matcher import AppearanceMatchingAdapter
 from amadapter.structure_guidance import unet_with_control
 
 

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from amadapter.attention_processors import NO_SLOT
+from amadapter.models.attention_processors import NO_SLOT
 from amadapter.io.errors import ExemplarRegionError
 from amadapter.io.labels import NUM_CLASSES
 

@@ -26,11 +26,11 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from amadapter.attention_processors import AugmentedAttention
-from amadapter.matcher import AppearanceMatchingAdapter
+from amadapter.models.attention_processors import AugmentedAttention
+from amadapter.models.matcher import AppearanceMatchingAdapter
 from amadapter.pipeline_amadapter import AMAdapterPipeline
-from amadapter.prompt_embeddings import PromptEmbeddings
-from amadapter.structure_encoder import StructureEncoder
+from amadapter.models.prompt_embeddings import PromptEmbeddings
+from amadapter.models.structure_encoder import StructureEncoder
 
 PRESETS: dict[str, dict[str, dict]] = {
     "tiny": {

@@ -56,8 +56,8 @@ from diffusers.utils import BaseOutput
 from torch.nn import functional as F
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from amadapter.attention_processors import MODES, NO_SLOT, AugmentedAttention
-from amadapter.class_cost import resize_labels_nearest
+from amadapter.models.attention_processors import MODES, NO_SLOT, AugmentedAttention
+from amadapter.models.class_cost import resize_labels_nearest
 from amadapter.content_hash import tensor_hash, weights_fingerprint, weights_hash
 from amadapter.exemplar_regions import region_slots
 from amadapter.exemplar_start import (
@@ -69,10 +69,10 @@ from amadapter.exemplar_start import (
 )
 from amadapter.inversion_cache import InversionCache
 from amadapter.io.labels import check_train_ids
-from amadapter.matcher import AppearanceMatchingAdapter
-from amadapter.prompt_embeddings import PromptEmbeddings
+from amadapter.models.matcher import AppearanceMatchingAdapter
+from amadapter.models.prompt_embeddings import PromptEmbeddings
 from amadapter.structure_guidance import install_structure_guidance, structure_control
-from amadapter.structure_encoder import StructureEncoder
+from amadapter.models.structure_encoder import StructureEncoder
 
 DEFAULT_PROMPT = "A photo of a <sks> driving scene"
 OUTPUT_TYPES = ("np", "pil", "pt", "latent")

@@ -29,11 +29,11 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
 from amadapter.inversion_cache import InversionCache
-from amadapter.matcher import AppearanceMatchingAdapter
+from amadapter.models.matcher import AppearanceMatchingAdapter
 from amadapter.model_factory import build_pipeline
 from amadapter.pipeline_amadapter import AMAdapterPipeline
-from amadapter.prompt_embeddings import PromptEmbeddings
-from amadapter.structure_encoder import StructureEncoder
+from amadapter.models.prompt_embeddings import PromptEmbeddings
+from amadapter.models.structure_encoder import StructureEncoder
 from bench.sampler import SD15_UNET, SD15_VAE, block_labels
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

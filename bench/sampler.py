@@ -42,9 +42,9 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from amadapter.exemplar_forward import unet_rows
 from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.inversion_cache import InversionCache
-from amadapter.matcher import AppearanceMatchingAdapter
+from amadapter.models.matcher import AppearanceMatchingAdapter
 from amadapter.model_factory import build_pipeline
-from amadapter.structure_encoder import StructureEncoder
+from amadapter.models.structure_encoder import StructureEncoder
 from bench.memory import peak_rss_mb
 
 STEPS = 20  # the paper's, and the job's default

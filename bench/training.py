@@ -41,11 +41,11 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch.nn import functional as F
 
-from amadapter import attention_processors
+from amadapter.models import attention_processors
 from amadapter.exemplar_forward import predict_with_exemplars
-from amadapter.matcher import AppearanceMatchingAdapter
+from amadapter.models.matcher import AppearanceMatchingAdapter
 from amadapter.model_factory import build_pipeline
-from amadapter.structure_encoder import StructureEncoder
+from amadapter.models.structure_encoder import StructureEncoder
 from amadapter.structure_guidance import unet_with_control
 from amadapter.training.conditioning import PromptConditioning
 from amadapter.training.data import WorldPairs, WorldScenes

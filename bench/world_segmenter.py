@@ -1,4 +1,4 @@
-"""The project's small segmenter (``amadapter.segmenter.SmallSegmenter``) trained on
+"""The project's small segmenter (``amadapter.models.segmenter.SmallSegmenter``) trained on
 the procedural world, to score the layouts of generated images.
 
 Trained with cross-entropy on random train-split world scenes. World styles give
@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
-from amadapter.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
+from amadapter.models.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
 from amadapter.training.data import WorldScenes
 
 WIDTH = 16  # SmallSegmenter width: about 0.12 M parameters

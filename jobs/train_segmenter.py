@@ -11,7 +11,7 @@ own share of the real frames, and the two streams are interleaved one sample
 from each in turn. Real frames are read with the project's dataset readers
 (``transforms.training_frames``: cityscapes, bdd100k or folder layouts, local or
 on a bucket); an unreadable frame is skipped with its named error.
-The model is ``amadapter.segmenter.SmallSegmenter``; weights are saved as
+The model is ``amadapter.models.segmenter.SmallSegmenter``; weights are saved as
 safetensors in ``--out``.
 """
 
@@ -28,10 +28,10 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from amadapter.class_cost import resize_labels_nearest
+from amadapter.models.class_cost import resize_labels_nearest
 from amadapter.data import shards
 from amadapter.io.errors import InputError
-from amadapter.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
+from amadapter.models.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
 from pipeline.options import parse_size
 from transforms.label_sources import DATASETS
 from transforms.training_frames import frame_loader

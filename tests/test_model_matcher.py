@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from amadapter.matcher import AppearanceMatchingAdapter, CenterPivotConv4d, encoder_parameter_count
+from amadapter.models.matcher import AppearanceMatchingAdapter, CenterPivotConv4d, encoder_parameter_count
 from tests.model_helpers import single_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("single_thread")

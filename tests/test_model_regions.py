@@ -6,10 +6,10 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention
 
-from amadapter.attention_processors import NO_SLOT, AttentionPlan, AugmentedSelfAttnProcessor
+from amadapter.models.attention_processors import NO_SLOT, AttentionPlan, AugmentedSelfAttnProcessor
 from amadapter.io.errors import ExemplarRegionError
 from amadapter.exemplar_regions import ExemplarRegion, region_slots
-from amadapter.matcher import AppearanceMatchingAdapter
+from amadapter.models.matcher import AppearanceMatchingAdapter
 from tests.model_helpers import block_labels, photo, single_thread, tiny_pipeline  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from amadapter import world
-from amadapter.matcher import encoder_parameter_count
+from amadapter.models.matcher import encoder_parameter_count
 from amadapter.model_factory import build_pipeline
 from amadapter.pipeline_amadapter import AMAdapterPipeline
 from amadapter.training.checkpoints import latest_checkpoint, list_checkpoints, resume_point

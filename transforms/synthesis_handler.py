@@ -63,7 +63,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 from diffusers.utils import logging as diffusers_logging
 
-from amadapter.class_cost import resize_labels_nearest
+from amadapter.models.class_cost import resize_labels_nearest
 from amadapter.model_factory import trained_size
 from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH
 from amadapter.pipeline_amadapter import AMAdapterPipeline

@@ -56,8 +56,8 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from amadapter.class_cost import class_cost, resize_labels_nearest
-from amadapter.matcher import AppearanceMatchingAdapter
+from amadapter.models.class_cost import class_cost, resize_labels_nearest
+from amadapter.models.matcher import AppearanceMatchingAdapter
 
 MODES = ("none", "augmented", "categorical", "am_adapter")
 NO_SLOT = 255  # a pixel whose queries read no exemplar, only their own tokens
