@@ -11,8 +11,8 @@ components under the library "amadapter" in ``model_index.json``, and diffusers'
 import importlib
 
 _EXPORTS = {
-    "AMAdapterPipeline": "amadapter.pipeline_amadapter",
-    "AMAdapterPipelineOutput": "amadapter.pipeline_amadapter",
+    "AMAdapterPipeline": "amadapter.pipelines.pipeline_amadapter",
+    "AMAdapterPipelineOutput": "amadapter.pipelines.pipeline_amadapter",
     "AppearanceMatchingAdapter": "amadapter.models.matcher",
     "PromptEmbeddings": "amadapter.models.prompt_embeddings",
     "StructureEncoder": "amadapter.models.structure_encoder",

@@ -30,9 +30,9 @@ import torch
 from PIL import Image
 
 from amadapter import world
-from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
+from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.io.labels import train_ids_to_colors
-from amadapter.pipeline_amadapter import AMAdapterPipeline
+from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from amadapter.training.validation import colour_error  # the metric validation during training uses
 from pipeline.options import parse_size
 from bench.world_segmenter import load_or_train, mean_iou, segment
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sheet", default="bench/appearance.png")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--exemplar-path", choices=EXEMPLAR_PATHS, default=DEFAULT_EXEMPLAR_PATH,
-                        help="how exemplar rows start and move (amadapter.exemplar_start)")
+                        help="how exemplar rows start and move (amadapter.pipelines.exemplar_start)")
     args = parser.parse_args(argv)
     if args.quick:
         args.pairs, args.val_pairs, args.segmenter_steps = 16, 8, 600

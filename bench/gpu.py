@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
-from amadapter.inversion_cache import InversionCache
+from amadapter.pipelines.inversion_cache import InversionCache
 from amadapter.models.matcher import AppearanceMatchingAdapter
-from amadapter.model_factory import build_pipeline
-from amadapter.pipeline_amadapter import AMAdapterPipeline
+from amadapter.pipelines.model_factory import build_pipeline
+from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from amadapter.models.prompt_embeddings import PromptEmbeddings
 from amadapter.models.structure_encoder import StructureEncoder
 from bench.sampler import SD15_UNET, SD15_VAE, block_labels

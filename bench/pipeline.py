@@ -50,7 +50,7 @@ import torch
 from PIL import Image
 
 from amadapter.data import shards
-from amadapter.model_factory import build_pipeline
+from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.retrieval import ExemplarIndex, draw
 from amadapter.world_export import export_world
 from jobs.augment import run

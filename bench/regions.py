@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from amadapter import world
-from amadapter.exemplar_regions import ExemplarRegion
+from amadapter.pipelines.exemplar_regions import ExemplarRegion
 from amadapter.io.labels import IGNORE_ID
-from amadapter.pipeline_amadapter import AMAdapterPipeline
+from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from bench.appearance import colour_error
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "amadapter" / "demo_model"

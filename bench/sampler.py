@@ -39,11 +39,11 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-from amadapter.exemplar_forward import unet_rows
-from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
-from amadapter.inversion_cache import InversionCache
+from amadapter.pipelines.exemplar_forward import unet_rows
+from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
+from amadapter.pipelines.inversion_cache import InversionCache
 from amadapter.models.matcher import AppearanceMatchingAdapter
-from amadapter.model_factory import build_pipeline
+from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.models.structure_encoder import StructureEncoder
 from bench.memory import peak_rss_mb
 

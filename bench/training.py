@@ -42,11 +42,11 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch.nn import functional as F
 
 from amadapter.models import attention_processors
-from amadapter.exemplar_forward import predict_with_exemplars
+from amadapter.pipelines.exemplar_forward import predict_with_exemplars
 from amadapter.models.matcher import AppearanceMatchingAdapter
-from amadapter.model_factory import build_pipeline
+from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.models.structure_encoder import StructureEncoder
-from amadapter.structure_guidance import unet_with_control
+from amadapter.pipelines.structure_guidance import unet_with_control
 from amadapter.training.conditioning import PromptConditioning
 from amadapter.training.data import WorldPairs, WorldScenes
 from amadapter.training.loop import LossLog, PhaseOptions

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 
-from amadapter.model_factory import (
+from amadapter.pipelines.model_factory import (
     PRESETS,
     build_pipeline,
     from_stable_diffusion,
     record_trained_size,
 )
-from amadapter.pipeline_amadapter import AMAdapterPipeline
+from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from accelerate import Accelerator
 
 from amadapter.training import data

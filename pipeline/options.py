@@ -29,7 +29,7 @@ import importlib
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
+from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.io.sample_format import IMAGE_FORMATS
 from transforms.label_sources import DATASETS
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from amadapter.model_factory import build_pipeline
+from amadapter.pipelines.model_factory import build_pipeline
 from bench.sampler import block_labels as synthetic_block_labels
 
 # 32x64 images -> 16x32 latents (tiny VAE, f=2) -> self-attention at 8x16 = 128 tokens

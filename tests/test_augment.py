@@ -19,7 +19,7 @@ from PIL import Image
 
 from amadapter.models.class_cost import resize_labels_nearest
 from amadapter.data import shards
-from amadapter.model_factory import build_pipeline
+from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.retrieval import ExemplarIndex
 from amadapter.world_export import export_world
 from jobs.augment import run

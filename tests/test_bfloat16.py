@@ -9,8 +9,8 @@ import pytest
 import torch
 import webdataset as wds
 
-from amadapter.model_factory import build_pipeline
-from amadapter.pipeline_amadapter import AMAdapterPipeline
+from amadapter.pipelines.model_factory import build_pipeline
+from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from amadapter.world_export import export_world
 from jobs.augment import run
 from tests.model_helpers import block_labels, photo, single_thread  # noqa: F401

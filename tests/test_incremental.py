@@ -9,8 +9,8 @@ from pathlib import Path
 import apache_beam as beam
 import pytest
 
-from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
-from amadapter.model_factory import build_pipeline
+from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
+from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.world_export import export_world
 from jobs.augment import run
 from pipeline.augment_graph import build_augment

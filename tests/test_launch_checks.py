@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from amadapter.model_factory import build_pipeline
+from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.world_export import export_world
 from jobs import train_structure as train_structure_job
 from jobs.augment import run

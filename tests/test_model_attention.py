@@ -6,7 +6,7 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
 from amadapter.models.attention_processors import AugmentedAttention, token_grid
-from amadapter.exemplar_forward import predict_with_exemplars, unet_rows
+from amadapter.pipelines.exemplar_forward import predict_with_exemplars, unet_rows
 from tests.model_helpers import HEIGHT, WIDTH, block_labels, tiny_pipeline, single_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("single_thread")

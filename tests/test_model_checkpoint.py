@@ -9,8 +9,8 @@ from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from amadapter.model_factory import PRESETS, from_stable_diffusion
-from amadapter.pipeline_amadapter import AMAdapterPipeline
+from amadapter.pipelines.model_factory import PRESETS, from_stable_diffusion
+from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from tests.model_helpers import block_labels, photo, single_thread, tiny_pipeline  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")

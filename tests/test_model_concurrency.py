@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from amadapter.inversion_cache import InversionCache
+from amadapter.pipelines.inversion_cache import InversionCache
 from tests.model_helpers import block_labels, photo, single_thread, tiny_pipeline  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -8,7 +8,7 @@ from diffusers.models.attention_processor import Attention
 
 from amadapter.models.attention_processors import NO_SLOT, AttentionPlan, AugmentedSelfAttnProcessor
 from amadapter.io.errors import ExemplarRegionError
-from amadapter.exemplar_regions import ExemplarRegion, region_slots
+from amadapter.pipelines.exemplar_regions import ExemplarRegion, region_slots
 from amadapter.models.matcher import AppearanceMatchingAdapter
 from tests.model_helpers import block_labels, photo, single_thread, tiny_pipeline  # noqa: F401
 
@@ -105,7 +105,7 @@ def test_on_the_world_each_region_takes_its_exemplars_appearance():
     16 pairs in bench/RESULTS.md): each region is closer to its own style's render,
     and the whole image closer to the composite than either single exemplar gets."""
     from bench.regions import DEFAULT_MODEL, region_errors
-    from amadapter.pipeline_amadapter import AMAdapterPipeline
+    from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 
     pipe = AMAdapterPipeline.from_pretrained(str(DEFAULT_MODEL), dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)

@@ -6,7 +6,7 @@ import torch
 
 from amadapter.io.labels import one_hot
 from amadapter.models.structure_encoder import StructureEncoder
-from amadapter.structure_guidance import add_control, cross_normalise, structure_control, unet_with_control
+from amadapter.pipelines.structure_guidance import add_control, cross_normalise, structure_control, unet_with_control
 from tests.model_helpers import block_labels, tiny_pipeline, single_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -9,8 +9,8 @@ import torch
 
 from amadapter import world
 from amadapter.models.matcher import encoder_parameter_count
-from amadapter.model_factory import build_pipeline
-from amadapter.pipeline_amadapter import AMAdapterPipeline
+from amadapter.pipelines.model_factory import build_pipeline
+from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from amadapter.training.checkpoints import latest_checkpoint, list_checkpoints, resume_point
 from amadapter.training.conditioning import PromptConditioning
 from amadapter.training.data import FrameCropPairs, FrameCrops, RowSource, WorldPairs, WorldScenes

@@ -4,7 +4,7 @@ resume, and what the finished model holds."""
 import torch
 from safetensors.torch import load_file
 
-from amadapter.model_factory import build_pipeline
+from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.training.checkpoints import latest_checkpoint
 from amadapter.training.data import WorldScenes
 from amadapter.training.ema import EMA

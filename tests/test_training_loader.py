@@ -11,7 +11,7 @@ from amadapter.training.data import FrameCropPairs, WorldScenes
 from amadapter.training.loader import Shard, micro_batches
 from amadapter.training.loop import LOG_FILE, PhaseOptions
 from amadapter.training.stage1 import Stage1Options, train_structure
-from amadapter.model_factory import build_pipeline
+from amadapter.pipelines.model_factory import build_pipeline
 from transforms.training_frames import frame_loader
 
 from conftest import CITYSCAPES_ROOT

@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 import torch
 
-from amadapter.model_factory import build_pipeline
+from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.training.conditioning import PromptConditioning
 from amadapter.training.data import WorldPairs
 from amadapter.training.loop import PhaseOptions, make_optimizer

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from amadapter.model_factory import build_pipeline
+from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.training.checkpoints import best_checkpoint
 from amadapter.training.loop import LOG_FILE
 from amadapter.training.validation import colour_error, world_validation

@@ -18,7 +18,7 @@ Fields (``render_fingerprint``):
 - ``mode`` and ``prompt``: what the job renders with (the pipeline's defaults:
   the job has no option for them; a checkpoint with stored prompt embeddings
   renders its own, covered by ``model_sha256``).
-- ``exemplar_path``: how exemplar rows enter the denoising (``amadapter.exemplar_start``).
+- ``exemplar_path``: how exemplar rows enter the denoising (``amadapter.pipelines.exemplar_start``).
 - ``exemplar_topk`` and ``exemplar_pool``: the retrieval settings. The pool is
   named by what the user gave (``--index``, or the ``--exemplars`` root with its
   dataset, split and label format), not by its content: a pool that grows between
@@ -68,7 +68,7 @@ def render_fingerprint(
     exemplar_path: str,
 ) -> dict:
     """The fingerprint dict of a run (JSON values); see the module docstring."""
-    from amadapter.pipeline_amadapter import DEFAULT_PROMPT, AMAdapterPipeline
+    from amadapter.pipelines.pipeline_amadapter import DEFAULT_PROMPT, AMAdapterPipeline
 
     mode = inspect.signature(AMAdapterPipeline.__call__).parameters["mode"].default
     return {

@@ -64,9 +64,9 @@ from apache_beam.ml.inference.base import ModelHandler
 from diffusers.utils import logging as diffusers_logging
 
 from amadapter.models.class_cost import resize_labels_nearest
-from amadapter.model_factory import trained_size
-from amadapter.exemplar_start import DEFAULT_EXEMPLAR_PATH
-from amadapter.pipeline_amadapter import AMAdapterPipeline
+from amadapter.pipelines.model_factory import trained_size
+from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH
+from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from transforms.fileio import list_files, open_file
 from transforms.records import FailedInput, Sample
 from transforms.shards import SOURCE_META_KEY
@@ -115,7 +115,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
             None loads one model per process.
         share_model: share one model per machine across processes.
         accelerator: Beam accelerator resource hint, used when ``device`` is cuda.
-        exemplar_path: how exemplar rows enter the denoising (``amadapter.exemplar_start``).
+        exemplar_path: how exemplar rows enter the denoising (``amadapter.pipelines.exemplar_start``).
     """
 
     def __init__(

@@ -38,8 +38,8 @@ import torch
 from accelerate import Accelerator
 from torch.nn import functional as F
 
-from amadapter.exemplar_forward import unet_rows
-from amadapter.structure_guidance import unet_with_control
+from amadapter.pipelines.exemplar_forward import unet_rows
+from amadapter.pipelines.structure_guidance import unet_with_control
 from amadapter.training.checkpoints import load_components, resume_point
 from amadapter.training.conditioning import PromptConditioning
 from amadapter.training.data import RowSource

@@ -20,7 +20,7 @@ import torch
 from accelerate import Accelerator
 from torch.nn import functional as F
 
-from amadapter.exemplar_forward import predict_with_exemplars
+from amadapter.pipelines.exemplar_forward import predict_with_exemplars
 from amadapter.training.checkpoints import load_components, resume_point
 from amadapter.training.conditioning import PromptConditioning
 from amadapter.training.data import RowSource

@@ -28,7 +28,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from amadapter.models.attention_processors import AugmentedAttention
 from amadapter.models.matcher import AppearanceMatchingAdapter
-from amadapter.pipeline_amadapter import AMAdapterPipeline
+from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from amadapter.models.prompt_embeddings import PromptEmbeddings
 from amadapter.models.structure_encoder import StructureEncoder
 

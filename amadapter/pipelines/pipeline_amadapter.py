@@ -58,20 +58,20 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from amadapter.models.attention_processors import MODES, NO_SLOT, AugmentedAttention
 from amadapter.models.class_cost import resize_labels_nearest
-from amadapter.content_hash import tensor_hash, weights_fingerprint, weights_hash
-from amadapter.exemplar_regions import region_slots
-from amadapter.exemplar_start import (
+from amadapter.pipelines.content_hash import tensor_hash, weights_fingerprint, weights_hash
+from amadapter.pipelines.exemplar_regions import region_slots
+from amadapter.pipelines.exemplar_start import (
     DEFAULT_EXEMPLAR_PATH,
     EXEMPLAR_PATHS,
     exemplar_noise,
     exemplar_start_latents,
     noised_exemplars,
 )
-from amadapter.inversion_cache import InversionCache
+from amadapter.pipelines.inversion_cache import InversionCache
 from amadapter.io.labels import check_train_ids
 from amadapter.models.matcher import AppearanceMatchingAdapter
 from amadapter.models.prompt_embeddings import PromptEmbeddings
-from amadapter.structure_guidance import install_structure_guidance, structure_control
+from amadapter.pipelines.structure_guidance import install_structure_guidance, structure_control
 from amadapter.models.structure_encoder import StructureEncoder
 
 DEFAULT_PROMPT = "A photo of a <sks> driving scene"

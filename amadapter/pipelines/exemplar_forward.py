@@ -12,7 +12,7 @@ from diffusers import UNet2DConditionModel
 
 from amadapter.models.attention_processors import AugmentedAttention
 from amadapter.models.matcher import AppearanceMatchingAdapter
-from amadapter.structure_guidance import unet_with_control
+from amadapter.pipelines.structure_guidance import unet_with_control
 
 
 def unet_rows(

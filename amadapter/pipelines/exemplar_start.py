@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import torch
 
-from amadapter.content_hash import tensor_hash
-from amadapter.inversion import ddim_invert
-from amadapter.inversion_cache import inversion_key
-from amadapter.structure_guidance import structure_control
+from amadapter.pipelines.content_hash import tensor_hash
+from amadapter.pipelines.inversion import ddim_invert
+from amadapter.pipelines.inversion_cache import inversion_key
+from amadapter.pipelines.structure_guidance import structure_control
 
 EXEMPLAR_PATHS = ("inverted", "noised")
 DEFAULT_EXEMPLAR_PATH = "inverted"
