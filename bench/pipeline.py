@@ -52,7 +52,7 @@ from PIL import Image
 from amadapter.data import shards
 from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.retrieval import ExemplarIndex, draw
-from amadapter.world_export import export_world
+from amadapter.world.export import export_world
 from jobs.augment import run
 from pipeline.augment_graph import DEFAULT_MODEL_DIR
 from pipeline.default_world import POOL_SPLIT, TARGET_SPLIT, WORLD_POOL, WORLD_SIZE

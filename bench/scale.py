@@ -40,7 +40,7 @@ from pathlib import Path
 import apache_beam as beam
 import pyarrow.parquet as pq
 
-from amadapter.world_export import export_world
+from amadapter.world.export import export_world
 from pipeline.augment_graph import DEFAULT_MODEL_DIR, MANIFEST, plan_augment
 from pipeline.default_world import POOL_SPLIT
 from pipeline.exemplar_index import prepare_index

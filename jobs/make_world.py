@@ -9,7 +9,7 @@ import argparse
 import time
 
 from amadapter.world import SPLIT_SEEDS
-from amadapter.world_export import export_world
+from amadapter.world.export import export_world
 from pipeline.options import parse_size
 
 

@@ -14,7 +14,7 @@ import os
 
 from apache_beam.io.filesystems import FileSystems
 
-from amadapter.world_export import export_world
+from amadapter.world.export import export_world
 
 WORLD_DIR = "_world"
 WORLD_TARGETS = 16

@@ -21,7 +21,7 @@ from amadapter.models.class_cost import resize_labels_nearest
 from amadapter.data import shards
 from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.retrieval import ExemplarIndex
-from amadapter.world_export import export_world
+from amadapter.world.export import export_world
 from jobs.augment import run
 from pipeline.augment_graph import DEFAULT_MODEL_DIR
 from pipeline.exemplar_index import prepare_index

@@ -11,7 +11,7 @@ import webdataset as wds
 
 from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
-from amadapter.world_export import export_world
+from amadapter.world.export import export_world
 from jobs.augment import run
 from tests.model_helpers import block_labels, photo, single_thread  # noqa: F401
 

@@ -16,7 +16,7 @@ from apache_beam.io.localfilesystem import LocalFileSystem
 
 import pipeline.augment_graph
 from amadapter.pipelines.model_factory import build_pipeline
-from amadapter.world_export import export_world
+from amadapter.world.export import export_world
 from jobs.augment import EXIT_OK, EXIT_RUN_FAILED, main, run
 from transforms.label_sources import list_label_sources
 from transforms.manifest import read_manifest

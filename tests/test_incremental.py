@@ -11,7 +11,7 @@ import pytest
 
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.pipelines.model_factory import build_pipeline
-from amadapter.world_export import export_world
+from amadapter.world.export import export_world
 from jobs.augment import run
 from pipeline.augment_graph import build_augment
 from pipeline.exemplar_index import prepare_index

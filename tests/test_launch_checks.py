@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from amadapter.pipelines.model_factory import build_pipeline
-from amadapter.world_export import export_world
+from amadapter.world.export import export_world
 from jobs import train_structure as train_structure_job
 from jobs.augment import run
 from pipeline.augment_graph import DEFAULT_MODEL_DIR, resolve_inputs

@@ -19,7 +19,7 @@ from amadapter.training.noise import RowRandom
 from amadapter.training import stage1
 from amadapter.training.stage1 import Stage1Options, structure_loss, train_structure, vae_loss
 from amadapter.training.stage2 import Stage2Options, adapter_loss, train_adapter
-from amadapter.world_export import export_world
+from amadapter.world.export import export_world
 from jobs import train_adapter as train_adapter_job
 from jobs import train_structure as train_structure_job
 from transforms.training_frames import frame_loader

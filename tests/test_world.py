@@ -6,7 +6,7 @@ from PIL import Image
 
 from amadapter import world
 from amadapter.io.labels import CLASS_NAMES, label_ids_to_train_ids
-from amadapter.world_export import export_world
+from amadapter.world.export import export_world
 
 
 def test_same_seed_same_scene_and_other_seeds_differ():
