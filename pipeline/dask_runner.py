@@ -54,8 +54,9 @@ class DaskRunner(BeamDaskRunner):
         threads = sum(client.nthreads().values())
         spread = bag_options.get("npartitions") or SPREAD_PER_THREAD * max(threads, 1)
         run = f"beam-{uuid.uuid4().hex[:12]}"
+        workers = tuple(sorted(client.scheduler_info()["workers"]))
         graph = translate(
-            pipeline, run, spread, bag_options.get("npartitions"), self._forward_loggers
+            pipeline, run, spread, bag_options.get("npartitions"), self._forward_loggers, workers
         )
         client.subscribe_topic(log_topic(run), _log_on_launcher)
         # Counts, not the elements: nothing but a number per sink comes back to the launcher.

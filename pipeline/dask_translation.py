@@ -39,6 +39,7 @@ Only the global window is supported, as in Beam's translation (the augment job u
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 import logging
 import os
 import pickle
@@ -89,17 +90,20 @@ def translate(
     spread: int,
     create_partitions: int | None = None,
     forward_loggers: tuple[str, ...] = (),
+    workers: tuple[str, ...] = (),
 ) -> DaskGraph:
     """The task graph of ``pipeline`` (after ``pipeline.dask_runner``'s overrides).
 
     ``run`` names this run on the cluster (task keys, event topics, DoFn reuse);
     ``spread`` is the partition count after a Reshuffle, and the most a GroupByKey
     makes; ``create_partitions`` (``--dask_npartitions``) the partition count of a
-    ``Create``, else one per ``CREATE_PARTITION_SIZE`` elements.
+    ``Create``, else one per ``CREATE_PARTITION_SIZE`` elements. ``workers`` (the
+    cluster's worker addresses when the job is submitted) receive a Reshuffle's pieces
+    in turn, as a preference: a dead or busy worker's pieces run elsewhere.
     """
     consumers = _Consumers()
     pipeline.visit(consumers)
-    visitor = _Translator(run, spread, create_partitions, forward_loggers, consumers.of)
+    visitor = _Translator(run, spread, create_partitions, forward_loggers, consumers.of, workers)
     pipeline.visit(visitor)
     sinks = [
         dask.delayed(_count)(
@@ -149,8 +153,9 @@ class _Translator(PipelineVisitor):
     written, and the manifest held their rows twice). Chains of ParDos whose every link
     has a single consumer are fused here instead (``_Fused``)."""
 
-    def __init__(self, run, spread, create_partitions, forward_loggers, consumers):
+    def __init__(self, run, spread, create_partitions, forward_loggers, consumers, workers=()):
         self.run, self.spread, self.create_partitions = run, spread, create_partitions
+        self.workers = tuple(workers)
         self.forward_loggers = forward_loggers
         self.consumers = consumers
         self.partitions: dict = {}
@@ -210,7 +215,14 @@ class _Translator(PipelineVisitor):
         out = []
         for i, part in enumerate(parts):
             split = dask.delayed(_split, nout=pieces)(part, pieces, dask_key_name=f"{name}/{i}")
-            out.extend(split)
+            for j, piece in enumerate(split):
+                # Every piece of a split lives where the split ran, and dask's scheduler
+                # keeps short dependents beside their data: without a preferred worker per
+                # piece, one worker can take every shard (seen with 1-step renders).
+                worker = self.workers[len(out) % len(self.workers)] if self.workers else None
+                prefer = dask.annotate(workers=[worker], allow_other_workers=True) if worker else nullcontext()
+                with prefer:
+                    out.append(dask.delayed(_piece)(piece, dask_key_name=f"{name}/{i}/{j}"))
         return out
 
     def _group_by_key(self, parts: list, name: str) -> list:
@@ -281,6 +293,11 @@ def _run_steps(elements, steps: list, wanted: set) -> list:
 
 def _count(*parts) -> int:
     return sum(len(part) for part in parts)
+
+
+def _piece(values: list) -> list:
+    """A Reshuffle piece as a task of its own, placed on its preferred worker."""
+    return values
 
 
 def _split(values: list, pieces: int) -> tuple:
