@@ -21,6 +21,7 @@ from amadapter.data import shards
 from amadapter.io.keys import safe_key
 from amadapter.io.labels import CLASS_NAMES, IGNORE_ID
 from tests.conftest import REPO
+from amadapter.io.shard_format import shard_keys
 from transforms.assemble_manifest import AssembleManifest
 from transforms.assign_shards import AssignShards, assign_shards
 from transforms.manifest import read_manifest
@@ -29,7 +30,6 @@ from transforms.shards import (
     completed_shards,
     read_shard_stats,
     shard_is_complete,
-    shard_keys,
     shard_path,
     write_shard,
 )

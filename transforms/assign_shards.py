@@ -39,7 +39,8 @@ from typing import Callable, Iterable, Sequence
 import apache_beam as beam
 import numpy as np
 
-from transforms.shards import read_stats_file, shard_keys
+from amadapter.io.shard_format import shard_keys
+from transforms.shards import read_stats_file
 
 BUCKETS = 1 << 16
 _FRESH = "fresh"

@@ -19,12 +19,12 @@ The files are written under a temporary name and renamed into place, so a
 writer killed at any point leaves no partial tar under a final name; a shard is
 finished exactly when its stats file exists (``shard_is_complete``): rewriting a
 shard first removes its old stats. Which input goes to which shard is
-``transforms.assign_shards``.
+``transforms.assign_shards``; names, tar members and stats rows without I/O are
+``amadapter.io.shard_format``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import posixpath
 import tarfile
@@ -33,9 +33,19 @@ from typing import Iterable
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from amadapter.io.keys import is_safe_key
-from amadapter.io.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
+from amadapter.io.labels import CLASS_NAMES, IGNORE_ID
 from amadapter.io.sample_format import class_pixel_counts, encode_sample
+from amadapter.io.shard_format import (
+    PART_SUFFIX,
+    SOURCE_META_KEY,
+    STATS_FORMAT_VERSION,
+    STATS_SUFFIX,
+    CountingWriter,
+    add_sample,
+    manifest_rows,
+    shard_name,
+    stats_bytes,
+)
 from transforms.fileio import (
     atomic_writer,
     delete,
@@ -46,19 +56,6 @@ from transforms.fileio import (
 )
 from transforms.manifest import write_manifest
 from transforms.records import FailedInput, Sample
-
-STATS_SUFFIX = ".stats.json"
-PART_SUFFIX = ".manifest.parquet"
-SOURCE_META_KEY = "source"  # Sample.meta[SOURCE_META_KEY]: the input's path, for the manifest
-STATS_FORMAT_VERSION = 2  # 2: fingerprint and manifest part
-
-
-def shard_name(prefix: str, index: int) -> str:
-    """``{prefix}-{index:06d}.tar``; ``prefix`` must be a safe key (no dots or slashes)."""
-    if not is_safe_key(prefix):
-        raise ValueError(f"shard prefix {prefix!r} must match [A-Za-z0-9_-]+")
-    return f"{prefix}-{index:06d}.tar"
-
 
 def shard_path(output: str, prefix: str, index: int) -> str:
     return FileSystems.join(output, shard_name(prefix, index))
@@ -98,7 +95,7 @@ def write_shard(
     if exists(marker):  # rewriting a finished shard: it is unfinished until the new stats land
         delete(marker)
     with atomic_writer(path, "application/x-tar") as stream:
-        counted = _CountingWriter(stream)
+        counted = CountingWriter(stream)
         with tarfile.open(fileobj=counted, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for sample in samples:
                 if written and sample.key <= written[-1]["key"]:
@@ -114,7 +111,7 @@ def write_shard(
                 encoded = encode_sample(
                     sample.key, sample.image, sample.label, sample.meta, image_format
                 )
-                _add_sample(tar, encoded)
+                add_sample(tar, encoded)
                 pixels += class_pixel_counts(sample.label)
                 written.append({"key": sample.key, "source": str(sample.meta[SOURCE_META_KEY])})
     stats = {
@@ -137,7 +134,7 @@ def write_shard(
     if fingerprint is not None:
         stats["fingerprint"] = dict(fingerprint)
     write_manifest(part_path(output, prefix, index), manifest_rows(stats))
-    write_atomically(marker, _stats_bytes(stats), "application/json")
+    write_atomically(marker, stats_bytes(stats), "application/json")
     return stats
 
 
@@ -163,63 +160,3 @@ def completed_shards(output: str, prefix: str) -> list[int]:
     return sorted(
         int(n) for n in names if n.isdigit() and shard_is_complete(output, prefix, int(n))
     )
-
-
-def shard_keys(stats: dict) -> set[str]:
-    """Every input key a finished shard accounts for, written or failed."""
-    return {row["key"] for row in stats["written"]} | {row["key"] for row in stats["failed"]}
-
-
-def manifest_rows(stats: dict) -> list[dict]:
-    """The manifest rows (``transforms.manifest``) of one finished shard, from its stats."""
-    written = [
-        dict(
-            key=w["key"],
-            source=w["source"],
-            status="written",
-            shard=stats["tar"],
-            error_code=None,
-            error=None,
-        )
-        for w in stats["written"]
-    ]
-    failed = [
-        dict(
-            key=f["key"],
-            source=f["source"],
-            status="failed",
-            shard=None,
-            error_code=f["error_code"],
-            error=f["message"],
-        )
-        for f in stats["failed"]
-    ]
-    return written + failed
-
-
-def _add_sample(tar: tarfile.TarFile, encoded: dict) -> None:
-    key = encoded["__key__"]
-    for member in sorted(m for m in encoded if m != "__key__"):
-        data = encoded[member]
-        info = tarfile.TarInfo(f"{key}.{member}")
-        info.size, info.mtime, info.mode = len(data), 0, 0o644
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        tar.addfile(info, io.BytesIO(data))
-
-
-def _stats_bytes(stats: dict) -> bytes:
-    return (json.dumps(stats, sort_keys=True, indent=1) + "\n").encode()
-
-
-class _CountingWriter:
-    """Pass-through writer that counts the bytes of the tar as they are written."""
-
-    def __init__(self, stream):
-        self._stream = stream
-        self.count = 0
-
-    def write(self, data) -> int:
-        self._stream.write(data)
-        self.count += len(data)
-        return len(data)

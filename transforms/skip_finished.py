@@ -37,17 +37,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from amadapter.io.shard_format import PART_SUFFIX, STATS_SUFFIX, shard_name
 from transforms.fileio import delete, exists, list_files
 from transforms.fingerprint import FingerprintMismatchError, fingerprint_differences
 from transforms.manifest import MANIFEST_FILE
-from transforms.shards import (
-    PART_SUFFIX,
-    STATS_SUFFIX,
-    completed_shards,
-    read_stats_file,
-    shard_name,
-    stats_path,
-)
+from transforms.shards import completed_shards, read_stats_file, stats_path
 from transforms.synthesis_handler import METRICS_NAMESPACE, SYNTHESIS_FAILED
 
 LOG = logging.getLogger("augment")

@@ -66,10 +66,10 @@ from diffusers.utils import logging as diffusers_logging
 from amadapter.models.class_cost import resize_labels_nearest
 from amadapter.pipelines.model_factory import trained_size
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH
+from amadapter.io.shard_format import SOURCE_META_KEY
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from transforms.fileio import list_files, open_file
 from transforms.records import FailedInput, Sample
-from transforms.shards import SOURCE_META_KEY
 from transforms.load_batch import load_batch
 from transforms.synthesis_request import ShardResult, ShardWork, SynthesisRequest
 

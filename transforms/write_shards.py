@@ -16,15 +16,18 @@ from __future__ import annotations
 import apache_beam as beam
 
 from amadapter.io.sample_format import image_member
+from amadapter.io.shard_format import shard_name
 from transforms.records import FailedInput, Sample
-from transforms.shards import shard_name, write_shard
+from transforms.synthesis_request import ShardResult
+from transforms.write_shard_results import WriteShardResults
 
 
 class WriteShards(beam.PTransform):
     """``PCollection[(shard_index, Sample | FailedInput)] -> PCollection[int]`` shard indices.
 
-    Groups by shard and writes each shard's tar, manifest part and stats file
-    (atomically, see ``transforms.shards.write_shard``).
+    Groups by shard, then writes each with the job's own writer (``WriteShardResults``:
+    tar, manifest part, then the stats file, atomically), for samples made by other
+    means than the augment job (which writes each shard as it is rendered).
     """
 
     def __init__(self, output: str, prefix: str, image_format: str = "jpg"):
@@ -35,23 +38,20 @@ class WriteShards(beam.PTransform):
         self._output, self._prefix, self._image_format = output, prefix, image_format
 
     def expand(self, keyed):
+        writer = WriteShardResults(self._output, self._prefix, self._image_format, None)
         return (
             keyed
             | "GroupByShard" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteShard(self._output, self._prefix, self._image_format))
+            | "AsShardResult" >> beam.MapTuple(_shard_result)
+            | "Write" >> beam.ParDo(writer)
         )
 
 
-class _WriteShard(beam.DoFn):
-    def __init__(self, output: str, prefix: str, image_format: str):
-        self._output, self._prefix, self._image_format = output, prefix, image_format
-
-    def process(self, shard: tuple[int, list]):
-        index, elements = shard[0], list(shard[1])
-        samples = sorted((e for e in elements if isinstance(e, Sample)), key=lambda s: s.key)
-        failures = [e for e in elements if isinstance(e, FailedInput)]
-        if len(samples) + len(failures) != len(elements):
-            unknown = {type(e).__name__ for e in elements} - {"Sample", "FailedInput"}
-            raise TypeError(f"WriteShards takes Sample or FailedInput elements, got {unknown}")
-        write_shard(self._output, self._prefix, index, samples, failures, self._image_format)
-        yield index
+def _shard_result(index: int, elements) -> ShardResult:
+    elements = list(elements)
+    samples = tuple(e for e in elements if isinstance(e, Sample))
+    failures = tuple(e for e in elements if isinstance(e, FailedInput))
+    if len(samples) + len(failures) != len(elements):
+        unknown = {type(e).__name__ for e in elements} - {"Sample", "FailedInput"}
+        raise TypeError(f"WriteShards takes Sample or FailedInput elements, got {unknown}")
+    return ShardResult(index, samples, failures)
