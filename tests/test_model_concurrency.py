@@ -36,6 +36,7 @@ def _calls():
                 num_inference_steps=2 + (i // 2) % 3,  # calls 0 and 1 alike: one inversion key
                 guidance_scale=(7.5, 1.0)[i % 2],
                 mode=("am_adapter", "categorical", "augmented", "none")[i % 4],
+                exemplar_path=("inverted", "noised")[(i // 2) % 2],  # calls 0 and 1 alike
                 output_type="np",
             )
         )

@@ -30,7 +30,8 @@ def test_noised_path_runs_no_inversion_and_still_reads_the_exemplar():
     other = pipe(targets[:1], images[1:], labels[1:], seeds=[2], num_inference_steps=STEPS,
                  exemplar_path="noised").images
     assert not np.allclose(first, other, atol=1e-4)
-    inverted = pipe(targets[:1], images[:1], labels[:1], seeds=[2], num_inference_steps=STEPS).images
+    inverted = pipe(targets[:1], images[:1], labels[:1], seeds=[2], num_inference_steps=STEPS,
+                     exemplar_path="inverted").images
     assert not np.allclose(first, inverted, atol=1e-4)
 
 
@@ -48,15 +49,15 @@ def test_batched_inversion_is_one_batch_and_does_not_depend_on_company():
     targets, images, labels = _scene(3)
     together = tiny_pipeline()
     unet = _ForwardCounter(together.unet)
-    out = together(targets, images, labels, seeds=[1, 2, 3], num_inference_steps=STEPS,
+    out = together(targets, images, labels, seeds=[1, 2, 3], num_inference_steps=STEPS, exemplar_path="inverted",
                    inversion_batch_size=4).images
     assert unet.calls == STEPS + STEPS  # three exemplars inverted in one padded batch
     # the last exemplar inverted in another company (alone, padded to 4), in a fresh
     # pipeline, then rendered from the cache: the same bytes as in the first call
     company = [images[2], images[0]], [labels[2], labels[0]]
     fresh = tiny_pipeline()
-    fresh(targets[:2], *company, seeds=[9, 9], num_inference_steps=STEPS, inversion_batch_size=4)
-    again = fresh(targets, images, labels, seeds=[1, 2, 3], num_inference_steps=STEPS,
+    fresh(targets[:2], *company, seeds=[9, 9], num_inference_steps=STEPS, inversion_batch_size=4, exemplar_path="inverted")
+    again = fresh(targets, images, labels, seeds=[1, 2, 3], num_inference_steps=STEPS, exemplar_path="inverted",
                   inversion_batch_size=4).images
     assert again[2].tobytes() == out[2].tobytes()
 
@@ -65,8 +66,8 @@ def test_inversion_batch_size_is_part_of_the_cache_key():
     pipe = tiny_pipeline()
     targets, images, labels = _scene(1)
     unet = _ForwardCounter(pipe.unet)
-    pipe(targets, images, labels, num_inference_steps=STEPS)
-    pipe(targets, images, labels, num_inference_steps=STEPS, inversion_batch_size=2)
+    pipe(targets, images, labels, num_inference_steps=STEPS, exemplar_path="inverted")
+    pipe(targets, images, labels, num_inference_steps=STEPS, inversion_batch_size=2, exemplar_path="inverted")
     assert unet.calls == 2 * (STEPS + STEPS) and pipe.inversion_cache.hits == 0
 
 

@@ -42,9 +42,9 @@ def test_cache_hit_does_no_unet_or_vae_encoder_work(tmp_path):
     pipe.inversion_cache = InversionCache(tmp_path)
     targets, images, labels = _scene()
     unet, encoder = _ForwardCounter(pipe.unet), _ForwardCounter(pipe.vae.encoder)
-    first = pipe(targets, images, labels, num_inference_steps=3, seeds=[1]).images
+    first = pipe(targets, images, labels, exemplar_path="inverted", num_inference_steps=3, seeds=[1]).images
     assert encoder.calls == 1 and unet.calls == 3 + 3  # 3 inversion steps + 3 sampling steps
-    second = pipe(targets, images, labels, num_inference_steps=3, seeds=[1]).images
+    second = pipe(targets, images, labels, exemplar_path="inverted", num_inference_steps=3, seeds=[1]).images
     assert encoder.calls == 1 and unet.calls == 6 + 3  # sampling only
     assert pipe.inversion_cache.hits == 1
     np.testing.assert_array_equal(first, second)
@@ -53,7 +53,7 @@ def test_cache_hit_does_no_unet_or_vae_encoder_work(tmp_path):
     other = tiny_pipeline()
     other.inversion_cache = InversionCache(tmp_path)
     other_unet = _ForwardCounter(other.unet)
-    np.testing.assert_array_equal(other(targets, images, labels, num_inference_steps=3, seeds=[1]).images, first)
+    np.testing.assert_array_equal(other(targets, images, labels, exemplar_path="inverted", num_inference_steps=3, seeds=[1]).images, first)
     assert other_unet.calls == 3 and other.inversion_cache.hits == 1
 
 
@@ -61,12 +61,12 @@ def test_cache_misses_when_weights_or_schedule_change():
     pipe = tiny_pipeline()
     targets, images, labels = _scene()
     unet = _ForwardCounter(pipe.unet)
-    pipe(targets, images, labels, num_inference_steps=2)
-    pipe(targets, images, labels, num_inference_steps=3)  # other schedule: inverts again
+    pipe(targets, images, labels, exemplar_path="inverted", num_inference_steps=2)
+    pipe(targets, images, labels, exemplar_path="inverted", num_inference_steps=3)  # other schedule: inverts again
     assert unet.calls == (2 + 2) + (3 + 3)
     with torch.no_grad():
         pipe.unet.conv_in.weight.add_(0.01)  # an optimiser step would do the same
-    pipe(targets, images, labels, num_inference_steps=3)
+    pipe(targets, images, labels, exemplar_path="inverted", num_inference_steps=3)
     assert unet.calls == 10 + 3 + 3 and pipe.inversion_cache.hits == 0
 
 
@@ -78,10 +78,10 @@ def test_cached_inversion_does_not_depend_on_the_company_of_the_exemplar():
     targets = [block_labels(rng), block_labels(rng)]
     images, labels = [photo(rng), photo(rng)], [block_labels(rng), block_labels(rng)]
     fresh, warmed = tiny_pipeline(), tiny_pipeline()
-    warmed(targets, images, labels, num_inference_steps=2)
+    warmed(targets, images, labels, exemplar_path="inverted", num_inference_steps=2)
     unet = _ForwardCounter(warmed.unet)
-    from_cache = warmed(targets[:1], images[1:], labels[1:], num_inference_steps=2, seeds=[4]).images
+    from_cache = warmed(targets[:1], images[1:], labels[1:], exemplar_path="inverted", num_inference_steps=2, seeds=[4]).images
     assert unet.calls == 2  # sampling only: the inversion came from the cache
     np.testing.assert_array_equal(
-        from_cache, fresh(targets[:1], images[1:], labels[1:], num_inference_steps=2, seeds=[4]).images
+        from_cache, fresh(targets[:1], images[1:], labels[1:], exemplar_path="inverted", num_inference_steps=2, seeds=[4]).images
     )
