@@ -113,10 +113,11 @@ def demo_benchmark(repeats: int) -> dict:
     ex_image = [rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)]
     ex_labels = [block_labels(rng, height, width)]
 
+    warmed = InversionCache()  # the hit calls' cache, kept across calls (misses get a fresh one)
+
     def render(n: int, mode: str, path: str = "inverted", miss: bool = False) -> Callable[[], object]:
         def call():
-            if miss:
-                pipe.inversion_cache = InversionCache()
+            pipe.inversion_cache = InversionCache() if miss else warmed
             return pipe(targets[:n], ex_image, ex_labels, assignment=[0] * n, mode=mode, seeds=list(range(n)),
                         num_inference_steps=STEPS, exemplar_path=path)
         return call
