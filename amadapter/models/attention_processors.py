@@ -218,18 +218,14 @@ class AugmentedSelfAttnProcessor:
         if plan.mode == "augmented" or tokens > plan.max_tokens:
             if allowed is None:
                 return F.scaled_dot_product_attention(q, keys, values, scale=attn.scale)
-            blocked = [torch.zeros_like(allowed[:, 0])[..., None].expand(-1, -1, tokens)]
-            blocked += [(~allowed[:, j])[..., None].expand(-1, -1, k.shape[2]) for j, k in enumerate(k_ex)]
-            bias = torch.zeros(blocked[0].shape[0], tokens, keys.shape[2], dtype=q.dtype, device=q.device)
-            bias = bias.masked_fill(torch.cat(blocked, dim=-1), float("-inf"))
+            bias = torch.zeros(q.shape[0], tokens, keys.shape[2], dtype=q.dtype, device=q.device)
+            bias = bias.masked_fill(_blocked(allowed, tokens, [k.shape[2] for k in k_ex]), float("-inf"))
             return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias[:, None], scale=attn.scale)
         cost = plan.cost(grid, q.device)
         if plan.mode == "categorical":
             bias = torch.cat([torch.zeros_like(cost[:, 0])] + [plan.beta * cost[:, j] for j in range(len(k_ex))], -1)
             if allowed is not None:
-                blocked = [torch.zeros_like(allowed[:, 0])[..., None].expand(-1, -1, tokens)]
-                blocked += [(~allowed[:, j])[..., None].expand_as(cost[:, j]) for j in range(len(k_ex))]
-                bias = bias.masked_fill(torch.cat(blocked, dim=-1), float("-inf"))
+                bias = bias.masked_fill(_blocked(allowed, tokens, [k.shape[2] for k in k_ex]), float("-inf"))
             return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias[:, None].to(q.dtype), scale=attn.scale)
         inputs = (plan.adapter, grid, allowed, cost, q, k_own, k_ex, values, attn.scale)
         if torch.is_grad_enabled() and getattr(plan.adapter, "gradient_checkpointing", False):
@@ -249,6 +245,14 @@ class AugmentedSelfAttnProcessor:
             logits.append(corrected)
         probs = torch.cat(logits, dim=-1).float().softmax(dim=-1)
         return probs.to(values.dtype) @ values
+
+
+def _blocked(allowed: torch.Tensor, tokens: int, source_tokens: list[int]) -> torch.Tensor:
+    """(readers, Lq, Lq + sum Lx) bool: True where a query may not attend (a source its
+    pixel is not assigned to; its own tokens are always allowed)."""
+    own = torch.zeros_like(allowed[:, 0])[..., None].expand(-1, -1, tokens)
+    sources = [(~allowed[:, j])[..., None].expand(-1, -1, n) for j, n in enumerate(source_tokens)]
+    return torch.cat([own, *sources], dim=-1)
 
 
 class PlanAwareCrossAttnProcessor(AttnProcessor2_0):
