@@ -16,7 +16,8 @@ import os
 
 from apache_beam.io.filesystems import FileSystems
 
-from amadapter.pipelines.model_factory import latent_grid, trained_size
+from amadapter.pipelines.model_factory import trained_size
+from amadapter.pipelines.pipeline_amadapter import latent_grid
 from pipeline.options import parse_size
 from transforms.fileio import exists, read_bytes
 from transforms.label_sources import label_globs

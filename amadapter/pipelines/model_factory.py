@@ -7,7 +7,7 @@
   embeddings instead of a text encoder. Random weights until trained.
 - ``from_stable_diffusion(path)``: a local Stable Diffusion 1.5 diffusers directory
   plus a fresh structure encoder and adapter.
-- ``record_trained_size`` / ``trained_size`` / ``latent_grid``: a checkpoint records
+- ``record_trained_size`` / ``trained_size``: a checkpoint records
   the image size its UNet was trained at as the UNet's ``sample_size`` (in latents,
   the diffusers convention); the augment job's default ``--size`` is read back from
   the config files alone, before any weights load. SD1.5's own ``sample_size`` (64,
@@ -28,7 +28,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from amadapter.models.attention_processors import AugmentedAttention
 from amadapter.models.matcher import AppearanceMatchingAdapter
-from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
+from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline, vae_scale_factor
 from amadapter.models.prompt_embeddings import PromptEmbeddings
 from amadapter.models.structure_encoder import StructureEncoder
 
@@ -133,19 +133,12 @@ def build_pipeline(preset: str, overrides: dict[str, dict] | None = None, seed: 
         )
 
 
-def latent_grid(unet_config: dict, vae_config: dict) -> int:
-    """Image sizes must be multiples of this (``AMAdapterPipeline.size_multiple``, from the
-    components' config dictionaries): every UNet level then has whole tokens."""
-    vae_factor = 2 ** (len(vae_config["block_out_channels"]) - 1)
-    return vae_factor * 2 ** (len(unet_config["block_out_channels"]) - 1)
-
-
 def trained_size(unet_config: dict, vae_config: dict) -> tuple[int, int]:
     """(height, width) in pixels the checkpoint was trained at: UNet sample size x VAE factor."""
     sample = unet_config["sample_size"]
     height, width = (sample, sample) if isinstance(sample, int) else sample
-    vae_factor = 2 ** (len(vae_config["block_out_channels"]) - 1)
-    return height * vae_factor, width * vae_factor
+    factor = vae_scale_factor(vae_config)
+    return height * factor, width * factor
 
 
 def record_trained_size(pipe: AMAdapterPipeline, size: tuple[int, int]) -> None:

@@ -78,6 +78,17 @@ DEFAULT_PROMPT = "A photo of a <sks> driving scene"
 OUTPUT_TYPES = ("np", "pil", "pt", "latent")
 
 
+def vae_scale_factor(vae_config) -> int:
+    """Pixels per latent along each side, from the VAE's config (a dict or diffusers config)."""
+    return 2 ** (len(vae_config["block_out_channels"]) - 1)
+
+
+def latent_grid(unet_config, vae_config) -> int:
+    """Image sizes must be multiples of this, from the components' configs (readable
+    without loading weights): every UNet level then has whole tokens."""
+    return vae_scale_factor(vae_config) * 2 ** (len(unet_config["block_out_channels"]) - 1)
+
+
 @dataclass
 class AMAdapterPipelineOutput(BaseOutput):
     """``images``: (B, H, W, 3) float32 in [0, 1] for "np", PIL images for "pil",
@@ -150,12 +161,12 @@ class AMAdapterPipeline(DiffusionPipeline):
 
     @property
     def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return vae_scale_factor(self.vae.config)
 
     @property
     def size_multiple(self) -> int:
         """Image sizes must be multiples of this: every UNet level then has whole tokens."""
-        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        return latent_grid(self.unet.config, self.vae.config)
 
     def model_hash(self, components: tuple[str, ...] | None = None) -> str:
         """sha256 of the weights of ``components`` (default: all), for provenance and
