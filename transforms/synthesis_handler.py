@@ -173,16 +173,12 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
             began = time.perf_counter()
             try:
                 samples.extend(self._render(requests, model, size))
-            except torch.cuda.OutOfMemoryError as error:  # torch.OutOfMemoryError too
-                if not self._rendered_once:
-                    raise self._too_large(requests, size) from error
-                LOG.warning("shard %d: a batch of %d ran out of memory", batch.shard, len(requests))
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()  # give the next batch the memory this one held
-                self._failed_batches.inc()
-                failures.extend(synthesis_failures(requests, repr(error)))
-                continue
             except Exception as error:  # noqa: BLE001 - one batch's failure is data, see docstring
+                if isinstance(error, torch.cuda.OutOfMemoryError):  # torch.OutOfMemoryError too
+                    if not self._rendered_once:
+                        raise self._too_large(requests, size) from error
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()  # give the next batch the memory this one held
                 LOG.warning("shard %d: a batch of %d failed: %r", batch.shard, len(requests), error)
                 self._failed_batches.inc()
                 failures.extend(synthesis_failures(requests, repr(error)))
