@@ -17,7 +17,8 @@ Exit status (``python -m jobs.augment``): 0 when the run finished and at most
 model call failed (the manifest is written first, and the summary names the
 most common error); 2 when the options or inputs are wrong before the pipeline
 starts (a misspelled option, a root with no label maps, a size off the model's
-latent grid: ``pipeline.launch_checks``). Out of memory in the first model call
+latent grid: ``pipeline.launch_checks``; an output rendered with another
+fingerprint: ``transforms.fingerprint``). Out of memory in the first model call
 stops the run with an error naming ``--batch-size``.
 """
 
@@ -44,6 +45,7 @@ from pipeline.dask_select import select_runner  # noqa: E402
 from pipeline.launch_checks import LaunchError  # noqa: E402
 from pipeline.options import AugmentOptions, UnknownOptionError, parse_augment_options  # noqa: E402
 from transforms.fileio import remove_temporaries  # noqa: E402
+from transforms.fingerprint import FingerprintMismatchError  # noqa: E402
 from transforms.manifest import read_manifest  # noqa: E402
 from transforms.shards import completed_shards  # noqa: E402
 from transforms.synthesis_handler import (  # noqa: E402
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     progress.propagate = False
     try:
         summary = run(argv)
-    except (UnknownOptionError, LaunchError) as error:
+    except (UnknownOptionError, LaunchError, FingerprintMismatchError) as error:
         print(f"[augment] error: {error}", file=sys.stderr)
         return EXIT_BAD_LAUNCH
     except RunStoppingError as error:  # raised on a worker; runners that keep the type

@@ -12,7 +12,7 @@ import pytest
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.world.export import export_world
-from jobs.augment import run
+from jobs.augment import EXIT_BAD_LAUNCH, main, run
 from pipeline.augment_graph import build_augment
 from pipeline.exemplar_index import prepare_index
 from pipeline.options import AugmentOptions, alias_labels_flag
@@ -96,6 +96,7 @@ def test_another_fingerprint_stops_before_any_model_work(setup, tmp_path):
     assert "--output" in message and "aug-000000.tar" in message
     with pytest.raises(FingerprintMismatchError):
         run(argv)
+    assert main(argv) == EXIT_BAD_LAUNCH  # the command line: a launch error, exit 2
     assert files(output) == before
 
 
