@@ -34,10 +34,11 @@ from amadapter.pipelines.inversion_cache import inversion_key
 from amadapter.pipelines.structure_guidance import structure_control
 
 EXEMPLAR_PATHS = ("inverted", "noised")
-# noised by default: on the appearance benchmark the two paths are within noise of each
-# other (val 84.7 vs 83.0, test 82.3 vs 83.4), while the inversion costs one more UNet row
-# per step on every cache miss, the job's common case (bench/RESULTS.md, "Sampler"); the
-# adapter is also trained on forward-noised exemplars (amadapter.training.stage2)
+# noised by default, chosen on the 16 val pairs of the appearance benchmark and on cost:
+# inverted is 1.8 colour units better there (83.0 vs 84.7 of about 125 for none), while the
+# inversion costs one more UNet row per step on every cache miss, the job's common case
+# (bench/RESULTS.md, "Sampler"); the adapter is also trained on forward-noised exemplars
+# (amadapter.training.stage2)
 DEFAULT_EXEMPLAR_PATH = "noised"
 
 
