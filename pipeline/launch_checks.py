@@ -108,12 +108,16 @@ def _check_counts(options) -> None:
 
 
 def _check_exemplar_map(options, path: str) -> None:
-    """The map exists and is the only source of targets and exemplars."""
-    clashing = [f"--{n.replace('_', '-')}" for n in ("label_maps", "exemplars", "index") if getattr(options, n)]
+    """The map exists, is the only source of targets and exemplars, and its label files'
+    format can be told."""
+    flags = {"label_maps": "--labels", "exemplars": "--exemplars", "index": "--index"}
+    clashing = [flag for name, flag in flags.items() if getattr(options, name)]
     if clashing:
         raise LaunchError(
             f"--exemplar-map names the targets and their exemplars itself; drop {', '.join(clashing)}"
         )
+    if options.dataset == "folder" and options.label_format is None:
+        raise LaunchError("--exemplar-map with --dataset folder needs --label-format")
     if not exists(path):
         raise LaunchError(f"--exemplar-map {path}: no such file")
 
