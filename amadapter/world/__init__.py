@@ -155,14 +155,57 @@ def render(layout_map: np.ndarray, appearance: Style) -> np.ndarray:
 # ----------------------------------------------------------------------------- layout
 
 
+@dataclass(frozen=True)
+class Part:
+    """One instance of a layout: a single-class piece of one drawn object (a car, the
+    sign on a pole, one facade segment, the left sidewalk). World v2's appearance
+    rule reads ``side`` and ``depth``; v1 ignores parts."""
+
+    cls: int
+    side: int  # -1 left of the vanishing point, +1 right of it, 0 on the street's axis
+    depth: float  # 0 at the horizon .. 1 at the bottom row (how near the object stands)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A label map with its instances: ``instances[y, x]`` indexes ``parts``."""
+
+    ids: np.ndarray  # (H, W) uint8 train IDs
+    instances: np.ndarray  # (H, W) int32, every pixel in exactly one part
+    parts: tuple[Part, ...]
+    horizon: float  # row of the horizon, in pixels
+
+
 class _Canvas:
-    """A train-ID map with clipped, float-coordinate drawing primitives."""
+    """A train-ID map and an instance map with clipped, float-coordinate drawing primitives.
+
+    Drawing happens inside ``begin(side, depth)`` objects; each class an object paints
+    becomes one ``Part`` of it (a pole and its sign are two parts)."""
 
     def __init__(self, height: int, width: int):
         self.h, self.w = height, width
         self.ids = np.full((height, width), SKY, dtype=np.uint8)
+        self.instances = np.zeros((height, width), dtype=np.int32)
+        self.parts: list[Part] = [Part(SKY, 0, 0.0)]
+        self._object: dict[int, int] = {}  # class -> part index within the current object
+        self._where = (0, 0.0)
         self.rows = np.arange(height, dtype=np.float32)[:, None]
         self.cols = np.arange(width, dtype=np.float32)[None, :]
+
+    def begin(self, side: int, depth: float) -> None:
+        """Start a new object: what is painted next belongs to new parts."""
+        self._object, self._where = {}, (int(side), float(depth))
+
+    def _part(self, cls: int) -> int:
+        if cls not in self._object:
+            self._object[cls] = len(self.parts)
+            self.parts.append(Part(int(cls), *self._where))
+        return self._object[cls]
+
+    def paint(self, mask: np.ndarray, cls: int) -> None:
+        mask = np.broadcast_to(mask, self.ids.shape)
+        self.ids[mask] = cls
+        self.instances[mask] = self._part(cls)
 
     def rect(self, y0: float, y1: float, x0: float, x1: float, cls: int) -> None:
         r0, r1 = max(int(round(y0)), 0), min(int(round(y1)), self.h)
@@ -173,6 +216,7 @@ class _Canvas:
             c0, c1 = int(x0), int(x0) + 1
         if r1 > r0 and c1 > c0:
             self.ids[r0:r1, c0:c1] = cls
+            self.instances[r0:r1, c0:c1] = self._part(cls)
 
     def ellipse(self, cy: float, cx: float, ry: float, rx: float, cls: int) -> None:
         ry, rx = max(ry, 0.5), max(rx, 0.5)
@@ -185,7 +229,9 @@ class _Canvas:
         inside = dy * dy + dx * dx <= 1.0
         if not inside.any() and 0 <= int(cy) < self.h and 0 <= int(cx) < self.w:
             self.ids[int(cy), int(cx)] = cls
+            self.instances[int(cy), int(cx)] = self._part(cls)
         self.ids[r0:r1, c0:c1][inside] = cls
+        self.instances[r0:r1, c0:c1][inside] = self._part(cls)
 
 
 @dataclass(frozen=True)
@@ -211,6 +257,12 @@ class _Street:
 
 def layout(layout_seed: int, height: int = 64, width: int = 128) -> np.ndarray:
     """A driving-scene label map of train IDs, (height, width) uint8."""
+    return layout_parts(layout_seed, height, width).ids
+
+
+def layout_parts(layout_seed: int, height: int = 64, width: int = 128) -> Layout:
+    """``layout(...)`` with its instance map. The instance bookkeeping draws no random
+    numbers, so the label map is the same as ever."""
     rng = np.random.default_rng([int(layout_seed), 0])
     canvas = _Canvas(height, width)
     street = _street(rng, height, width)
@@ -218,9 +270,10 @@ def layout(layout_seed: int, height: int = 64, width: int = 128) -> np.ndarray:
     _facades(canvas, street, rng)
     objects = _street_objects(street, rng, width)
     # Painter's order: far objects first, near ones drawn over them.
-    for _, draw in sorted(objects, key=lambda item: item[0]):
+    for depth, x, draw in sorted(objects, key=lambda item: item[0]):
+        canvas.begin(-1 if x < street.vx else 1, depth)
         draw(canvas)
-    return canvas.ids
+    return Layout(canvas.ids, canvas.instances, tuple(canvas.parts), street.horizon)
 
 
 def _street(rng: np.random.Generator, height: int, width: int) -> _Street:
@@ -250,12 +303,18 @@ def _ground(canvas: _Canvas, street: _Street, rng: np.random.Generator) -> None:
     below = rows > street.horizon
     left_side = SIDEWALK if rng.random() < 0.85 else TERRAIN
     right_side = SIDEWALK if rng.random() < 0.85 else TERRAIN
-    ground = np.full((canvas.h, canvas.w), TERRAIN, dtype=np.uint8)
-    ground[np.broadcast_to(cols >= _boundary(street, street.walk_left, rows), ground.shape)] = left_side
-    ground[np.broadcast_to(cols >= _boundary(street, street.road_left, rows), ground.shape)] = ROAD
-    ground[np.broadcast_to(cols > _boundary(street, street.road_right, rows), ground.shape)] = right_side
-    ground[np.broadcast_to(cols > _boundary(street, street.walk_right, rows), ground.shape)] = TERRAIN
-    canvas.ids[np.broadcast_to(below, ground.shape)] = ground[np.broadcast_to(below, ground.shape)]
+    pieces = (  # each drawn over the previous ones: (side, where it starts, class)
+        (-1, np.ones_like(cols, dtype=bool), TERRAIN),
+        (-1, cols >= _boundary(street, street.walk_left, rows), left_side),
+        (-1, cols >= _boundary(street, street.road_left, rows), ROAD),
+        # The two carriageways are two parts (in v2 they differ, like worn and new asphalt).
+        (1, cols >= _boundary(street, (street.road_left + street.road_right) / 2, rows), ROAD),
+        (1, cols > _boundary(street, street.road_right, rows), right_side),
+        (1, cols > _boundary(street, street.walk_right, rows), TERRAIN),
+    )
+    for side, start, cls in pieces:
+        canvas.begin(side, 1.0)
+        canvas.paint(below & start, cls)
 
 
 def _facades(canvas: _Canvas, street: _Street, rng: np.random.Generator) -> None:
@@ -267,6 +326,8 @@ def _facades(canvas: _Canvas, street: _Street, rng: np.random.Generator) -> None
     width = canvas.w
     cls = np.full(width, 255, dtype=np.int32)
     height_k = np.zeros(width, dtype=np.float32)
+    segment = np.full(width, -1, dtype=np.int32)  # index into `segments` per column
+    segments: list[int] = []  # the side of each segment
     for side, outer in ((-1, street.walk_left), (1, street.walk_right)):
         # Segments from the vanishing point outward, each its own kind of facade.
         x = street.vx + side * width * rng.uniform(0.02, 0.06)
@@ -276,7 +337,8 @@ def _facades(canvas: _Canvas, street: _Street, rng: np.random.Generator) -> None
             k = rng.uniform(0.5, 1.9) if kind == BUILDING else rng.uniform(0.3, 1.1)
             x0, x1 = sorted((x, x + side * length))
             span = slice(max(int(round(x0)), 0), min(int(round(x1)), width))
-            cls[span], height_k[span] = kind, k
+            cls[span], height_k[span], segment[span] = kind, k, len(segments)
+            segments.append(side)
             x += side * length
     centre = slice(max(int(street.vx - width * 0.06), 0), min(int(street.vx + width * 0.06) + 1, width))
     far_kind = rng.choice([BUILDING, VEGETATION])
@@ -291,12 +353,23 @@ def _facades(canvas: _Canvas, street: _Street, rng: np.random.Generator) -> None
     far = np.zeros(width, dtype=bool)
     far[centre] = True
     far_mask = far[None, :] & (rows >= far_top) & (rows <= street.horizon + 0.5)
-    canvas.ids[far_mask] = far_kind
+    canvas.begin(0, 0.0)
+    canvas.paint(far_mask, far_kind)
     standing = (cls != 255) & (cls != TERRAIN)
     mask = standing[None, :] & (rows >= top[None, :]) & (rows < foot[None, :])
-    canvas.ids[mask] = np.broadcast_to(cls[None, :], mask.shape)[mask].astype(np.uint8)
     open_ground = (cls == TERRAIN)[None, :] & (rows > street.horizon) & (rows < foot[None, :])
-    canvas.ids[open_ground] = TERRAIN
+    # Segments are disjoint column spans, so painting them one by one equals painting all at once.
+    depth = np.clip(np.abs(t), 0.0, 1.0)
+    for index, side in enumerate(segments):
+        columns = segment == index
+        if columns.any():
+            canvas.begin(side, float(depth[columns].mean()))
+            canvas.paint(mask & columns[None, :], int(cls[columns][0]))
+    for index, side in enumerate(segments):
+        columns = segment == index
+        if columns.any() and cls[columns][0] == TERRAIN:
+            canvas.begin(side, float(depth[columns].mean()))
+            canvas.paint(open_ground & columns[None, :], TERRAIN)
     # A wall or fence in front of some facades, as tall as a fraction of a storey.
     for side in (-1, 1):
         if rng.random() < 0.45:
@@ -306,11 +379,12 @@ def _facades(canvas: _Canvas, street: _Street, rng: np.random.Generator) -> None
             near = on_side & (np.abs(t) >= lo) & (np.abs(t) <= max(hi, lo + 0.2))
             fence_top = foot - rng.uniform(0.15, 0.35) * (foot - street.horizon)
             band = near[None, :] & (rows >= fence_top[None, :]) & (rows < foot[None, :])
-            canvas.ids[band] = barrier
+            canvas.begin(side, float(np.clip(np.abs(t[near]), 0.0, 1.0).mean()) if near.any() else 1.0)
+            canvas.paint(band, barrier)
 
 
 def _street_objects(street: _Street, rng: np.random.Generator, width: int):
-    """(depth, draw) pairs for poles, signs, lights, vehicles and people."""
+    """(depth, x, draw) triples for poles, signs, lights, vehicles and people."""
     objects = []
     span = street.bottom - street.horizon
 
@@ -325,7 +399,7 @@ def _street_objects(street: _Street, rng: np.random.Generator, width: int):
         y = row_at(depth)
         x = street.x_at(inner + rng.uniform(0.15, 0.6) * (side - inner), y)
         top_kind = rng.choice([SIGN, LIGHT, POLE], p=[0.45, 0.4, 0.15])
-        objects.append((depth, _pole(y, x, street.lane(y), top_kind, rng)))
+        objects.append((depth, x, _pole(y, x, street.lane(y), top_kind, rng)))
     # Vehicles on the road (and sometimes parked at its edge).
     for _ in range(rng.integers(0, 7)):
         depth = rng.uniform(0.08, 1.0)
@@ -333,7 +407,7 @@ def _street_objects(street: _Street, rng: np.random.Generator, width: int):
         u = rng.uniform(0.05, 0.95)
         x = street.x_at(street.road_left, y) + u * 3.0 * street.lane(y)
         kind = rng.choice([CAR, TRUCK, BUS, TRAIN], p=[0.66, 0.16, 0.14, 0.04])
-        objects.append((depth, _vehicle(y, x, street.lane(y), kind, rng)))
+        objects.append((depth, x, _vehicle(y, x, street.lane(y), kind, rng)))
     # People on the sidewalks; riders on bicycles or motorcycles near the road edge.
     for _ in range(rng.integers(0, 6)):
         depth = rng.uniform(0.1, 1.0)
@@ -342,17 +416,17 @@ def _street_objects(street: _Street, rng: np.random.Generator, width: int):
         outer, inner = (street.walk_left, street.road_left) if left else (street.walk_right, street.road_right)
         if rng.random() < 0.65:
             x = street.x_at(inner + rng.uniform(0.1, 0.9) * (outer - inner), y)
-            objects.append((depth, _person(y, x, street.lane(y), PERSON, rng)))
+            objects.append((depth, x, _person(y, x, street.lane(y), PERSON, rng)))
         else:
             x = street.x_at(inner + rng.uniform(-0.4, 0.2) * (outer - inner), y)
             wheels = BICYCLE if rng.random() < 0.7 else MOTORCYCLE
-            objects.append((depth, _cyclist(y, x, street.lane(y), wheels, rng)))
+            objects.append((depth, x, _cyclist(y, x, street.lane(y), wheels, rng)))
     # Parked bicycles, sometimes.
     if rng.random() < 0.3:
         depth = rng.uniform(0.3, 1.0)
         y = row_at(depth)
         x = street.x_at(street.road_left + rng.uniform(0.2, 0.8) * (street.walk_left - street.road_left), y)
-        objects.append((depth, _bicycle(y, x, street.lane(y), BICYCLE)))
+        objects.append((depth, x, _bicycle(y, x, street.lane(y), BICYCLE)))
     return objects
 
 
