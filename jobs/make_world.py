@@ -1,6 +1,9 @@
 """Export the procedural driving world in the Cityscapes layout.
 
-    python -m jobs.make_world --out data/world --n 500 --split train --size 64x128
+    python -m jobs.make_world --out data/world --n 500 --split train --size 64x128 [--world-version 2]
+
+World v1 (the default) is what the bundled model was trained on; v2 varies appearance
+within a class (``amadapter.world.v2``) and writes instance maps too.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import time
 
 from amadapter.world import SPLIT_SEEDS
 from amadapter.world.export import export_world
+from amadapter.world.versions import WORLD_VERSIONS
 from pipeline.options import parse_size
 
 
@@ -20,10 +24,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="train", choices=sorted(SPLIT_SEEDS))
     parser.add_argument("--size", type=parse_size, default=(64, 128), help="HxW, e.g. 64x128")
     parser.add_argument("--start", type=int, default=0, help="index of the first seed within the split")
+    parser.add_argument("--world-version", type=int, default=1, choices=WORLD_VERSIONS)
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    stems = export_world(args.out, args.n, args.split, *args.size, start=args.start)
-    print(f"wrote {len(stems)} {args.split} scenes of {args.size[0]}x{args.size[1]} to {args.out} "
+    stems = export_world(args.out, args.n, args.split, *args.size, start=args.start, version=args.world_version)
+    print(f"wrote {len(stems)} {args.split} world v{args.world_version} scenes of {args.size[0]}x{args.size[1]} to {args.out} "
           f"in {time.perf_counter() - began:.1f} s")
 
 
