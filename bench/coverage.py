@@ -2,17 +2,12 @@
 
     python -m bench.coverage [--quick] [--model DIR] [--pool N] [--targets N]
 
-Scene suite: target layouts from the world's test seeds; exemplars chosen from a pool
-of world frames (train seeds, each frame in its own style) by the product's own
-retrieval: the pool is exported in the Cityscapes layout and indexed with
-``prepare_index``, exactly as the augment job does, and each target takes the best
-match (N = 1) or the best match plus the coverage exemplar of
-``--exemplars-per-target 2`` (``amadapter.retrieval.coverage``).
-
-Ground truth per N: every target pixel in the style of the exemplar that lends its
-class (the first exemplar lends the rest), rendered exactly by the world. A class no
-chosen exemplar shows is *untransferable*: its appearance cannot be known from the
-exemplars. Reported per N, with the bundled model (am_adapter, 20 steps, guidance
+Scene suite (``bench.scene_suite``, world v1): target layouts from the world's test
+seeds; exemplars chosen from a pool of world frames by the product's own retrieval,
+the best match (N = 1) or the best match plus the coverage exemplar of
+``--exemplars-per-target 2``. Ground truth per N: every target pixel in the style of
+the exemplar that lends its class. A class no chosen exemplar shows is
+*untransferable*: its appearance cannot be known from the exemplars. Reported per N, with the bundled model (am_adapter, 20 steps, guidance
 7.5, the job's exemplar path): the untransferable share of the target pixels, the
 colour error on all classes, the colour error on the transferable classes only, and
 seconds per image; ``none`` (structure only, against the N = 1 truth) as the no-
@@ -29,56 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from amadapter import world
-from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
+from amadapter.io.labels import IGNORE_ID
 from amadapter.pipelines.exemplar_regions import ExemplarRegion
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
-from amadapter.retrieval import ExemplarIndex
-from amadapter.retrieval.coverage import class_pixels, cover_classes
 from amadapter.training.validation import colour_error
-from amadapter.world.export import export_world
 from bench.appearance import DEFAULT_MODEL
-from pipeline.exemplar_index import prepare_index
-from transforms.retrieve_exemplars import COVERAGE_CANDIDATES
-
-HEIGHT, WIDTH = 64, 128
-
-
-def scene_suite(n: int, pool_size: int, workdir: Path) -> list[dict]:
-    """Per target: its labels and seed, and the ranked pool matches of the job's retrieval."""
-    export_world(workdir, pool_size, "train", HEIGHT, WIDTH)
-    index = ExemplarIndex.load(prepare_index(None, str(workdir), "cityscapes", "train", str(workdir)))
-    seeds = list(world.split_seeds("test", n))
-    labels = [world.layout(s, HEIGHT, WIDTH) for s in seeds]
-    ranked = index.query(labels, COVERAGE_CANDIDATES, target_paths=[None] * n)
-    return [{"labels": l, "seed": s, "ranked": r} for l, s, r in zip(labels, seeds, ranked)]
-
-
-def chosen_exemplars(case: dict, count: int) -> list[dict]:
-    """The exemplars of ``--exemplars-per-target count``: photo, labels, style, lent classes."""
-    ranked = case["ranked"]
-    chosen = []
-    for match, lent in cover_classes(ranked[0], ranked, class_pixels(case["labels"]), count):
-        style_seed = int(Path(match.label_path).name.split("_")[2])  # world_{layout}_{style}_...
-        labels = np.asarray(Image.open(match.label_path.replace("_labelIds", "_labelTrainIds")))
-        chosen.append({"photo": np.asarray(Image.open(match.photo_path).convert("RGB")), "labels": labels,
-                       "style": world.style(style_seed), "lent": lent})  # fmt: skip
-    return chosen
-
-
-def truth_and_transferable(labels: np.ndarray, chosen: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """The ground truth (each class in its lender's style) and the transferable-pixel mask."""
-    truth = world.render(labels, chosen[0]["style"])
-    for exemplar in chosen[1:]:
-        lent = np.isin(labels, exemplar["lent"])
-        truth = np.where(lent[..., None], world.render(labels, exemplar["style"]), truth)
-    shown = np.zeros(NUM_CLASSES + 1, bool)
-    for exemplar in chosen:
-        shown[np.unique(np.minimum(exemplar["labels"], NUM_CLASSES))] = True
-    shown[NUM_CLASSES] = False
-    return truth, shown[np.minimum(labels, NUM_CLASSES)]
+from bench.scene_suite import HEIGHT, WIDTH, chosen_exemplars, scene_suite, truth_and_transferable
 
 
 def render(pipe, case: dict, chosen: list[dict], mode: str, args) -> np.ndarray:
@@ -112,7 +64,7 @@ def main(argv=None) -> dict:
             labels = case["labels"]
             for count in (1, 2):
                 chosen = chosen_exemplars(case, count)
-                truth, transferable = truth_and_transferable(labels, chosen)
+                truth, transferable = truth_and_transferable(case, chosen)
                 start = time.perf_counter()
                 output = render(pipe, case, chosen, "am_adapter", args)
                 figures.setdefault(f"seconds_per_image_n{count}", []).append(time.perf_counter() - start)
