@@ -1,79 +1,122 @@
-"""Appearance transfer on the procedural world, with exact ground truth.
+"""Appearance transfer on the procedural world, with exact ground truth: two suites.
 
-    python -m bench.appearance [--quick] [--model DIR] [--exemplar-path inverted|noised]
+    python -m bench.appearance [--quick] [--world-version 1|2] [--model DIR] [--floors-only]
+                               [--skip-miou] [--exemplar-path inverted|noised]
 
-Held-out test pairs: a target layout, and an exemplar with another layout in a
-style; the ground truth is ``render(target layout, exemplar style)``. Every
-mode (``none``, ``augmented``, ``categorical`` with beta chosen on val pairs,
+Every mode (``none``, ``augmented``, ``categorical`` with beta chosen on val pairs,
 ``am_adapter``) runs on the same weights, pairs and seeds.
 
-- colour error: per pair, the mean over the target's classes of the RGB (0-255)
-  distance between the mean colour of the class's pixels in the output and in
-  the ground truth; averaged over pairs;
-- layout mIoU: a small segmenter trained on the world (``world_segmenter``),
-  applied to the outputs, against the target labels; also on the ground truth.
+- **Scene suite** (``bench.scene_suite``): a test layout, its exemplar chosen from a
+  pool of train frames by the product's own retrieval; the ground truth is the target
+  layout in the exemplar's style. Score: colour error per class (mean-colour RGB
+  distance) over the *transferable* classes only (shown by the exemplar), averaged;
+  the untransferable share of the target pixels is reported beside it.
+- **Crop suite** (``amadapter.world.crops``): two windows of one scene; the exemplar is
+  one, the target the other, the ground truth the target window of the same render.
+  Score: colour error per instance shown in both crops (``amadapter.world.metrics``).
+- **Floors**, in the same run: ``vae_floor`` (ground truth encoded and decoded by the
+  model's VAE, crop-suite metric; ``scene_vae_floor`` with the scene metric),
+  ``scene_oracle``/``crop_oracle`` (am_adapter with the ground truth itself as the
+  exemplar), and, without the model, ``scene_class_only_floor`` and
+  ``crop_class_only_floor``: the class-only matcher of ``metrics.class_only_image``.
+- **Layout**: mIoU of each mode's outputs (both suites pooled) by the cached world
+  segmenter (``bench.world_segmenter``, trained on world v1 scenes), and of the ground
+  truth; ``--skip-miou`` leaves it out.
 
-Writes a contact sheet (target labels | exemplar | none | augmented |
-categorical | am_adapter | ground truth) to ``bench/appearance.png``. The last
-printed line is one JSON object.
+World v1 stays the default until a model trained on v2 exists. ``--floors-only``
+computes the model-free floors and the VAE floor only (seconds), for tuning the world.
+Writes one contact sheet per suite (labels | exemplar | four modes | ground truth) to
+``bench/appearance_{scene,crop}_v{version}.png``. The last printed line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import AutoencoderKL
 from PIL import Image
 
-from amadapter import world
-from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.io.labels import train_ids_to_colors
+from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
-from amadapter.training.validation import colour_error  # the metric validation during training uses
-from pipeline.options import parse_size
+from amadapter.world import metrics
+from amadapter.world.crops import crop_pairs
+from amadapter.world.versions import WORLD_VERSIONS
+from bench.scene_suite import HEIGHT, WIDTH, chosen_exemplars, scene_suite, truth_and_transferable
 from bench.world_segmenter import load_or_train, mean_iou, segment
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "amadapter" / "demo_model"
 MODES = ("none", "augmented", "categorical", "am_adapter")
+SUITES = ("scene", "crop")
 
 
-def make_pairs(split: str, n: int, height: int, width: int) -> dict[str, np.ndarray]:
-    """n pairs of one split: target and exemplar layouts from disjoint seeds, one style each."""
-    targets, exemplars, styles = (world.split_seeds(split, n, start=k * n) for k in range(3))
-    target_labels, exemplar_labels, exemplar_images, truths = [], [], [], []
-    for t, e, s in zip(targets, exemplars, styles):
-        appearance = world.style(s)
-        t_ids, e_ids = world.layout(t, height, width), world.layout(e, height, width)
-        target_labels.append(t_ids)
-        exemplar_labels.append(e_ids)
-        exemplar_images.append(world.render(e_ids, appearance))
-        truths.append(world.render(t_ids, appearance))
-    return {
-        "target_labels": np.stack(target_labels),
-        "exemplar_labels": np.stack(exemplar_labels),
-        "exemplar_images": np.stack(exemplar_images),
-        "truth": np.stack(truths),
-        "seeds": np.array(list(targets)),
-    }
+def scene_pairs(split: str, n: int, pool: int, version: int, workdir: Path) -> dict[str, np.ndarray]:
+    """n scene-suite pairs of ``split``: the target, its retrieved exemplar, the truth."""
+    rows = []
+    for case in scene_suite(n, pool, workdir, split, version):
+        exemplar = chosen_exemplars(case, 1)[0]
+        truth, _ = truth_and_transferable(case, [exemplar])
+        rows.append({"target_labels": case["labels"], "exemplar_labels": exemplar["labels"],
+                     "exemplar_image": exemplar["photo"], "truth": truth, "seed": case["seed"]})  # fmt: skip
+    return {key: np.stack([r[key] for r in rows]) for key in rows[0]}
 
 
-def render_mode(pipe, pairs: dict, mode: str, args, beta: float = 5.0) -> np.ndarray:
-    """(n, H, W, 3) uint8 outputs; each target uses its own exemplar and seed."""
+def suite_pairs(suite: str, split: str, n: int, args, workdir: Path) -> dict[str, np.ndarray]:
+    if suite == "scene":
+        return scene_pairs(split, n, args.pool, args.world_version, workdir / split)
+    return crop_pairs(split, n, (HEIGHT, WIDTH), args.world_version)
+
+
+def score(suite: str, images: np.ndarray, pairs: dict) -> float:
+    """The suite's colour error of ``images`` (n, H, W, 3) against the truth, averaged over pairs."""
+    errors = []
+    for i, image in enumerate(images):
+        if suite == "scene":
+            errors.append(metrics.transferable_colour_error(
+                image, pairs["truth"][i], pairs["target_labels"][i], pairs["exemplar_labels"][i]))
+        else:
+            shared = metrics.shared_instances(pairs["target_instances"][i], pairs["exemplar_instances"][i])
+            errors.append(metrics.instance_colour_error(image, pairs["truth"][i], pairs["target_instances"][i], shared))
+    return float(np.mean(errors))
+
+
+def class_only_images(suite: str, pairs: dict) -> np.ndarray:
+    """The class-only matcher's outputs: units are classes (scene) or instances (crop)."""
+    units = pairs["target_labels"] if suite == "scene" else pairs["target_instances"]
+    return np.stack([metrics.class_only_image(pairs["truth"][i], pairs["target_labels"][i], units[i],
+                                              pairs["exemplar_image"][i], pairs["exemplar_labels"][i])
+                     for i in range(len(units))])  # fmt: skip
+
+
+@torch.no_grad()
+def vae_round_trip(vae: AutoencoderKL, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    """Encode (posterior mode, as the pipeline does) and decode: (n, H, W, 3) uint8 both ways."""
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i:i + batch]).permute(0, 3, 1, 2).to(vae.dtype) / 127.5 - 1.0
+        y = vae.decode(vae.encode(x).latent_dist.mode()).sample.float().clamp(-1, 1)
+        out.append(((y + 1.0) * 127.5).round().permute(0, 2, 3, 1).to(torch.uint8).numpy())
+    return np.concatenate(out)
+
+
+def render_mode(pipe, pairs: dict, mode: str, args, beta: float = 5.0, oracle: bool = False) -> np.ndarray:
+    """(n, H, W, 3) uint8 outputs; each target uses its own exemplar (or its truth) and seed."""
     outputs = []
-    n = len(pairs["seeds"])
-    for i in range(0, n, args.batch):
+    for i in range(0, len(pairs["seed"]), args.batch):
         rows = slice(i, i + args.batch)
         kwargs = {}
         if mode != "none":
-            kwargs = dict(exemplar_images=list(pairs["exemplar_images"][rows]),
-                          exemplar_labels=list(pairs["exemplar_labels"][rows]))
+            images, labels = ("truth", "target_labels") if oracle else ("exemplar_image", "exemplar_labels")
+            kwargs = dict(exemplar_images=list(pairs[images][rows]), exemplar_labels=list(pairs[labels][rows]))
         images = pipe(
             list(pairs["target_labels"][rows]),
-            seeds=[int(s) for s in pairs["seeds"][rows]],
+            seeds=[int(s) for s in pairs["seed"][rows]],
             num_inference_steps=args.steps,
             guidance_scale=args.guidance,
             mode=mode,
@@ -86,14 +129,10 @@ def render_mode(pipe, pairs: dict, mode: str, args, beta: float = 5.0) -> np.nda
     return np.concatenate(outputs)
 
 
-def mean_colour_error(outputs: np.ndarray, pairs: dict) -> float:
-    return float(np.mean([colour_error(o, t, l) for o, t, l in zip(outputs, pairs["truth"], pairs["target_labels"])]))
-
-
 def contact_sheet(pairs: dict, outputs: dict[str, np.ndarray], rows: int, path: Path) -> None:
     lines = []
-    for i in range(min(rows, len(pairs["seeds"]))):
-        cells = [train_ids_to_colors(pairs["target_labels"][i]), pairs["exemplar_images"][i]]
+    for i in range(min(rows, len(pairs["seed"]))):
+        cells = [train_ids_to_colors(pairs["target_labels"][i]), pairs["exemplar_image"][i]]
         cells += [outputs[m][i] for m in MODES] + [pairs["truth"][i]]
         gap = np.full((cells[0].shape[0], 2, 3), 255, np.uint8)
         lines.append(np.concatenate([x for c in cells for x in (c, gap)][:-1], axis=1))
@@ -102,73 +141,97 @@ def contact_sheet(pairs: dict, outputs: dict[str, np.ndarray], rows: int, path: 
     Image.fromarray(sheet).resize((sheet.shape[1] * 2, sheet.shape[0] * 2), Image.NEAREST).save(path)
 
 
-def main(argv: list[str] | None = None) -> None:
+def floors(test: dict[str, dict], vae: AutoencoderKL) -> dict[str, float]:
+    """The model-free class-only floors, the untransferable share and the VAE floors."""
+    scene, crop = test["scene"], test["crop"]
+    return {
+        "scene_class_only_floor": score("scene", class_only_images("scene", scene), scene),
+        "crop_class_only_floor": score("crop", class_only_images("crop", crop), crop),
+        "scene_untransferable_share": float(np.mean([metrics.untransferable_share(t, e) for t, e in
+                                                     zip(scene["target_labels"], scene["exemplar_labels"])])),
+        "vae_floor": score("crop", vae_round_trip(vae, crop["truth"]), crop),
+        "scene_vae_floor": score("scene", vae_round_trip(vae, scene["truth"]), scene),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="16 test pairs, 8 val pairs, shorter segmenter training")
+    parser.add_argument("--quick", action="store_true", help="16 test pairs and 8 val pairs per suite, a pool "
+                        "of 200, shorter segmenter training")  # fmt: skip
+    parser.add_argument("--world-version", type=int, default=1, choices=WORLD_VERSIONS)
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
-    parser.add_argument("--pairs", type=int, default=64)
-    parser.add_argument("--val-pairs", type=int, default=16)
+    parser.add_argument("--pairs", type=int, default=64, help="test pairs per suite")
+    parser.add_argument("--val-pairs", type=int, default=16, help="val pairs per suite (beta, model choices)")
+    parser.add_argument("--pool", type=int, default=1000, help="train frames the scene suite retrieves from")
     parser.add_argument("--betas", type=float, nargs="+", default=[1.0, 2.5, 5.0, 10.0])
-    parser.add_argument("--size", type=parse_size, default=(64, 128), help="HxW of the world scenes")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--batch", type=int, default=8, help="targets per pipeline call")
+    parser.add_argument("--floors-only", action="store_true", help="floors and share only; no diffusion")
+    parser.add_argument("--skip-miou", action="store_true", help="no world segmenter (trained on world v1)")
     parser.add_argument("--segmenter-steps", type=int, default=3000)
     parser.add_argument("--segmenter-batch", type=int, default=8)
     parser.add_argument("--cache", default="out/bench_cache", help="where the trained segmenter is kept")
-    parser.add_argument("--sheet", default="bench/appearance.png")
+    parser.add_argument("--sheets", default="bench", help="folder of the contact sheets")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--exemplar-path", choices=EXEMPLAR_PATHS, default=DEFAULT_EXEMPLAR_PATH,
                         help="how exemplar rows start and move (amadapter.pipelines.exemplar_start)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.pairs, args.val_pairs, args.segmenter_steps = 16, 8, 600
+        args.pairs, args.val_pairs, args.pool, args.segmenter_steps = 16, 8, 200, 600
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
+    result: dict = {"world_version": args.world_version, "pairs": args.pairs, "val_pairs": args.val_pairs}
 
+    with tempfile.TemporaryDirectory() as workdir:
+        test = {s: suite_pairs(s, "test", args.pairs, args, Path(workdir)) for s in SUITES}
+        val = {s: suite_pairs(s, "val", args.val_pairs, args, Path(workdir)) for s in SUITES}
+    vae = AutoencoderKL.from_pretrained(Path(args.model) / "vae").eval().float()
+    result.update({k: round(v, 4 if k.endswith("share") else 2) for k, v in floors(test, vae).items()})
+    print(f"floors: {json.dumps(result)}")
+    if not args.floors_only:
+        result.update(model_figures(test, val, args))
+    result.update(steps=args.steps, guidance=args.guidance, size=[HEIGHT, WIDTH], pool=args.pool, model=args.model,
+                  seconds=round(time.perf_counter() - began, 1))  # fmt: skip
+    print(json.dumps(result))
+    return result
+
+
+def model_figures(test: dict[str, dict], val: dict[str, dict], args) -> dict:
+    """Every mode and the oracle on both suites, beta per suite on its val pairs; mIoU; sheets."""
     pipe = AMAdapterPipeline.from_pretrained(args.model, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    height, width = args.size
-    test = make_pairs("test", args.pairs, height, width)
-    val = make_pairs("val", args.val_pairs, height, width)
-
-    beta_errors = {b: mean_colour_error(render_mode(pipe, val, "categorical", args, b), val) for b in args.betas}
-    beta = min(beta_errors, key=beta_errors.get)
-    print(f"categorical beta on {args.val_pairs} val pairs: " + ", ".join(f"{b}: {e:.1f}" for b, e in beta_errors.items()))
-    # what choices between models or options (e.g. the exemplar path) are made on
-    val_error_am = mean_colour_error(render_mode(pipe, val, "am_adapter", args), val)
-
-    outputs, timings = {}, {}
-    for mode in MODES:
-        t = time.perf_counter()
-        outputs[mode] = render_mode(pipe, test, mode, args, beta)
-        timings[mode] = time.perf_counter() - t
-        print(f"{mode}: colour error {mean_colour_error(outputs[mode], test):.1f} ({timings[mode]:.0f} s)")
-
-    segmenter = load_or_train(args.cache, args.segmenter_steps, args.segmenter_batch, (height, width))
-    miou = {m: mean_iou(segment(segmenter, outputs[m]), test["target_labels"]) for m in MODES}
-    miou_truth = mean_iou(segment(segmenter, test["truth"]), test["target_labels"])
-    contact_sheet(test, outputs, 8, Path(args.sheet))
-
-    errors = {m: mean_colour_error(outputs[m], test) for m in MODES}
-    result = {f"color_error_{m}": round(errors[m], 2) for m in MODES}
-    result.update({f"miou_{m}": round(miou[m], 4) for m in MODES})
-    result.update({
-        "miou_ground_truth": round(miou_truth, 4),
-        "pairs": args.pairs,
-        "categorical_beta": beta,
-        "val_color_error_am_adapter": round(val_error_am, 2),
-        "exemplar_path": args.exemplar_path,
-        "ratio_am_vs_augmented": round(errors["am_adapter"] / errors["augmented"], 3),
-        "ratio_am_vs_none": round(errors["am_adapter"] / errors["none"], 3),
-        "ratio_miou_am_vs_ground_truth": round(miou["am_adapter"] / miou_truth, 3),
-        "steps": args.steps,
-        "guidance": args.guidance,
-        "size": [height, width],
-        "model": args.model,
-        "seconds": round(time.perf_counter() - began, 1),
-    })
-    print(json.dumps(result))
+    figures, outputs = {}, {}
+    for suite in SUITES:
+        beta_errors = {b: score(suite, render_mode(pipe, val[suite], "categorical", args, b), val[suite])
+                       for b in args.betas}  # fmt: skip
+        beta = min(beta_errors, key=beta_errors.get)
+        print(f"{suite}: categorical beta on val: " + ", ".join(f"{b}: {e:.1f}" for b, e in beta_errors.items()))
+        figures[f"{suite}_categorical_beta"] = beta
+        # what choices between models or options (e.g. the exemplar path) are made on
+        figures[f"{suite}_val_error_am_adapter"] = round(
+            score(suite, render_mode(pipe, val[suite], "am_adapter", args), val[suite]), 2)
+        outputs[suite] = {}
+        for mode in MODES:
+            t = time.perf_counter()
+            outputs[suite][mode] = render_mode(pipe, test[suite], mode, args, beta)
+            figures[f"{suite}_error_{mode}"] = round(score(suite, outputs[suite][mode], test[suite]), 2)
+            print(f"{suite} {mode}: colour error {figures[f'{suite}_error_{mode}']} ({time.perf_counter() - t:.0f} s)")
+        oracle = render_mode(pipe, test[suite], "am_adapter", args, oracle=True)
+        figures[f"{suite}_oracle"] = round(score(suite, oracle, test[suite]), 2)
+        contact_sheet(test[suite], outputs[suite], 8, Path(args.sheets) / f"appearance_{suite}_v{args.world_version}.png")
+    if not args.skip_miou:
+        segmenter = load_or_train(args.cache, args.segmenter_steps, args.segmenter_batch, (HEIGHT, WIDTH))
+        labels = np.concatenate([test[s]["target_labels"] for s in SUITES])
+        for mode in MODES:
+            predicted = segment(segmenter, np.concatenate([outputs[s][mode] for s in SUITES]))
+            figures[f"miou_{mode}"] = round(mean_iou(predicted, labels), 4)
+        truth = segment(segmenter, np.concatenate([test[s]["truth"] for s in SUITES]))
+        figures["miou_ground_truth"] = round(mean_iou(truth, labels), 4)
+        figures["segmenter_world_version"] = 1
+    for suite, other in (("scene", "augmented"), ("crop", "augmented"), ("crop", "categorical")):
+        figures[f"{suite}_ratio_am_vs_{other}"] = round(figures[f"{suite}_error_am_adapter"] / figures[f"{suite}_error_{other}"], 3)
+    return figures
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Per pair: a target layout and two exemplars in styles A and B (other layouts).
 The target's road and sky are assigned to exemplar A, the rest to exemplar B
 (``ExemplarRegion``). The ground truth is the composite: render(target, A) on road
 and sky, render(target, B) elsewhere. Three renders with the same seed: the two
-regions, A alone, B alone. Colour error (``bench.appearance.colour_error``: per
+regions, A alone, B alone. Colour error (``amadapter.training.validation.colour_error``: per
 class, the RGB distance between mean colours) is measured on the lent region
 (road + sky) and on the rest, against render(target, A) and render(target, B),
 and on the whole image against the composite. The last printed line is one JSON
@@ -27,7 +27,7 @@ from amadapter import world
 from amadapter.pipelines.exemplar_regions import ExemplarRegion
 from amadapter.io.labels import IGNORE_ID
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
-from bench.appearance import colour_error
+from amadapter.training.validation import colour_error
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "amadapter" / "demo_model"
 LENT = (world.ROAD, world.SKY)  # the classes exemplar A lends

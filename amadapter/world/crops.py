@@ -1,6 +1,6 @@
 """Crop pairs: the paper's stage-2 setting, with exact ground truth per instance.
 
-One v2 scene is rendered at ``SCENE_SCALE`` x the model size; two windows of it
+One scene (world v2 unless told) is rendered at ``SCENE_SCALE`` x the model size; two windows of it
 (each ``s`` x the model size, ``s`` uniform in [1, ``SCENE_SCALE``], at a random
 offset; the exemplar's window mirrored with probability 1/2) are resized to the
 model size: images by area averaging (PIL BOX), label and instance maps by
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from amadapter.world import layout_parts, split_seeds
-from amadapter.world.v2 import render_v2, style_v2
+from amadapter.world.versions import render_scene
 
 SCENE_SCALE = 1.5
 
@@ -58,11 +58,11 @@ def cut(array: np.ndarray, window: Window, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(region[rows][:, cols])
 
 
-def crop_pair(seed: int, size: tuple[int, int] = (64, 128)) -> dict[str, np.ndarray]:
+def crop_pair(seed: int, size: tuple[int, int] = (64, 128), version: int = 2) -> dict[str, np.ndarray]:
     """Target and exemplar windows of one scene: labels, instances, images (truth = target image)."""
     scene_size = (int(round(size[0] * SCENE_SCALE)), int(round(size[1] * SCENE_SCALE)))
     scene = layout_parts(seed, *scene_size)
-    photo = render_v2(scene, style_v2(seed))
+    photo = render_scene(scene, seed, version)
     rng = np.random.default_rng([int(seed), 3])
     target, exemplar = random_window(rng, scene_size, size, False), random_window(rng, scene_size, size, True)
     return {
@@ -76,7 +76,7 @@ def crop_pair(seed: int, size: tuple[int, int] = (64, 128)) -> dict[str, np.ndar
     }
 
 
-def crop_pairs(split: str, n: int, size: tuple[int, int] = (64, 128)) -> dict[str, np.ndarray]:
+def crop_pairs(split: str, n: int, size: tuple[int, int] = (64, 128), version: int = 2) -> dict[str, np.ndarray]:
     """``n`` crop pairs of ``split``, stacked: (n, H, W[, 3]) per field."""
-    pairs = [crop_pair(s, size) for s in split_seeds(split, n)]
+    pairs = [crop_pair(s, size, version) for s in split_seeds(split, n)]
     return {key: np.stack([p[key] for p in pairs]) for key in pairs[0]}
