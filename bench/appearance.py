@@ -69,7 +69,7 @@ def scene_pairs(split: str, n: int, pool: int, version: int, workdir: Path) -> d
 
 def suite_pairs(suite: str, split: str, n: int, args, workdir: Path) -> dict[str, np.ndarray]:
     if suite == "scene":
-        return scene_pairs(split, n, args.pool, args.world_version, workdir / split)
+        return scene_pairs(split, n, args.pool, args.world_version, workdir)  # one pool and index for both splits
     return crop_pairs(split, n, (HEIGHT, WIDTH), args.world_version)
 
 

@@ -16,6 +16,10 @@ streams, so layout seed s and style seed s are unrelated):
 Seeds stay below 10**6 so an exported frame can carry both in a
 Cityscapes-shaped name (``world_{layout:06d}_{style:06d}``).
 
+``layout_parts`` gives a layout's instance map too (``Layout``: every pixel in one
+``Part``, a single-class piece of one drawn object); world v2 (``amadapter.world.v2``)
+paints those instances, v1 (this module, the default everywhere) ignores them.
+
 Pure numpy and deterministic: same seed and size, same array, on any machine.
 """
 
