@@ -219,6 +219,7 @@ def model_figures(test: dict[str, dict], val: dict[str, dict], args) -> dict:
             print(f"{suite} {mode}: colour error {figures[f'{suite}_error_{mode}']} ({time.perf_counter() - t:.0f} s)")
         oracle = render_mode(pipe, test[suite], "am_adapter", args, oracle=True)
         figures[f"{suite}_oracle"] = round(score(suite, oracle, test[suite]), 2)
+        print(f"{suite} oracle (its ground truth as the exemplar, am_adapter): {figures[f'{suite}_oracle']}")
         contact_sheet(test[suite], outputs[suite], 8, Path(args.sheets) / f"appearance_{suite}_v{args.world_version}.png")
     if not args.skip_miou:
         segmenter = load_or_train(args.cache, args.segmenter_steps, args.segmenter_batch, (HEIGHT, WIDTH))
