@@ -15,6 +15,8 @@ chosen exemplar shows is *untransferable*: its appearance cannot be known from t
 exemplars. Reported per N, with the bundled model (am_adapter, 20 steps, guidance
 7.5, the job's exemplar path): the untransferable share of the target pixels, the
 colour error on all classes, the colour error on the transferable classes only, and
+the colour error on the classes the second exemplar lends (targets that get one:
+no appearance source at N = 1, the second exemplar at N = 2), and
 seconds per image (over the targets that get a second exemplar; the others render the
 same call under both N, so they are rendered once); ``none`` (structure only, against the N = 1 truth) as the no-
 exemplar reference. The last line is one JSON object.
@@ -129,6 +131,11 @@ def main(argv=None) -> dict:
                 figures.setdefault(f"colour_error_all_n{count}", []).append(colour_error(output, truth, labels))
                 only = np.where(transferable, labels, IGNORE_ID).astype(np.uint8)
                 figures.setdefault(f"colour_error_transferable_n{count}", []).append(colour_error(output, truth, only))
+                if has_second:  # the classes the second exemplar lends: no source at N = 1, one at N = 2
+                    lent = np.where(np.isin(labels, choices[2][1]["lent"]), labels, IGNORE_ID).astype(np.uint8)
+                    figures.setdefault(f"colour_error_second_classes_n{count}", []).append(
+                        colour_error(output, truth, lent)
+                    )
                 if count == 1:
                     none = render(pipe, case, chosen, "none", args)
                     figures.setdefault("colour_error_all_none", []).append(colour_error(none, truth, labels))
