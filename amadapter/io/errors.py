@@ -71,3 +71,10 @@ class ExemplarRegionError(InputError):
     class, a mask of the wrong size, more than one "rest"."""
 
     code = "bad_exemplar_regions"
+
+
+class SampleFilteredError(InputError):
+    """A rendered sample the quality filter dropped: too few of its labelled pixels kept
+    (``amadapter.filtering``). Not a failure: its manifest row has status ``filtered``."""
+
+    code = "filtered"
