@@ -89,12 +89,15 @@ def write_shard(
     ``samples`` must come in strictly increasing key order (``WriteShards`` sorts
     them); they are streamed, never all held in memory. Each ``Sample.meta`` must
     hold ``"source"``. ``failures`` are the inputs of this shard that produced no
-    sample; they are recorded in the stats. A shard may hold no samples.
+    sample; they are recorded in the stats. A shard may hold no samples. Failures with
+    code ``filtered`` are listed apart (``filtered``), with the pixels the quality filter
+    dropped from the written samples (``filtered_pixels``).
     """
     failed = sorted(failures, key=lambda f: f.key)
     failed_keys = {f.key for f in failed}
     written: list[dict] = []
     pixels = np.zeros(256, dtype=np.int64)
+    filtered_pixels = 0
     path, marker = shard_path(output, prefix, index), stats_path(output, prefix, index)
     if exists(marker):  # rewriting a finished shard: it is unfinished until the new stats land
         delete(marker)

@@ -56,7 +56,7 @@ class SegmentationModel:
         self._channels = channels  # model channel of each train ID, or None: the same order
 
     def logits(self, images: np.ndarray) -> torch.Tensor:
-        pixels = torch.from_numpy(np.ascontiguousarray(images))
+        pixels = torch.from_numpy(np.array(images, dtype=np.uint8))  # a writable copy
         with torch.inference_mode():
             inputs = self._prepare(pixels).to(self._device)
             output = self._module(inputs)
