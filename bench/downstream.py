@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     t = time.perf_counter()
     real_root, target_root = export_inputs(cache, config["real"], config["synthetic"])
-    test_photos, test_labels = test_set(config["test"])
+    test = test_set(config["test"])
     train_options = dict(size=SIZE, steps=config["steps"], batch_size=args.batch_size,
                          workers=args.loader_workers, lr=args.lr)  # fmt: skip
     timings["data_s"] = time.perf_counter() - t
@@ -126,18 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
         "synthetic": (synthetic["pattern"], None),
         "real_ideal": (ideal, real),
     }
-    scores = {arm: [] for arm in ARMS}
     t = time.perf_counter()
-    steps_run = 0
-    for seed in range(config["seeds"]):
-        for arm in ARMS:
-            out = cache / "arms" / f"{arm}-{seed}"
-            pattern, real_source = sources[arm]
-            result = train(pattern, real_source, seed=seed, out=str(out), **train_options)
-            steps_run += result["steps"]
-            scores[arm].append(evaluate(out, test_photos, test_labels))
-            print(f"{arm} seed {seed}: mIoU {scores[arm][-1]:.4f} "
-                  f"(seen {result['seen']}, {result['seconds']:.0f} s)", flush=True)  # fmt: skip
+    scores, steps_run = train_arms(sources, config["seeds"], cache, train_options, test)
     timings["training_s"] = time.perf_counter() - t
     timings["training_step_s"] = timings["training_s"] / max(steps_run, 1)
 
@@ -149,6 +139,22 @@ def main(argv: list[str] | None = None) -> dict:
     result.update(quick=args.quick, cache=str(cache), seconds=round(time.perf_counter() - began, 1))
     print(json.dumps(result))
     return result
+
+
+def train_arms(sources: dict, seeds: int, cache: Path, train_options: dict, test) -> tuple:
+    """Every arm for every seed: {arm: [test mIoU per seed]} and the steps trained."""
+    scores = {arm: [] for arm in ARMS}
+    steps_run = 0
+    for seed in range(seeds):
+        for arm in ARMS:
+            out = cache / "arms" / f"{arm}-{seed}"
+            pattern, real_source = sources[arm]
+            result = train(pattern, real_source, seed=seed, out=str(out), **train_options)
+            steps_run += result["steps"]
+            scores[arm].append(evaluate(out, *test))
+            print(f"{arm} seed {seed}: mIoU {scores[arm][-1]:.4f} "
+                  f"(seen {result['seen']}, {result['seconds']:.0f} s)", flush=True)  # fmt: skip
+    return scores, steps_run
 
 
 def export_inputs(cache: Path, real: int, synthetic: int) -> tuple[Path, Path]:
