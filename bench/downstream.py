@@ -35,6 +35,7 @@ ideal). The last printed line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import hashlib
 import json
@@ -68,7 +69,7 @@ FILTER_SEED = 1000  # the filter segmenter's training seed (the arms use 0..seed
 SHARD_SIZE = 32  # S=64 gives 2 shards: one per DataLoader worker
 WIDTH = 16  # SmallSegmenter width: about 0.12 M parameters
 FULL = dict(real=64, synthetic=256, test=256, seeds=3, steps=600, ddim_steps=20)
-QUICK = dict(real=64, synthetic=64, test=128, seeds=2, steps=150, ddim_steps=10)
+QUICK = dict(real=64, synthetic=64, test=128, seeds=2, steps=100, ddim_steps=10)
 FRAME = re.compile(r"world_(\d{6})_(\d{6})_")  # an exported frame's layout and style seeds
 
 
@@ -96,27 +97,21 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     cache = Path(args.cache)
-    timings = {}
-
-    t = time.perf_counter()
-    real_root, target_root = export_inputs(cache, config["real"], config["synthetic"])
-    test = test_set(config["test"])
+    phase = Phases()
     train_options = dict(size=SIZE, steps=config["steps"], batch_size=args.batch_size,
                          workers=args.loader_workers, lr=args.lr)  # fmt: skip
-    timings["data_s"] = time.perf_counter() - t
-
+    with phase("data"):
+        real_root, target_root = export_inputs(cache, config["real"], config["synthetic"])
+        test = test_set(config["test"])
     job = JobSetup(real_root, target_root, config, args)
-    t = time.perf_counter()
-    synthetic = job.synthesize(cache)
-    timings["synthesis_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    filter_dir = filter_segmenter(cache, real_root, config, train_options)
-    timings["filter_segmenter_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    filtered = job.synthesize(cache, filter_dir)
-    timings["filtered_synthesis_s"] = time.perf_counter() - t
-    ideal = write_ideal_shards(synthetic["output"])
+    with phase("synthesis"):
+        synthetic = job.synthesize(cache)
+    with phase("filter_segmenter"):
+        filter_dir = filter_segmenter(cache, real_root, config, train_options)
+    with phase("filtered_synthesis"):
+        filtered = job.synthesize(cache, filter_dir)
+    with phase("ideal"):
+        ideal = write_ideal_shards(synthetic["output"])
 
     real = (str(real_root), "cityscapes", "train")
     sources = {
@@ -126,19 +121,55 @@ def main(argv: list[str] | None = None) -> dict:
         "synthetic": (synthetic["pattern"], None),
         "real_ideal": (ideal, real),
     }
-    t = time.perf_counter()
-    scores, steps_run = train_arms(sources, config["seeds"], cache, train_options, test)
-    timings["training_s"] = time.perf_counter() - t
-    timings["training_step_s"] = timings["training_s"] / max(steps_run, 1)
+    with phase("training"):
+        scores, steps_run = train_arms(sources, config["seeds"], cache, train_options, test)
 
     plot_arms(scores, Path(args.plot), quick=args.quick)
     sample_sheet(read_samples(synthetic["pattern"]), read_samples(filtered["pattern"]),
                  read_samples(ideal), Path(args.sheet))  # fmt: skip
     result = summarize(scores, config, synthetic, filtered)
-    result.update({k: round(v, 3 if k == "training_step_s" else 1) for k, v in timings.items()})
-    result.update(quick=args.quick, cache=str(cache), seconds=round(time.perf_counter() - began, 1))
+    result.update(phase.to_json())
+    result.update(
+        training_step_wall_s=round(phase.seconds["training"]["wall"] / steps_run, 3),
+        training_step_main_cpu_s=round(phase.seconds["training"]["main_cpu"] / steps_run, 3),
+        quiet_estimate_s=round(phase.quiet_estimate(), 1),
+        load_average=round(os.getloadavg()[0], 2),  # what else ran on the machine meanwhile
+        quick=args.quick,
+        cache=str(cache),
+        seconds=round(time.perf_counter() - began, 1),
+    )
     print(json.dumps(result))
     return result
+
+
+class Phases:
+    """Wall and CPU seconds per phase. CPU (``os.times``: this process, plus its children
+    once they have exited: Beam's worker processes, DataLoader workers) says what a phase
+    costs whatever else the shared machine runs; ``main_cpu`` is this process alone (the
+    trainer's steps, which run one after another)."""
+
+    def __init__(self):
+        self.seconds: dict[str, dict] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        wall, before = time.perf_counter(), os.times()
+        yield
+        after = os.times()
+        main = after.user + after.system - before.user - before.system
+        children = (after.children_user + after.children_system
+                    - before.children_user - before.children_system)  # fmt: skip
+        self.seconds[name] = {"wall": time.perf_counter() - wall, "cpu": main + children,
+                              "main_cpu": main}  # fmt: skip
+
+    def quiet_estimate(self, cores: int = 2) -> float:
+        """Wall seconds on an otherwise idle machine with ``cores`` cores: the CPU of each
+        phase spread over the cores, but never less than its serial part (``main_cpu``)."""
+        return sum(max(p["cpu"] / cores, p["main_cpu"]) for p in self.seconds.values())
+
+    def to_json(self) -> dict:
+        return {f"{name}_{kind}_s": round(max(value, 0.0), 1)
+                for name, phase in self.seconds.items() for kind, value in phase.items()}  # fmt: skip
 
 
 def train_arms(sources: dict, seeds: int, cache: Path, train_options: dict, test) -> tuple:

@@ -162,3 +162,4 @@ def test_a_rerun_reuses_the_shards_and_a_filter_change_is_a_fingerprint_change(s
         run(without)
     assert set(off.value.differences) == {"quality_filter"}
     assert members(output) == before
+
