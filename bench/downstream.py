@@ -68,7 +68,7 @@ SIZE = (64, 128)  # the bundled model's trained size
 FILTER_SEED = 1000  # the filter segmenter's training seed (the arms use 0..seeds-1)
 SHARD_SIZE = 32  # S=64 gives 2 shards: one per DataLoader worker
 WIDTH = 16  # SmallSegmenter width: about 0.12 M parameters
-FULL = dict(real=64, synthetic=256, test=256, seeds=3, steps=600, ddim_steps=20)
+FULL = dict(real=64, synthetic=256, test=256, seeds=3, steps=500, ddim_steps=20)
 QUICK = dict(real=64, synthetic=64, test=128, seeds=2, steps=100, ddim_steps=10)
 FRAME = re.compile(r"world_(\d{6})_(\d{6})_")  # an exported frame's layout and style seeds
 
