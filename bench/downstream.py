@@ -297,7 +297,8 @@ def summarize(scores: dict, config: dict, synthetic: dict, filtered: dict) -> di
         "gain_real_synthetic": round(gain, 4),
         "gain_real_synthetic_filtered": round(mean["real_synthetic_filtered"] - mean["real"], 4),
         "gain_real_ideal": round(ideal_gain, 4),
-        "gain_vs_ideal": round(gain / ideal_gain, 3) if ideal_gain else None,
+        # a share of the ideal gain only where there is one to share
+        "gain_vs_ideal": round(gain / ideal_gain, 3) if ideal_gain > 0.005 else None,
         "target_gain_3_points": gain >= 0.03 and gain > max(spread["real"], spread["real_synthetic"]),
         "target_filtered_at_least_unfiltered": mean["real_synthetic_filtered"] >= mean["real_synthetic"],
         "target_half_of_ideal": ideal_gain > 0 and gain >= 0.5 * ideal_gain,
