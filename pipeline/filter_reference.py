@@ -9,7 +9,8 @@ images they came from) and in every shard's fingerprint.
 
 - Real photos: ``--filter-reference ROOT`` (its ``--filter-reference-dataset`` and
   ``-split``, default the pool's), else the exemplar pool itself (``--exemplars``,
-  or the entries of ``--index``). At most ``--filter-reference-count`` frames,
+  or the entries of ``--index``; with ``--exemplar-map`` there is no pool, so
+  ``--filter-reference`` is required). At most ``--filter-reference-count`` frames,
   evenly spaced over the frames sorted by key, so the choice is deterministic;
   frames that cannot be read are skipped with their named error.
 - Each frame is resized to the output size (photo bilinear, labels with the
@@ -93,6 +94,11 @@ def reference_sources(options, inputs) -> tuple[list[LabelSource], str]:
     """The candidate reference frames (with photos, sorted by key) and how they are named in
     the fingerprint."""
     count = options.filter_reference_count
+    if options.filter_reference is None and inputs.exemplar_map is not None:
+        raise LaunchError(
+            "--filter-segmenter with --exemplar-map needs --filter-reference ROOT: the map "
+            "names exemplars per target, not a pool to measure the reference losses on"
+        )
     if options.filter_reference is None and inputs.index is not None:
         return _index_sources(inputs.index), f"the exemplar pool (index {inputs.index}), {count} frames"
     if options.filter_reference is None:

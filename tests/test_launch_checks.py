@@ -106,6 +106,8 @@ def job_argv(world: Path, model: str, output: Path) -> list[str]:
         (["--size", "18x32"], r"--size 18x32 is not a multiple of 4.*use --size 16x32 or 20x32"),
         (["--batch-size", "0"], r"--batch-size must be at least 1, got 0"),
         (["--model-copies", "0"], r"--model-copies must be at least 1, got 0"),
+        (["--exemplars-per-target", "0"], r"--exemplars-per-target must be at least 1, got 0"),
+        (["--exemplar-map", "{missing}"], r"--exemplar-map names the targets .*; drop --labels"),
     ],
 )
 def test_bad_launch_stops_before_the_pipeline_starts(world, tiny_model, tmp_path, change, message):
@@ -123,3 +125,12 @@ def test_real_cityscapes_root_passes(tiny_model):
         ["--labels", str(CITYSCAPES_ROOT), "--split", "val", "--model", tiny_model]
     )
     assert check_launch(options, resolve_inputs(options)) == (32, 64)
+
+
+def test_a_missing_exemplar_map_stops_before_the_pipeline_starts(tiny_model, tmp_path):
+    argv = ["--runner=DirectRunner", "--exemplar-map", str(tmp_path / "map.jsonl"),
+            "--model", tiny_model, "--output", str(tmp_path / "out")]  # fmt: skip
+    with pytest.raises(LaunchError, match=r"--exemplar-map .*map.jsonl: no such file"):
+        run(argv)
+    with pytest.raises(LaunchError, match=r"--dataset folder needs --label-format"):
+        run(argv + ["--dataset", "folder"])

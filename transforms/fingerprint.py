@@ -23,9 +23,10 @@ Fields (``render_fingerprint``):
   sha256, margin, min-kept share, where its reference losses were measured and
   the losses themselves (``transforms.quality_filter.QualityFilterSpec.fingerprint``),
   so another filter, rule or reference is another fingerprint.
-- ``exemplar_topk`` and ``exemplar_pool``: the retrieval settings. The pool is
-  named by what the user gave (``--index``, or the ``--exemplars`` root with its
-  dataset, split and label format), not by its content: a pool that grows between
+- ``exemplar_topk``, ``exemplars_per_target``, ``unassigned`` and ``exemplar_pool``:
+  the exemplar settings. The pool is named by what the user gave (``--index``, the
+  ``--exemplars`` root with its dataset, split and label format, or the
+  ``--exemplar-map`` file), not by its content: a pool that grows between
   scheduled runs may serve new shards with new exemplars, like a grown input set;
   another pool is another fingerprint.
 
@@ -70,6 +71,8 @@ def render_fingerprint(
     exemplar_topk: int,
     exemplar_pool: str,
     exemplar_path: str,
+    exemplars_per_target: int,
+    unassigned: str,
     quality_filter: dict | None = None,
 ) -> dict:
     """The fingerprint dict of a run (JSON values); see the module docstring."""
@@ -89,6 +92,8 @@ def render_fingerprint(
         "exemplar_topk": int(exemplar_topk),
         "exemplar_pool": exemplar_pool,
         "exemplar_path": exemplar_path,
+        "exemplars_per_target": int(exemplars_per_target),
+        "unassigned": unassigned,
         "quality_filter": quality_filter,
     }
 

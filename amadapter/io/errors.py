@@ -73,6 +73,13 @@ class ExemplarRegionError(InputError):
     code = "bad_exemplar_regions"
 
 
+class ExemplarMapError(InputError):
+    """A line of an ``--exemplar-map`` file that cannot be used: not JSON, a missing or
+    misspelt field, an unknown class name, two regions lending one class."""
+
+    code = "bad_exemplar_map"
+
+
 class SampleFilteredError(InputError):
     """A rendered sample the quality filter dropped: too few of its labelled pixels kept
     (``amadapter.filtering``). Not a failure: its manifest row has status ``filtered``."""
