@@ -59,7 +59,7 @@ from bench.world_segmenter import mean_iou, segment
 from jobs.augment import run as run_augment
 from jobs.train_segmenter import train
 from pipeline.augment_graph import DEFAULT_MODEL_DIR
-from transforms.fingerprint import checkpoint_sha256
+from transforms.fingerprint import FingerprintMismatchError, checkpoint_sha256
 from transforms.records import Sample
 from transforms.shards import write_shard
 
@@ -236,7 +236,12 @@ class JobSetup:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
         name = "synthetic-filtered" if filter_dir else "synthetic"
         output = cache / f"{name}-{digest}"
-        summary = run_augment(self.execution + options + ["--output", str(output)])
+        argv = self.execution + options + ["--output", str(output)]
+        try:
+            summary = run_augment(argv)
+        except FingerprintMismatchError as error:  # rendered by an older version of the job
+            print(f"{name}: the cached shards differ from this job's ({error}); rendering again")
+            summary = run_augment(argv + ["--overwrite"])
         print(f"{name}: {summary.lines()[0]}; rendered {summary.synthesized} "
               f"in {summary.seconds:.0f} s -> {output}", flush=True)  # fmt: skip
         return {"output": output, "pattern": str(output / "aug-*.tar"), "summary": summary}

@@ -75,10 +75,11 @@ def prepare_quality_filter(options, inputs, size: tuple[int, int]) -> QualityFil
     path = FileSystems.join(options.output, FILTER_DIR, REFERENCE_FILE)
     reference = None if options.overwrite else _recorded(path, record)
     if reference is None:
-        reference = _measure(options.filter_segmenter, sources, options.filter_reference_count, size)
+        frames = evenly_spaced(sources, options.filter_reference_count)
+        reference = _measure(options.filter_segmenter, frames, size)
         data = {**record, "reference_losses": reference.to_json()}
         write_atomically(path, (json.dumps(data, indent=1) + "\n").encode(), "application/json")
-        LOG.info("quality filter: reference losses from %d real frames -> %s", reference.images, path)
+        LOG.info("quality filter: reference losses of %d real frames -> %s", reference.images, path)
     return QualityFilterSpec(
         segmenter=options.filter_segmenter,
         model_sha256=model_sha256,
@@ -100,7 +101,8 @@ def reference_sources(options, inputs) -> tuple[list[LabelSource], str]:
             "names exemplars per target, not a pool to measure the reference losses on"
         )
     if options.filter_reference is None and inputs.index is not None:
-        return _index_sources(inputs.index), f"the exemplar pool (index {inputs.index}), {count} frames"
+        name = f"the exemplar pool (index {inputs.index}), {count} frames"
+        return _index_sources(inputs.index), name
     if options.filter_reference is None:
         root, dataset, split = inputs.exemplars, inputs.exemplars_dataset, inputs.exemplars_split
         name = "the exemplar pool"
@@ -142,13 +144,13 @@ def _recorded(path: str, record: dict) -> ReferenceLosses | None:
     return ReferenceLosses.from_json(data["reference_losses"])
 
 
-def _measure(segmenter: str, sources: list[LabelSource], count: int, size) -> ReferenceLosses:
+def _measure(segmenter: str, sources: list[LabelSource], size) -> ReferenceLosses:
     with local_model_directory(segmenter) as directory:
         try:
             model = load_segmentation_model(directory, "cpu")
         except SegmenterFormatError as error:
             raise LaunchError(f"--filter-segmenter: {error}") from None
-    reference = measure_reference_losses(model, _frames(evenly_spaced(sources, count), size))
+    reference = measure_reference_losses(model, _frames(sources, size))
     if reference.images == 0:
         raise LaunchError("--filter-reference: no readable real frame to measure the filter on")
     return reference

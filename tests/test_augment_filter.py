@@ -10,6 +10,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import apache_beam as beam
 import numpy as np
 import pytest
 import torch
@@ -22,8 +23,12 @@ from amadapter.io.sample_format import decode_sample
 from amadapter.models.class_cost import resize_labels_nearest
 from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.world.export import export_world
-from jobs.augment import run
+from jobs.augment import EXIT_BAD_LAUNCH, main, run
+from pipeline.augment_graph import build_augment, resolve_inputs
 from pipeline.exemplar_index import prepare_index
+from pipeline.filter_reference import evenly_spaced, reference_sources
+from pipeline.launch_checks import LaunchError
+from pipeline.options import parse_augment_options
 from tests.test_quality_filter import save_small_segmenter
 from transforms.fingerprint import FingerprintMismatchError, checkpoint_sha256
 from transforms.label_sources import list_label_sources
@@ -163,3 +168,34 @@ def test_a_rerun_reuses_the_shards_and_a_filter_change_is_a_fingerprint_change(s
     assert set(off.value.differences) == {"quality_filter"}
     assert members(output) == before
 
+
+
+def test_a_directory_without_a_segmenter_or_a_map_without_a_reference_stops_the_launch(setup, tmp_path):
+    empty = tmp_path / "not-a-segmenter"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("weights elsewhere")
+    argv = [a if a != str(setup["base"] / "segmenter") else str(empty) for a in setup["argv"]]
+    assert main(argv + ["--output", str(tmp_path / "out")]) == EXIT_BAD_LAUNCH
+    with pytest.raises(LaunchError, match="not a segmenter directory"):
+        build_augment(beam.Pipeline(), parse_augment_options(argv + ["--output", str(tmp_path / "o")]))
+    exemplar_map = tmp_path / "map.jsonl"
+    exemplar_map.write_text("")
+    mapped = ["--runner=DirectRunner", "--exemplar-map", str(exemplar_map), "--model",
+              str(setup["base"] / "model"), "--filter-segmenter", str(setup["base"] / "segmenter"),
+              "--output", str(tmp_path / "mapped")]  # fmt: skip
+    with pytest.raises(LaunchError, match="needs --filter-reference"):
+        build_augment(beam.Pipeline(), parse_augment_options(mapped))
+
+
+def test_an_index_serves_the_same_reference_frames_as_its_pool_root(setup, tmp_path):
+    pool = str(setup["base"] / "pool")
+    index = prepare_index(None, pool, "cityscapes", "val", str(tmp_path))
+    by_root = parse_augment_options(setup["argv"] + ["--output", str(tmp_path)])
+    by_index = parse_augment_options(
+        [a for a in setup["argv"] if a not in ("--exemplars", pool)] + ["--index", index]
+    )
+    root_frames, root_name = reference_sources(by_root, resolve_inputs(by_root))
+    index_frames, index_name = reference_sources(by_index, resolve_inputs(by_index))
+    assert [s.photo_path for s in index_frames] == [s.photo_path for s in root_frames]
+    assert len(root_frames) == POOL and "index" in index_name and "index" not in root_name
+    assert evenly_spaced(list(range(10)), 4) == [0, 3, 6, 9]

@@ -72,7 +72,8 @@ def measure_reference_losses(
         losses = pixel_losses(model, photo, label)
         labelled = label != IGNORE_ID
         classes = label[labelled].astype(np.int64)
-        sums += np.bincount(classes, weights=losses[labelled].astype(np.float64), minlength=NUM_CLASSES)
+        weights = losses[labelled].astype(np.float64)
+        sums += np.bincount(classes, weights=weights, minlength=NUM_CLASSES)
         counts += np.bincount(classes, minlength=NUM_CLASSES)
         images += 1
     means = tuple(
