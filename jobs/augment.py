@@ -64,10 +64,12 @@ class AugmentSummary:
     inputs: int
     written: int
     failed: int
+    filtered: int  # rendered, then dropped by the quality filter (not failures)
     shards: int
     synthesized: int  # targets rendered by this run (0 when every shard was already finished)
     model_calls: int
     skipped_shards: int
+    filtered_pixels: int  # pixels the quality filter set to ignore in this run's written samples
     seconds: float
     manifest: str
     preview: str | None
@@ -82,12 +84,17 @@ class AugmentSummary:
     def lines(self) -> list[str]:
         reasons = ", ".join(f"{code}: {n}" for code, n in sorted(self.failure_codes.items()))
         return [
-            f"inputs {self.inputs} = written {self.written} + failed {self.failed}"
-            + (f" ({reasons})" if reasons else ""),
+            f"inputs {self.inputs} = written {self.written} + failed {self.failed} "
+            f"+ filtered {self.filtered}" + (f" ({reasons})" if reasons else ""),
             f"shards {self.shards} in {self.output} "
             f"({self.skipped_shards} finished earlier, reused)",
             f"rendered {self.synthesized} images in {self.model_calls} model calls, "
             f"{self.seconds:.1f} s, {self.images_per_second:.2f} images/s",
+            *(
+                [f"quality filter: {self.filtered_pixels} pixels set to ignore (this run)"]
+                if self.filtered_pixels or self.filtered
+                else []
+            ),
             f"manifest {self.manifest}",
             f"preview  {self.preview}" if self.preview else "preview  (no samples written)",
         ]
@@ -139,6 +146,7 @@ def _summary(
     manifest_path = FileSystems.join(augment.output, MANIFEST)
     manifest = read_manifest(manifest_path)
     failed = manifest.filter(pc.equal(manifest.column("status"), "failed"))
+    filtered = pc.sum(pc.equal(manifest.column("status"), "filtered")).as_py() or 0
     counts = pc.value_counts(failed.column("error_code")).to_pylist()
     codes, errors = failed.column("error_code"), failed.column("error")
     examples = {c["values"]: errors[pc.index(codes, c["values"]).as_py()].as_py() for c in counts}
@@ -146,12 +154,14 @@ def _summary(
     return AugmentSummary(
         output=augment.output,
         inputs=manifest.num_rows,
-        written=manifest.num_rows - failed.num_rows,
+        written=manifest.num_rows - failed.num_rows - filtered,
         failed=failed.num_rows,
+        filtered=filtered,
         shards=len(completed_shards(augment.output, augment.shard_prefix)),
         synthesized=metrics.get("synthesized", 0),
         model_calls=metrics.get("model_calls", 0),
         skipped_shards=metrics.get("skipped_shards", 0),
+        filtered_pixels=metrics.get("filtered_pixels", 0),
         seconds=seconds,
         manifest=manifest_path,
         preview=preview,

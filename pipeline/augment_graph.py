@@ -36,15 +36,20 @@ decoded pixels, through every shuffle, and carry their shard index along. Stages
    once; a bad one fails only its targets); a failed call becomes
    ``synthesis_failed`` rows for its targets; ``with_exception_handling`` takes
    anything else.
+   With ``--filter-segmenter``, ``FilterSamples`` (``transforms.quality_filter``),
+   fused with it, filters each rendered shard's pixels and samples on the same
+   worker; its reference losses are measured on the launcher
+   (``pipeline.filter_reference``) and are part of the fingerprint.
 8. ``WriteShardResults``, fused with step 7: each shard's tar is written
    atomically, then its manifest part, then its stats file (the commit marker,
    with the fingerprint), as soon as the shard is rendered. Then
    ``AssembleManifest``: ``manifest.parquet`` streamed from the parts of every
    finished shard of the output, one row per input, written or failed.
 
-Beam metrics (namespace ``augment``): ``inputs`` (this run's), ``written`` and
-``failed`` (rows of the assembled manifest), ``skipped_shards``, ``model_calls``, ``synthesized``,
-``failed_batches`` and the distribution ``batch_latency_ms``.
+Beam metrics (namespace ``augment``): ``inputs`` (this run's), ``written``,
+``failed`` and ``filtered`` (rows of the assembled manifest), ``skipped_shards``,
+``model_calls``, ``synthesized``, ``failed_batches``, ``filtered_pixels`` (pixels the
+quality filter set to ignore in written samples) and the distribution ``batch_latency_ms``.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ import amadapter
 from amadapter.io.errors import EmptyPoolError
 from pipeline.default_world import POOL_SPLIT, TARGET_SPLIT, export_default_world
 from pipeline.exemplar_index import prepare_index
+from pipeline.filter_reference import prepare_quality_filter
 from pipeline.launch_checks import check_launch
 from pipeline.options import AugmentOptions
 from transforms.assemble_manifest import AssembleManifest
@@ -70,6 +76,7 @@ from transforms.expand_samples import ExpandSamples, TargetRef, label_key
 from transforms.fingerprint import render_fingerprint
 from transforms.manifest import MANIFEST_FILE
 from transforms.plan_shards import PlanShards
+from transforms.quality_filter import FilterSamples, QualityFilterSpec
 from transforms.read_label_maps import ReadLabelMaps
 from transforms.records import FailedInput
 from transforms.read_exemplar_map import ReadExemplarMap
@@ -171,6 +178,7 @@ class AugmentPlan(typing.NamedTuple):
     inputs: AugmentInputs
     size: tuple[int, int]  # the output size, checked against the model on the launcher
     fingerprint: dict  # the render fingerprint every shard of the output carries
+    quality_filter: QualityFilterSpec | None  # None without --filter-segmenter
 
 
 def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPlan:
@@ -179,6 +187,7 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
     inputs = resolve_inputs(options)
     size = check_launch(options, inputs)  # LaunchError before any worker starts
     output, prefix = options.output, options.shard_prefix
+    quality_filter = prepare_quality_filter(options, inputs, size)
     fingerprint = render_fingerprint(
         model=inputs.model,
         steps=inputs.steps,
@@ -192,6 +201,7 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
         unassigned=options.unassigned,
         exemplar_path=options.exemplar_path,
         exemplar_pool=_pool_identity(options, inputs),
+        quality_filter=quality_filter.fingerprint() if quality_filter else None,
     )
     state = survey_output(output, prefix, fingerprint, overwrite=options.overwrite)
     if inputs.exemplar_map is not None:
@@ -237,7 +247,12 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
         | "PlanShards" >> PlanShards(options.batch_size)
     )
     return AugmentPlan(
-        work=work, reused=resume.reused, inputs=inputs, size=size, fingerprint=fingerprint
+        work=work,
+        reused=resume.reused,
+        inputs=inputs,
+        size=size,
+        fingerprint=fingerprint,
+        quality_filter=quality_filter,
     )
 
 
@@ -261,6 +276,8 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
     )
     synthesize = RunInference(handler).with_exception_handling()
     rendered, dead_letters = plan.work | "Synthesize" >> synthesize
+    if plan.quality_filter is not None:
+        rendered = rendered | "FilterSamples" >> beam.ParDo(FilterSamples(plan.quality_filter))
     writer = WriteShardResults(output, prefix, options.image_format, plan.fingerprint)
     written = rendered | "WriteShards" >> beam.ParDo(writer)
     dead_written = (

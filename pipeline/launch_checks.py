@@ -32,6 +32,7 @@ POSITIVE_OPTIONS = (  # None where the option has no default value
     "steps",
     "torch_threads",
     "model_copies",
+    "filter_reference_count",
 )
 
 

@@ -29,6 +29,7 @@ import importlib
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from amadapter.filtering.pixel_filter import DEFAULT_MARGIN, DEFAULT_MIN_KEPT
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.io.sample_format import IMAGE_FORMATS
 from amadapter.pipelines.exemplar_regions import UNASSIGNED
@@ -43,6 +44,7 @@ DEFAULT_ACCELERATOR = "type:nvidia-l4;count:1;install-nvidia-driver"
 LABELS_ALIAS = "--labels"
 LABEL_MAPS_FLAG = "--label_maps"
 DEFAULT_MAX_FAILURE_RATE = 0.5
+DEFAULT_FILTER_REFERENCE_COUNT = 256  # real frames the filter's reference losses come from
 # Beam registers a runner's options only when that runner's module is imported, and the
 # Dask runner's module needs dask: it is imported when one of its flags is given, and where
 # dask is not installed its flags are accepted by name (the runner then says what is missing).
@@ -276,6 +278,7 @@ class AugmentOptions(PipelineOptions):
             "UNet row per step on a cache miss) or 'noised' (forward-noised per step, no "
             "inversion); bench/RESULTS.md compares them.",
         )
+        _add_quality_filter_args(parser)
         # Execution.
         _add(parser, "batch-size", type=int, default=8, help="Targets per model call.")
         _add(parser, "device", default="cpu", choices=DEVICES, help="Torch device of the workers.")
@@ -330,3 +333,48 @@ class AugmentOptions(PipelineOptions):
             "--device cuda.",
         )
         _add(parser, "overwrite", action="store_true", help="Discard OUTPUT's shards; render all.")
+
+
+def _add_quality_filter_args(parser) -> None:
+    """The quality filter's options (``transforms.quality_filter``, README "Quality filter")."""
+    _add(
+        parser,
+        "filter-segmenter",
+        default=None,
+        help="Directory of a segmentation model (jobs.train_segmenter's output or a "
+        "transformers checkpoint, e.g. a Cityscapes SegFormer): turns on the quality filter.",
+    )
+    _add(
+        parser,
+        "filter-margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help="A pixel becomes ignore (255) when its loss is above this times its class's "
+        "mean loss on real images.",
+    )
+    _add(
+        parser,
+        "filter-min-kept",
+        type=parse_rate,
+        default=DEFAULT_MIN_KEPT,
+        help="A sample keeping a smaller share of its labelled pixels is not written "
+        "(manifest status 'filtered').",
+    )
+    _add(
+        parser,
+        "filter-reference",
+        default=None,
+        help="Root of the real photos the reference losses are measured on "
+        "(default: the exemplar pool).",
+    )
+    _add(parser, "filter-reference-dataset", default=None, choices=DATASETS,
+         help="Layout of --filter-reference (default: the pool's).")  # fmt: skip
+    _add(parser, "filter-reference-split", default=None,
+         help="Split of --filter-reference (default: the pool's).")  # fmt: skip
+    _add(
+        parser,
+        "filter-reference-count",
+        type=int,
+        default=DEFAULT_FILTER_REFERENCE_COUNT,
+        help="At most this many reference frames, evenly spaced over them by key.",
+    )

@@ -16,15 +16,14 @@ import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
 from transforms.fileio import atomic_writer, open_file
-from transforms.manifest import MANIFEST_SCHEMA
+from transforms.manifest import MANIFEST_SCHEMA, STATUSES
 from transforms.shards import completed_shards, part_path
 from transforms.synthesis_handler import METRICS_NAMESPACE
 
 
 def assemble_manifest(output: str, prefix: str, path: str) -> int:
     """Write ``path`` from the parts of the finished shards under ``output``; return the rows."""
-    written = Metrics.counter(METRICS_NAMESPACE, "written")
-    failed = Metrics.counter(METRICS_NAMESPACE, "failed")
+    counters = {status: Metrics.counter(METRICS_NAMESPACE, status) for status in STATUSES}
     rows = 0
     with atomic_writer(path, "application/vnd.apache.parquet") as stream:
         with pq.ParquetWriter(stream, MANIFEST_SCHEMA) as writer:
@@ -32,9 +31,8 @@ def assemble_manifest(output: str, prefix: str, path: str) -> int:
                 with open_file(part_path(output, prefix, index)) as part:
                     table = pq.read_table(part).cast(MANIFEST_SCHEMA)
                 writer.write_table(table)
-                done = pc.sum(pc.equal(table.column("status"), "written")).as_py() or 0
-                written.inc(done)
-                failed.inc(table.num_rows - done)
+                for status, counter in counters.items():
+                    counter.inc(pc.sum(pc.equal(table.column("status"), status)).as_py() or 0)
                 rows += table.num_rows
     return rows
 

@@ -19,6 +19,10 @@ Fields (``render_fingerprint``):
   the job has no option for them; a checkpoint with stored prompt embeddings
   renders its own, covered by ``model_sha256``).
 - ``exemplar_path``: how exemplar rows enter the denoising (``amadapter.pipelines.exemplar_start``).
+- ``quality_filter``: None without ``--filter-segmenter``; else the filter's model
+  sha256, margin, min-kept share, where its reference losses were measured and
+  the losses themselves (``transforms.quality_filter.QualityFilterSpec.fingerprint``),
+  so another filter, rule or reference is another fingerprint.
 - ``exemplar_topk``, ``exemplars_per_target``, ``unassigned`` and ``exemplar_pool``:
   the exemplar settings. The pool is named by what the user gave (``--index``, the
   ``--exemplars`` root with its dataset, split and label format, or the
@@ -69,6 +73,7 @@ def render_fingerprint(
     exemplar_path: str,
     exemplars_per_target: int,
     unassigned: str,
+    quality_filter: dict | None = None,
 ) -> dict:
     """The fingerprint dict of a run (JSON values); see the module docstring."""
     from amadapter.pipelines.pipeline_amadapter import DEFAULT_PROMPT, AMAdapterPipeline
@@ -89,6 +94,7 @@ def render_fingerprint(
         "exemplar_path": exemplar_path,
         "exemplars_per_target": int(exemplars_per_target),
         "unassigned": unassigned,
+        "quality_filter": quality_filter,
     }
 
 

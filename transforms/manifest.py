@@ -4,12 +4,13 @@ Each shard writes its own rows as a part beside its stats file
 (``transforms.shards``); ``manifest.parquet`` is assembled from the parts of every
 finished shard of the output (``transforms.assemble_manifest``).
 
-Columns: ``key``, ``source`` (the input's path), ``status`` (``"written"`` or
-``"failed"``), ``shard`` (the tar's file name for written rows, else null),
-``error_code`` (an ``InputError.code``) and ``error`` (the message naming the
-file and the reason) for failed rows, else null. A part's rows are sorted by
+Columns: ``key``, ``source`` (the input's path), ``status`` (``"written"``,
+``"failed"`` or ``"filtered"``: rendered, then dropped by the quality filter),
+``shard`` (the tar's file name for written rows, else null), ``error_code`` (an
+``InputError.code``; ``filtered`` for filtered rows) and ``error`` (the message
+naming the file and the reason) for the others, else null. A part's rows are sorted by
 key, and the assembled manifest holds the parts in shard order. Keys are unique
-(each input is in one shard), so inputs = written + failed holds row by row.
+(each input is in one shard), so inputs = written + failed + filtered holds row by row.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 from transforms.fileio import read_bytes, write_atomically
 
 MANIFEST_FILE = "manifest.parquet"  # the assembled manifest, under the output
-STATUSES = ("written", "failed")
+STATUSES = ("written", "failed", "filtered")
 MANIFEST_SCHEMA = pa.schema(
     [
         pa.field("key", pa.string(), nullable=False),
@@ -41,7 +42,7 @@ def write_manifest(path: str, rows: Iterable[dict]) -> int:
     return the count.
 
     ``ValueError`` for a duplicate key or an unknown status: both would break
-    inputs = written + failed.
+    inputs = written + failed + filtered.
     """
     ordered = sorted(rows, key=lambda row: row["key"])
     for previous, current in zip(ordered, ordered[1:]):

@@ -8,7 +8,9 @@ Files of shard ``i`` under ``output`` (``NNNNNN`` = ``i`` with six digits):
   place: ``count``, ``bytes`` (of the tar), ``class_pixels`` (class name ->
   pixels, plus ``"ignore"``), ``written`` (``[{"key", "source"}]``) and
   ``failed`` (``[{"key", "source", "error_code", "message"}]``) of the inputs
-  assigned to this shard, and ``fingerprint`` (``transforms.fingerprint``: what
+  assigned to this shard, ``filtered`` (the same rows, code ``filtered``: samples the
+  quality filter dropped, ``transforms.quality_filter``) and ``filtered_pixels``
+  (pixels it set to ignore in the written samples), and ``fingerprint`` (``transforms.fingerprint``: what
   rendered it) when the writer is given one;
 - ``{prefix}-NNNNNN.manifest.parquet``: the shard's manifest rows
   (``transforms.manifest``), written after the tar and before the stats file, so
@@ -35,7 +37,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from amadapter.io.labels import CLASS_NAMES, IGNORE_ID
 from amadapter.io.sample_format import class_pixel_counts, encode_sample
+from amadapter.io.errors import SampleFilteredError
 from amadapter.io.shard_format import (
+    FILTER_META_KEY,
     PART_SUFFIX,
     SOURCE_META_KEY,
     STATS_FORMAT_VERSION,
@@ -85,12 +89,15 @@ def write_shard(
     ``samples`` must come in strictly increasing key order (``WriteShards`` sorts
     them); they are streamed, never all held in memory. Each ``Sample.meta`` must
     hold ``"source"``. ``failures`` are the inputs of this shard that produced no
-    sample; they are recorded in the stats. A shard may hold no samples.
+    sample; they are recorded in the stats. A shard may hold no samples. Failures with
+    code ``filtered`` are listed apart (``filtered``), with the pixels the quality filter
+    dropped from the written samples (``filtered_pixels``).
     """
     failed = sorted(failures, key=lambda f: f.key)
     failed_keys = {f.key for f in failed}
     written: list[dict] = []
     pixels = np.zeros(256, dtype=np.int64)
+    filtered_pixels = 0
     path, marker = shard_path(output, prefix, index), stats_path(output, prefix, index)
     if exists(marker):  # rewriting a finished shard: it is unfinished until the new stats land
         delete(marker)
@@ -113,6 +120,7 @@ def write_shard(
                 )
                 add_sample(tar, encoded)
                 pixels += class_pixel_counts(sample.label)
+                filtered_pixels += sample.meta.get(FILTER_META_KEY, {}).get("dropped_pixels", 0)
                 written.append({"key": sample.key, "source": str(sample.meta[SOURCE_META_KEY])})
     stats = {
         "format_version": STATS_FORMAT_VERSION,
@@ -126,16 +134,22 @@ def write_shard(
             "ignore": int(pixels[IGNORE_ID]),
         },
         "written": written,
-        "failed": [
-            {"key": f.key, "source": f.source, "error_code": f.error_code, "message": f.message}
-            for f in failed
-        ],
+        "failed": _rows(f for f in failed if f.error_code != SampleFilteredError.code),
+        "filtered": _rows(f for f in failed if f.error_code == SampleFilteredError.code),
+        "filtered_pixels": filtered_pixels,
     }
     if fingerprint is not None:
         stats["fingerprint"] = dict(fingerprint)
     write_manifest(part_path(output, prefix, index), manifest_rows(stats))
     write_atomically(marker, stats_bytes(stats), "application/json")
     return stats
+
+
+def _rows(failures: Iterable[FailedInput]) -> list[dict]:
+    return [
+        {"key": f.key, "source": f.source, "error_code": f.error_code, "message": f.message}
+        for f in failures
+    ]
 
 
 def shard_is_complete(output: str, prefix: str, index: int) -> bool:

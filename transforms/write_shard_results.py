@@ -36,10 +36,11 @@ class WriteShardResults(beam.DoFn):
             self._fingerprint,
         )
         LOG.info(
-            "shard %d written: %d samples, %d failed -> %s",
+            "shard %d written: %d samples, %d failed%s -> %s",
             result.shard,
             stats["count"],
             len(stats["failed"]),
+            f", {len(stats['filtered'])} filtered" if stats["filtered"] else "",
             stats["tar"],
         )
         yield result.shard

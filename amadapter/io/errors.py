@@ -78,3 +78,10 @@ class ExemplarMapError(InputError):
     misspelt field, an unknown class name, two regions lending one class."""
 
     code = "bad_exemplar_map"
+
+
+class SampleFilteredError(InputError):
+    """A rendered sample the quality filter dropped: too few of its labelled pixels kept
+    (``amadapter.filtering``). Not a failure: its manifest row has status ``filtered``."""
+
+    code = "filtered"

@@ -15,6 +15,7 @@ from amadapter.io.keys import is_safe_key
 STATS_SUFFIX = ".stats.json"
 PART_SUFFIX = ".manifest.parquet"
 SOURCE_META_KEY = "source"  # Sample.meta[SOURCE_META_KEY]: the input's path, for the manifest
+FILTER_META_KEY = "quality_filter"  # Sample.meta[FILTER_META_KEY]: the quality filter's record
 STATS_FORMAT_VERSION = 2  # 2: fingerprint and manifest part
 
 
@@ -26,8 +27,9 @@ def shard_name(prefix: str, index: int) -> str:
 
 
 def shard_keys(stats: dict) -> set[str]:
-    """Every input key a finished shard accounts for, written or failed."""
-    return {row["key"] for row in stats["written"]} | {row["key"] for row in stats["failed"]}
+    """Every input key a finished shard accounts for, written, failed or filtered."""
+    rows = stats["written"] + stats["failed"] + stats.get("filtered", [])
+    return {row["key"] for row in rows}
 
 
 def manifest_rows(stats: dict) -> list[dict]:
@@ -43,18 +45,20 @@ def manifest_rows(stats: dict) -> list[dict]:
         )
         for w in stats["written"]
     ]
-    failed = [
+    not_written = [
         dict(
             key=f["key"],
             source=f["source"],
-            status="failed",
+            status=status,
             shard=None,
             error_code=f["error_code"],
             error=f["message"],
         )
-        for f in stats["failed"]
+        # a shard written before the quality filter existed has no "filtered" list
+        for status in ("failed", "filtered")
+        for f in stats.get(status, [])
     ]
-    return written + failed
+    return written + not_written
 
 
 def add_sample(tar: tarfile.TarFile, encoded: dict) -> None:
