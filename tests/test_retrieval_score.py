@@ -1,4 +1,4 @@
-"""The exact layout score and the coarse descriptor, on hand-made layouts."""
+"""The exact layout score, its bounds and the coarse descriptor, on hand-made layouts."""
 
 import numpy as np
 import pytest
@@ -6,18 +6,22 @@ import pytest
 from amadapter import world
 from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
 from amadapter.retrieval.descriptor import (
-    DESCRIPTOR_DIM,
+    BOUND_GRID,
+    COARSE_DIM,
+    COARSE_GRID,
     DESCRIPTOR_SCALE,
     MAP_SHAPE,
     SMALL_IGNORE,
+    cell_counts,
+    coarse_descriptors,
     downsample_nearest,
-    layout_descriptors,
 )
 from amadapter.retrieval.frames import frame_id
 from amadapter.retrieval.score import (
     W_COVERAGE,
     W_IOU,
     class_areas,
+    layout_score_bounds,
     layout_scores,
     layout_scores_against_pool,
 )
@@ -114,18 +118,37 @@ def test_downsample_keeps_real_ids_and_maps_ignore():
     assert (small[0] == SMALL_IGNORE).all()
 
 
-def test_descriptor_blocks_are_unit_placements_per_class():
+def test_cell_counts_and_coarse_blocks_place_each_class():
     small = downsample_nearest(street(boxes=[(CAR, 0.55, 0.85, 0.05, 0.35)]))
-    d = layout_descriptors(small[None])[0].astype(np.float32)
-    assert d.shape == (DESCRIPTOR_DIM,)
+    counts = cell_counts(small[None])[0]
+    assert counts.shape == (NUM_CLASSES, BOUND_GRID[0] * BOUND_GRID[1])
+    np.testing.assert_array_equal(counts.sum(1), class_areas(small[None])[0])
+    d = coarse_descriptors(counts[None])[0].astype(np.float32)
+    assert d.shape == (COARSE_DIM,)
     blocks = d.reshape(NUM_CLASSES, -1) / DESCRIPTOR_SCALE
     norms = np.linalg.norm(blocks, axis=1)
     shown = {ROAD, SKY, CAR}
     for c in range(NUM_CLASSES):
         assert norms[c] == (pytest.approx(1.0, abs=0.02) if c in shown else 0.0)
-    # The car's block is non-zero only in the lower-left cells.
-    car = blocks[CAR].reshape(8, 16)
-    assert car[:4].sum() == 0 and car[:, 8:].sum() == 0
+    # The car's blocks are non-zero only in the lower-left cells.
+    car = blocks[CAR].reshape(COARSE_GRID)
+    assert car[0].sum() == 0 and car[:, 2:].sum() == 0 and car[1, 0] > 0
+    assert counts[CAR].reshape(BOUND_GRID)[:2].sum() == 0
+
+
+def test_bounds_are_never_below_the_exact_scores_and_tight_for_identical_maps():
+    maps = np.stack([downsample_nearest(world.layout(int(s), 64, 128)) for s in range(60)])
+    maps[7, :5] = SMALL_IGNORE
+    targets, pool = maps[:6], maps[6:]
+    exact = layout_scores_against_pool(targets, pool)
+    counts, areas = cell_counts(maps), class_areas(maps)
+    bounds = layout_score_bounds(
+        counts[:6], np.broadcast_to(counts[6:], (6, *counts[6:].shape)), areas[:6],
+        np.broadcast_to(areas[6:], (6, *areas[6:].shape)),
+    )  # fmt: skip
+    assert (bounds >= exact).all() and (bounds - exact).mean() < 0.1
+    same = layout_score_bounds(counts[:6], counts[:6, None], areas[:6], areas[:6, None])
+    np.testing.assert_allclose(same[:, 0], 1.0, rtol=1e-6)
 
 
 @pytest.mark.parametrize(

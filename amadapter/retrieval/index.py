@@ -1,13 +1,21 @@
-"""Load an exemplar index once, then query it in batches.
+"""Open an exemplar index once, then query it in batches.
 
     index = ExemplarIndex.load("out/index")
     ranked = index.query(label_maps, k=4, target_paths=label_paths)  # best first, per map
     chosen = [draw(r, seed) for r, seed in zip(ranked, seeds)]        # top-1, or a seeded draw
 
-A query runs in two stages: ``CandidateSearch`` estimates the exact score of
-every pool entry from precomputed summaries and keeps the best ``candidates``
-(default 256); ``score.layout_scores`` then scores those exactly and the best
-``k`` are returned. The returned score is always the exact one (``score.py``).
+A query runs in three stages, each on fewer pool entries:
+
+1. the coarse scan (``candidates.py``): one int8 product over the whole pool ranks
+   every entry by a linear stand-in for the exact score and keeps the best
+   ``candidates`` (default 4,096);
+2. bounds (``score.layout_score_bounds``): an upper bound of each candidate's exact
+   score from per-cell class counts, no pixel read;
+3. exact scores (``score.layout_scores``), candidates taken in descending bound
+   order, ``EXACT_BLOCK`` at a time, until no bound left can beat the k-th best
+   exact score found. The result is the exact best ``k`` among the candidates, and
+   usually costs a few dozen exact scores per target. The returned score is always
+   the exact one.
 
 Self-exclusion: ``target_paths`` names each map's file, and pool entries of the
 same frame (``frames.frame_id``: for Cityscapes the same city_sequence_frame
@@ -15,36 +23,33 @@ stem) are never returned for it unless ``exclude_self=False``. It is a required
 argument so that no caller forgets it; pass ``None`` for a map that comes from
 no file.
 
-Memory per pool entry: 2,048 bytes of small map + 2,432 of descriptor + 38 of
-class areas + the key and paths (about 4.6 kB plus strings; 100k entries
-about 0.5 GB).
+Memory: the index is memory-mapped (``mapped.py``), nothing is loaded. Resident
+per pool entry: 176 bytes of scan rows, 608 of cell counts, 38 of class areas and
+16 of frame lookup, about 0.84 kB (0.84 GB at 1,000,000 entries), shared by the
+processes of a machine; small maps and strings are read only for candidates and
+results. Measured at 1,000,000 entries: bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Sequence
 
 import numpy as np
-import pyarrow as pa
 
 from amadapter.io.errors import EmptyPoolError
-from amadapter.io.labels import NUM_CLASSES
-from amadapter.retrieval.candidates import CandidateSearch
-from amadapter.retrieval.descriptor import (
-    DESCRIPTOR_DIM,
-    MAP_SHAPE,
-    downsample_nearest,
-    layout_descriptors,
-)
-from amadapter.retrieval.frames import frame_id
-from amadapter.retrieval.score import class_areas, layout_scores
-from amadapter.retrieval.store import MAP_SIZE, TEXT_COLUMNS, IndexStore
+from amadapter.retrieval.candidates import CandidateSearch, query_side
+from amadapter.retrieval.descriptor import cell_counts, coarse_descriptors, downsample_nearest
+from amadapter.retrieval.frames import frame_hash, frame_id
+from amadapter.retrieval.mapped import MATCH_COLUMNS, MappedIndex, open_mapped
+from amadapter.retrieval.score import class_areas, layout_score_bounds, layout_scores
+from amadapter.retrieval.store import IndexStore
 
-DEFAULT_CANDIDATES = 256  # re-ranked exactly per query; see bench/RESULTS.md for the choice
-QUERY_BATCH = 128  # targets per candidate search (bounds its temporaries)
-RERANK_BATCH = 16  # targets per exact re-rank (bounds the gathered candidate maps)
+DEFAULT_CANDIDATES = 4096  # bounded per target after the scan; see bench/RESULTS.md
+QUERY_BATCH = 128  # targets per scan (bounds its temporaries)
+BOUND_BATCH = 16  # targets per bound and exact stage (bounds the gathered candidate rows)
+EXACT_BLOCK = 16  # candidates scored exactly per target per round
+BOUND_MARGIN = 1e-6  # bounds and exact scores are float32: keep scoring within this
 _NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
@@ -71,67 +76,35 @@ def draw(ranked: Sequence[ExemplarMatch], seed: int | None) -> ExemplarMatch:
 
 
 class ExemplarIndex:
-    """An exemplar pool in memory: summaries for the search, small maps for the re-rank."""
+    """An exemplar pool, memory-mapped: the scan's rows, the bounds' counts, the small maps."""
 
-    def __init__(
-        self, text: dict[str, pa.Array], small_maps: np.ndarray, descriptors: np.ndarray,
-        areas: np.ndarray,
-    ):  # fmt: skip
-        if len(small_maps) == 0:
+    def __init__(self, mapped: MappedIndex):
+        if mapped.size == 0:
             raise EmptyPoolError("<index>", "the exemplar index holds no entry")
-        self._text = text
-        self._small_maps = small_maps
-        self._areas = areas
-        self._search = CandidateSearch(descriptors, areas)
-        frame_hashes = np.array([_frame_hash(f) for f in text["frame"].to_pylist()], np.int64)
-        self._frame_order = np.argsort(frame_hashes, kind="stable")
-        self._sorted_frame_hashes = frame_hashes[self._frame_order]
+        self._mapped = mapped
+        self._search = CandidateSearch(mapped.scan_chunks, mapped.scan_sample)
 
     @classmethod
     def load(cls, path: str) -> "ExemplarIndex":
-        """Read an index written by ``build_index``, row group by row group into
-        preallocated arrays (peak memory: the index once, plus its descriptors once more
-        while ``CandidateSearch`` lays them out)."""
+        """Open an index written by ``build_index`` (``mapped.py`` derives its mapped files
+        on first use on this machine: about a minute per million entries)."""
         store = IndexStore(path)
-        meta = store.read_meta()
-        n = meta["rows"]
-        if n == 0:
+        if store.read_meta()["rows"] == 0:
             raise EmptyPoolError(path, "the exemplar index holds no entry")
-        small_maps = np.empty((n, MAP_SIZE), np.uint8)
-        descriptors = np.empty((n, DESCRIPTOR_DIM), np.int8)
-        areas = np.empty((n, NUM_CLASSES), np.int32)
-        text: dict[str, list] = {name: [] for name in TEXT_COLUMNS}
-        row = 0
-        for part in meta["parts"]:
-            parquet = store.open_part(part["file"])
-            for group in range(parquet.num_row_groups):
-                table = parquet.read_row_group(group)
-                m = table.num_rows
-                for name in TEXT_COLUMNS:
-                    text[name].extend(table.column(name).chunks)
-                small_maps[row : row + m] = _fixed_lists(table.column("small_map"), MAP_SIZE)
-                descriptors[row : row + m] = _fixed_lists(
-                    table.column("descriptor"), DESCRIPTOR_DIM
-                )
-                areas[row : row + m] = _fixed_lists(table.column("class_areas"), NUM_CLASSES)
-                row += m
-        if row != n:
-            raise ValueError(f"index {path}: index.json lists {n} rows but its parts hold {row}")
-        columns = {name: pa.concat_arrays(chunks) for name, chunks in text.items()}
-        return cls(columns, small_maps.reshape(n, *MAP_SHAPE), descriptors, areas)
+        return cls(open_mapped(store))
 
     def __len__(self) -> int:
-        return len(self._small_maps)
+        return self._mapped.size
 
     @property
     def small_maps(self) -> np.ndarray:
         """(N, *MAP_SHAPE) small maps, row i of entry i (e.g. for exhaustive scoring)."""
-        return self._small_maps
+        return self._mapped.small_maps
 
     @property
     def class_areas(self) -> np.ndarray:
         """(N, NUM_CLASSES) class sample counts of the small maps."""
-        return self._areas
+        return self._mapped.areas
 
     def query(
         self,
@@ -144,6 +117,8 @@ class ExemplarIndex:
     ) -> list[list[ExemplarMatch]]:
         """The best ``k`` pool entries for each (H, W) train-ID map, best first.
 
+        ``candidates``: entries kept by the scan and bounded per map (the pool's size
+        or more: every entry, so the result is the exact best ``k`` of the pool).
         A list shorter than ``k`` (possibly empty) means fewer entries were allowed,
         e.g. a pool holding only the target's own frame. Equal scores are ordered by
         pool position, so results depend only on the map, its path and the index.
@@ -158,46 +133,56 @@ class ExemplarIndex:
             maps = label_maps[start : start + QUERY_BATCH]
             paths = target_paths[start : start + QUERY_BATCH]
             small = np.stack([downsample_nearest(m) for m in maps])
+            counts, areas = cell_counts(small), class_areas(small)
             excluded = [self.rows_of_frame(p) if p and exclude_self else _NO_ROWS for p in paths]
-            rows, _ = self._search.search(
-                layout_descriptors(small), class_areas(small), count, excluded
+            rows = self._search.search(
+                query_side(coarse_descriptors(counts), areas), count, excluded
             )
-            for sub in range(0, len(small), RERANK_BATCH):
-                results.extend(
-                    self._rerank(small[sub : sub + RERANK_BATCH], rows[sub : sub + RERANK_BATCH], k)
-                )
+            for sub in range(0, len(small), BOUND_BATCH):
+                part = slice(sub, sub + BOUND_BATCH)
+                results.extend(self._best(small[part], counts[part], areas[part], rows[part], k))
+            self._mapped.release_small_maps()
         return results
 
     def rows_of_frame(self, path: str) -> np.ndarray:
         """Pool rows showing the same frame as ``path`` (see ``frames.frame_id``)."""
-        h = _frame_hash(frame_id(path))
-        lo = np.searchsorted(self._sorted_frame_hashes, h, side="left")
-        hi = np.searchsorted(self._sorted_frame_hashes, h, side="right")
-        return self._frame_order[lo:hi]
+        h = frame_hash(frame_id(path))
+        lo = np.searchsorted(self._mapped.frame_hashes, h, side="left")
+        hi = np.searchsorted(self._mapped.frame_hashes, h, side="right")
+        return self._mapped.frame_rows[lo:hi]
 
-    def _rerank(self, small: np.ndarray, rows: np.ndarray, k: int) -> list[list[ExemplarMatch]]:
+    def _best(
+        self, small: np.ndarray, counts: np.ndarray, areas: np.ndarray, rows: np.ndarray, k: int
+    ) -> list[list[ExemplarMatch]]:
+        """Stages 2 and 3 of the module docstring for a few targets."""
+        pool = self._mapped
         valid = rows >= 0
-        safe_rows = np.where(valid, rows, 0)
-        exact = layout_scores(small, self._small_maps[safe_rows], self._areas[safe_rows])
-        exact[~valid] = -np.inf
+        safe = np.where(valid, rows, 0)
+        bounds = layout_score_bounds(counts, pool.counts[safe], areas, pool.areas[safe])
+        bounds[~valid] = -np.inf
+        order = np.lexsort((rows, -bounds), axis=1)  # bound desc, then pool position
+        rows, bounds = np.take_along_axis(rows, order, 1), np.take_along_axis(bounds, order, 1)
+        exact = np.full(rows.shape, -np.inf, np.float32)
+        active = np.arange(len(small))
+        done = 0
+        while len(active) and done < rows.shape[1]:
+            block_rows = rows[active, done : done + EXACT_BLOCK]
+            scores = layout_scores(small[active], pool.small_maps[np.maximum(block_rows, 0)],
+                                   pool.areas[np.maximum(block_rows, 0)])  # fmt: skip
+            exact[active, done : done + EXACT_BLOCK] = np.where(block_rows >= 0, scores, -np.inf)
+            done += EXACT_BLOCK
+            if done >= rows.shape[1]:
+                break
+            kth = -np.sort(-exact[active, :done], axis=1)[:, min(k, done) - 1]
+            next_bound = bounds[active, done]
+            active = active[np.isfinite(next_bound) & (next_bound >= kth - BOUND_MARGIN)]
         out = []
         for b in range(len(small)):
-            order = np.lexsort((rows[b], -exact[b]))[:k]  # score desc, then pool position
-            out.append(
-                [self._match(int(rows[b, i]), float(exact[b, i])) for i in order if valid[b, i]]
-            )
+            seen = np.isfinite(exact[b])
+            top = np.lexsort((rows[b][seen], -exact[b][seen]))[:k]  # score desc, then position
+            out.append([self._match(int(rows[b][seen][i]), float(exact[b][seen][i])) for i in top])
         return out
 
     def _match(self, row: int, score: float) -> ExemplarMatch:
-        text = {name: self._text[name][row].as_py() for name in TEXT_COLUMNS if name != "frame"}
+        text = {name: self._mapped.text.column(name)[row].as_py() for name in MATCH_COLUMNS}
         return ExemplarMatch(score=score, **text)
-
-
-def _fixed_lists(column: pa.ChunkedArray, width: int) -> np.ndarray:
-    values = [chunk.flatten().to_numpy(zero_copy_only=False) for chunk in column.chunks]
-    return np.concatenate(values).reshape(-1, width)
-
-
-def _frame_hash(frame: str) -> int:
-    digest = hashlib.blake2b(frame.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)

@@ -72,6 +72,29 @@ def scores_from_counts(
     return (W_IOU * miou + W_COVERAGE * coverage).astype(np.float32)
 
 
+def layout_score_bounds(
+    target_counts: np.ndarray,
+    candidate_counts: np.ndarray,
+    target_areas: np.ndarray,
+    candidate_areas: np.ndarray,
+) -> np.ndarray:
+    """Upper bounds of the exact scores from per-cell class counts, no pixel read.
+
+    ``target_counts`` (B, C, cells) and ``candidate_counts`` (B, M, C, cells) are
+    ``descriptor.cell_counts``; areas (B, C) and (B, M, C) are ``class_areas``.
+    Within a cell, two maps share at most min(count_T, count_E) samples of a
+    class, so the sum over cells bounds |T_c & E_c| from above; IoU_c grows with
+    the intersection at fixed areas, and coverage depends on the areas only, so
+    this formula on those intersections is an upper bound of the exact score.
+    -> (B, M) float32 (``scores_from_counts``' own float32 rounding; the search
+    compares bounds to exact scores with a margin for it, ``index.py``).
+    """
+    t = torch.from_numpy(np.ascontiguousarray(target_counts))[:, None]
+    c = torch.from_numpy(np.ascontiguousarray(candidate_counts))
+    shared = torch.minimum(t, c).sum(-1, dtype=torch.int32).numpy()  # (B, M, C)
+    return scores_from_counts(shared, np.asarray(target_areas)[:, None, :], candidate_areas)
+
+
 def layout_scores(
     targets: np.ndarray, candidates: np.ndarray, candidate_areas: np.ndarray | None = None
 ) -> np.ndarray:
