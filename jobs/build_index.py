@@ -88,7 +88,9 @@ def beam_build(
                     for s in written["skipped"]
                 ]
         finally:  # parts of a failed run stay unlisted; the next commit removes them
-            FileSystems.delete([work_dir + "/"])
+            FileSystems.delete(list_files(f"{work_dir}/*"))
+            if FileSystems.exists(work_dir):  # a local folder (a bucket has no empty ones)
+                FileSystems.delete([work_dir])
         report.added = sum(part["rows"] for part in parts)
     return commit_build(store, parts, report, rebuild)
 

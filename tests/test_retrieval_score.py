@@ -146,7 +146,7 @@ def test_bounds_are_never_below_the_exact_scores_and_tight_for_identical_maps():
         counts[:6], np.broadcast_to(counts[6:], (6, *counts[6:].shape)), areas[:6],
         np.broadcast_to(areas[6:], (6, *areas[6:].shape)),
     )  # fmt: skip
-    assert (bounds >= exact).all() and (bounds - exact).mean() < 0.1
+    assert (bounds >= exact - 1e-6).all() and (bounds - exact).mean() < 0.1
     same = layout_score_bounds(counts[:6], counts[:6, None], areas[:6], areas[:6, None])
     np.testing.assert_allclose(same[:, 0], 1.0, rtol=1e-6)
 

@@ -6,16 +6,19 @@ ID and no boundary pixel is invented). Maps of any size and aspect ratio land on
 the same grid, so a 2:1 Cityscapes frame and a 16:9 BDD100K frame compare in
 normalised image coordinates.
 
-Two summaries serve the search before the exact score (``score.py``) decides:
+Summaries serve the search before the exact score (``score.py``) decides:
 
 - ``cell_counts``: per class, its sample count in each of the 4x8 cells of
   ``BOUND_GRID`` (8x8 samples each, so a count fits a uint8). The sum over
   cells of min(target count, exemplar count) bounds the class's intersection
   from above, so it gives an upper bound of the exact score
   (``score.layout_score_bounds``).
-- ``coarse_descriptors``: per class, where it lies on the 2x4 cells of
-  ``COARSE_GRID`` (sums of 2x2 bound cells), scaled to unit length, as int8.
-  The coarse scan (``candidates.py``) ranks the whole pool with it.
+- ``coarse_counts``: the same on the 2x4 cells of ``COARSE_GRID`` (2x2 bound
+  cells each), halved and rounded up to fit a uint8: a looser bound, from a
+  quarter of the bytes.
+- ``coarse_descriptors``: per class, where it lies on the 2x4 cells, scaled to
+  unit length, as int8. The coarse scan (``candidates.py``) ranks the whole
+  pool with it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ BOUND_CELLS = BOUND_GRID[0] * BOUND_GRID[1]
 COARSE_GRID = (2, 4)  # cells of the coarse descriptor: 2x2 bound cells each
 COARSE_CELLS = COARSE_GRID[0] * COARSE_GRID[1]
 COARSE_DIM = NUM_CLASSES * COARSE_CELLS  # 152
+COARSE_COUNT_SCALE = 2  # coarse_counts hold halved counts
 DESCRIPTOR_SCALE = 127  # int8 descriptors hold round(127 * unit-length block)
 # Small maps store class indices 0..18 and this value for "ignore", so they can
 # index per-class arrays of length NUM_CLASSES + 1 directly.
@@ -64,6 +68,22 @@ def cell_counts(small_maps: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(counts.transpose(0, 2, 1)).astype(np.uint8)
 
 
+def _coarse_sums(counts: np.ndarray) -> np.ndarray:
+    """(N, C, BOUND_CELLS) -> (N, C, COARSE_CELLS) int32: sums of 2x2 bound cells."""
+    n = len(counts)
+    fine = np.asarray(counts, dtype=np.int32).reshape(n, NUM_CLASSES, *BOUND_GRID)
+    coarse = fine.reshape(n, NUM_CLASSES, COARSE_GRID[0], 2, COARSE_GRID[1], 2).sum((3, 5))
+    return coarse.reshape(n, NUM_CLASSES, COARSE_CELLS)
+
+
+def coarse_counts(counts: np.ndarray) -> np.ndarray:
+    """(N, NUM_CLASSES, BOUND_CELLS) ``cell_counts`` -> (N, NUM_CLASSES, COARSE_CELLS) uint8:
+    ceil(count / 2) per coarse cell (a coarse cell holds up to 256 samples). Twice the
+    min of two halved counts is never below the min of the counts, so bounds from them
+    stay upper bounds (``COARSE_COUNT_SCALE``)."""
+    return ((_coarse_sums(counts) + 1) // 2).astype(np.uint8)
+
+
 def coarse_descriptors(counts: np.ndarray) -> np.ndarray:
     """(N, NUM_CLASSES, BOUND_CELLS) ``cell_counts`` -> (N, COARSE_DIM) int8 descriptors.
 
@@ -73,10 +93,6 @@ def coarse_descriptors(counts: np.ndarray) -> np.ndarray:
     times the sum, over the classes both maps show, of the cosine between their
     placements, every class counting alike whatever its area.
     """
-    n = len(counts)
-    grid_h, grid_w = BOUND_GRID
-    fine = np.asarray(counts, dtype=np.float32).reshape(n, NUM_CLASSES, grid_h, grid_w)
-    coarse = fine.reshape(n, NUM_CLASSES, COARSE_GRID[0], 2, COARSE_GRID[1], 2).sum((3, 5))
-    coarse = coarse.reshape(n, NUM_CLASSES, COARSE_CELLS)
+    coarse = _coarse_sums(counts).astype(np.float32)
     blocks = coarse / np.maximum(np.linalg.norm(coarse, axis=2, keepdims=True), 1.0)
-    return np.rint(blocks * DESCRIPTOR_SCALE).astype(np.int8).reshape(n, COARSE_DIM)
+    return np.rint(blocks * DESCRIPTOR_SCALE).astype(np.int8).reshape(len(counts), COARSE_DIM)

@@ -39,7 +39,13 @@ import numpy as np
 
 from amadapter.io.errors import EmptyPoolError
 from amadapter.retrieval.candidates import CandidateSearch, query_side
-from amadapter.retrieval.descriptor import cell_counts, coarse_descriptors, downsample_nearest
+from amadapter.retrieval.descriptor import (
+    COARSE_COUNT_SCALE,
+    cell_counts,
+    coarse_counts,
+    coarse_descriptors,
+    downsample_nearest,
+)
 from amadapter.retrieval.frames import frame_hash, frame_id
 from amadapter.retrieval.mapped import MATCH_COLUMNS, MappedIndex, open_mapped
 from amadapter.retrieval.score import class_areas, layout_score_bounds, layout_scores
@@ -47,7 +53,7 @@ from amadapter.retrieval.store import IndexStore
 
 DEFAULT_CANDIDATES = 4096  # bounded per target after the scan; see bench/RESULTS.md
 QUERY_BATCH = 128  # targets per scan (bounds its temporaries)
-BOUND_BATCH = 16  # targets per bound and exact stage (bounds the gathered candidate rows)
+BOUND_BATCH = 16  # targets whose candidates are bounded together (bounds the gathered rows)
 EXACT_BLOCK = 16  # candidates scored exactly per target per round
 BOUND_MARGIN = 1e-6  # bounds and exact scores are float32: keep scoring within this
 _NO_ROWS = np.zeros(0, dtype=np.int64)
@@ -138,10 +144,13 @@ class ExemplarIndex:
             rows = self._search.search(
                 query_side(coarse_descriptors(counts), areas), count, excluded
             )
+            coarse = coarse_counts(counts)
             for sub in range(0, len(small), BOUND_BATCH):
                 part = slice(sub, sub + BOUND_BATCH)
-                results.extend(self._best(small[part], counts[part], areas[part], rows[part], k))
-            self._mapped.release_small_maps()
+                results.extend(
+                    self._best(small[part], counts[part], coarse[part], areas[part], rows[part], k)
+                )
+            self._mapped.release_scattered()
         return results
 
     def rows_of_frame(self, path: str) -> np.ndarray:
@@ -152,37 +161,72 @@ class ExemplarIndex:
         return self._mapped.frame_rows[lo:hi]
 
     def _best(
-        self, small: np.ndarray, counts: np.ndarray, areas: np.ndarray, rows: np.ndarray, k: int
-    ) -> list[list[ExemplarMatch]]:
-        """Stages 2 and 3 of the module docstring for a few targets."""
+        self, small: np.ndarray, counts: np.ndarray, coarse: np.ndarray, areas: np.ndarray,
+        rows: np.ndarray, k: int,
+    ) -> list[list[ExemplarMatch]]:  # fmt: skip
+        """Stages 2 and 3 of the module docstring for a few targets and their candidate rows
+        (-1: none): loose bounds of every candidate, exact scores of the best few by them
+        (a k-th best to beat), tight bounds of the candidates whose loose bound reaches it,
+        then exact scores in tight bound order while a bound can beat the k-th best."""
         pool = self._mapped
         valid = rows >= 0
         safe = np.where(valid, rows, 0)
-        bounds = layout_score_bounds(counts, pool.counts[safe], areas, pool.areas[safe])
-        bounds[~valid] = -np.inf
-        order = np.lexsort((rows, -bounds), axis=1)  # bound desc, then pool position
-        rows, bounds = np.take_along_axis(rows, order, 1), np.take_along_axis(bounds, order, 1)
-        exact = np.full(rows.shape, -np.inf, np.float32)
-        active = np.arange(len(small))
-        done = 0
-        while len(active) and done < rows.shape[1]:
-            block_rows = rows[active, done : done + EXACT_BLOCK]
-            scores = layout_scores(small[active], pool.small_maps[np.maximum(block_rows, 0)],
-                                   pool.areas[np.maximum(block_rows, 0)])  # fmt: skip
-            exact[active, done : done + EXACT_BLOCK] = np.where(block_rows >= 0, scores, -np.inf)
-            done += EXACT_BLOCK
-            if done >= rows.shape[1]:
-                break
-            kth = -np.sort(-exact[active, :done], axis=1)[:, min(k, done) - 1]
-            next_bound = bounds[active, done]
-            active = active[np.isfinite(next_bound) & (next_bound >= kth - BOUND_MARGIN)]
+        row_areas = pool.areas[safe]
+        loose = layout_score_bounds(
+            coarse, pool.coarse_counts[safe], areas, row_areas, COARSE_COUNT_SCALE
+        )
+        loose[~valid] = -np.inf
         out = []
-        for b in range(len(small)):
-            seen = np.isfinite(exact[b])
-            top = np.lexsort((rows[b][seen], -exact[b][seen]))[:k]  # score desc, then position
-            out.append([self._match(int(rows[b][seen][i]), float(exact[b][seen][i])) for i in top])
+        for t in range(len(small)):
+            scored = Scored(small[t], pool.small_maps, k)
+            first = np.argsort(-loose[t], kind="stable")[:EXACT_BLOCK]
+            first = first[valid[t, first]]
+            scored.add(rows[t, first], row_areas[t, first])
+            reach = valid[t] & (loose[t] >= scored.kth - BOUND_MARGIN)
+            reach[first] = False
+            rest = np.flatnonzero(reach)
+            tight = layout_score_bounds(
+                counts[t : t + 1], pool.counts[rows[t, rest]][None], areas[t : t + 1],
+                row_areas[t, rest][None],
+            )[0]  # fmt: skip
+            by_tight = np.argsort(-tight, kind="stable")
+            rest, tight = rest[by_tight], tight[by_tight]
+            for start in range(0, len(rest), EXACT_BLOCK):
+                if tight[start] < scored.kth - BOUND_MARGIN:
+                    break  # no candidate left can beat the k-th best
+                block = rest[start : start + EXACT_BLOCK]
+                scored.add(rows[t, block], row_areas[t, block])
+            out.append([self._match(row, score) for row, score in scored.best()])
         return out
 
     def _match(self, row: int, score: float) -> ExemplarMatch:
         text = {name: self._mapped.text.column(name)[row].as_py() for name in MATCH_COLUMNS}
         return ExemplarMatch(score=score, **text)
+
+
+class Scored:
+    """The exact scores of one target's candidates so far, and its k-th best."""
+
+    def __init__(self, small: np.ndarray, pool_maps: np.ndarray, k: int):
+        self._small, self._pool_maps, self._k = small, pool_maps, k
+        self._rows: list[np.ndarray] = []
+        self._scores: list[np.ndarray] = []
+        self.kth = -np.inf  # the k-th best score so far (-inf until k are scored)
+
+    def add(self, rows: np.ndarray, row_areas: np.ndarray) -> None:
+        if not len(rows):
+            return
+        scores = layout_scores(self._small[None], self._pool_maps[rows][None], row_areas[None])
+        self._rows.append(rows)
+        self._scores.append(scores[0])
+        everything = np.concatenate(self._scores)
+        if len(everything) >= self._k:
+            self.kth = float(-np.partition(-everything, self._k - 1)[self._k - 1])
+
+    def best(self) -> list[tuple[int, float]]:
+        """The best k (row, exact score), score desc, then pool position."""
+        if not self._rows:
+            return []
+        rows, scores = np.concatenate(self._rows), np.concatenate(self._scores)
+        top = np.lexsort((rows, -scores))[: self._k]
+        return [(int(rows[i]), float(scores[i])) for i in top]

@@ -6,7 +6,8 @@ row group by row group, and writes here everything a query reads:
     CACHE/<hash of the index path>/<hash of its index.json>/
         text.arrow      key, label_path, photo_path, label_format, dataset (Arrow IPC)
         small_maps.u8   (N, 32*64)            the exact re-rank
-        counts.u8       (N, 19, 32)           per-cell class counts: the bounds
+        counts.u8       (N, 19, 32)           per-cell class counts: the tight bounds
+        coarse.u8       (N, 19, 8)            halved 2x4-cell counts: the loose bounds
         areas.u16       (N, 19)               class areas
         scan.i8         chunks of (SCAN_DIM, SCAN_CHUNK)  the coarse scan's pool side
         sample.i8       (SCAN_DIM, ceil(N / SAMPLE_STRIDE))  every SAMPLE_STRIDE-th row
@@ -16,11 +17,13 @@ row group by row group, and writes here everything a query reads:
 then maps the files. Nothing is read into process memory: a query touches the
 pages it needs, the kernel keeps them in its page cache, shared by every process
 of the machine that opens the same index (the SDK processes of a Beam worker),
-and reclaims them under pressure. The scan reads its chunks, the bounds the
-candidates' counts, both for every batch, so those pages stay resident (about
-0.8 kB per entry); the exact re-rank reads a few dozen small maps per target,
-scattered over the file, so ``release_small_maps`` drops those pages from the
-process after each batch, keeping its resident set bounded however long it runs.
+and reclaims them under pressure. The scan reads all its chunks and the loose
+bounds the coarse counts of thousands of candidates per target, so those pages
+stay resident (about 0.4 kB per entry); the tight bounds and the exact scores
+read the counts and small maps of a few hundred and a few dozen candidates per
+target, scattered over their files, so ``release_scattered`` drops those pages
+from the process after each batch, keeping its resident set bounded however
+long it runs.
 
 ``CACHE`` is ``$AMADAPTER_INDEX_CACHE``, else ``$XDG_CACHE_HOME/amadapter/index``
 (``~/.cache/amadapter/index``). A changed index (an update, a rebuild) has another
@@ -48,8 +51,10 @@ from amadapter.io.labels import NUM_CLASSES
 from amadapter.retrieval.candidates import SAMPLE_STRIDE, SCAN_CHUNK, SCAN_DIM, pool_side
 from amadapter.retrieval.descriptor import (
     BOUND_CELLS,
+    COARSE_CELLS,
     MAP_SHAPE,
     cell_counts,
+    coarse_counts,
     coarse_descriptors,
 )
 from amadapter.retrieval.frames import frame_hash
@@ -75,16 +80,19 @@ class MappedIndex:
     text: pa.Table  # MATCH_COLUMNS
     small_maps: np.ndarray  # (N, *MAP_SHAPE) uint8
     counts: np.ndarray  # (N, NUM_CLASSES, BOUND_CELLS) uint8
+    coarse_counts: np.ndarray  # (N, NUM_CLASSES, COARSE_CELLS) uint8
     areas: np.ndarray  # (N, NUM_CLASSES) uint16
     scan_chunks: list[np.ndarray]  # (SCAN_DIM, width) int8 each, SCAN_CHUNK rows apart
     scan_sample: np.ndarray  # (SCAN_DIM, ceil(N / SAMPLE_STRIDE)) int8
     frame_hashes: np.ndarray  # (N,) int64, sorted
     frame_rows: np.ndarray  # (N,) int64: the row of each sorted hash
-    small_maps_map: mmap.mmap
+    scattered_maps: tuple[mmap.mmap, ...]  # of small_maps and counts
 
-    def release_small_maps(self) -> None:
-        """Drop the small maps' pages from this process (they stay in the page cache)."""
-        self.small_maps_map.madvise(mmap.MADV_DONTNEED)
+    def release_scattered(self) -> None:
+        """Drop the pages of the small maps and counts from this process (they stay in the
+        page cache)."""
+        for mapped in self.scattered_maps:
+            mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def open_mapped(store: IndexStore) -> MappedIndex:
@@ -116,8 +124,8 @@ def _write(store: IndexStore, meta: dict, folder: Path) -> None:
     n = meta["rows"]
     frames = np.empty(n, np.int64)
     sample, scan_rows = [], []  # pending rows of the sample and of the current scan chunk
-    files = {name: open(temp / name, "wb") for name in ("small_maps.u8", "counts.u8",
-                                                         "areas.u16", "scan.i8")}  # fmt: skip
+    names = ("small_maps.u8", "counts.u8", "coarse.u8", "areas.u16", "scan.i8")
+    files = {name: open(temp / name, "wb") for name in names}
     text_schema = pa.schema([pa.field(name, pa.string()) for name in MATCH_COLUMNS])
     with pa.OSFile(str(temp / "text.arrow"), "wb") as sink, pa.ipc.new_file(
         sink, text_schema
@@ -134,6 +142,7 @@ def _write(store: IndexStore, meta: dict, folder: Path) -> None:
                 scan = pool_side(coarse_descriptors(counts), areas)
                 files["small_maps.u8"].write(small.tobytes())
                 files["counts.u8"].write(counts.tobytes())
+                files["coarse.u8"].write(coarse_counts(counts).tobytes())
                 files["areas.u16"].write(areas.astype(np.uint16).tobytes())
                 text.write_table(table.select(list(MATCH_COLUMNS)).cast(text_schema))
                 frames[row : row + m] = [frame_hash(f) for f in table.column("frame").to_pylist()]
@@ -166,6 +175,7 @@ def _write_chunk(file, pending: list[np.ndarray], width: int) -> list[np.ndarray
 def _open(folder: Path) -> MappedIndex:
     n = json.loads((folder / "meta.json").read_text())["rows"]
     small_maps, small_maps_map = _map(folder / "small_maps.u8", np.uint8, (n, *MAP_SHAPE))
+    counts, counts_map = _map(folder / "counts.u8", np.uint8, (n, NUM_CLASSES, BOUND_CELLS))
     scan, _ = _map(folder / "scan.i8", np.int8, (-1,), writable=True)
     chunks = [
         scan[SCAN_DIM * start : SCAN_DIM * min(start + SCAN_CHUNK, n)].reshape(SCAN_DIM, -1)
@@ -178,13 +188,14 @@ def _open(folder: Path) -> MappedIndex:
         size=n,
         text=text,
         small_maps=small_maps,
-        counts=_map(folder / "counts.u8", np.uint8, (n, NUM_CLASSES, BOUND_CELLS))[0],
+        counts=counts,
+        coarse_counts=_map(folder / "coarse.u8", np.uint8, (n, NUM_CLASSES, COARSE_CELLS))[0],
         areas=_map(folder / "areas.u16", np.uint16, (n, NUM_CLASSES))[0],
         scan_chunks=chunks,
         scan_sample=sample,
         frame_hashes=frames[0],
         frame_rows=frames[1],
-        small_maps_map=small_maps_map,
+        scattered_maps=(small_maps_map, counts_map),
     )
 
 
