@@ -42,7 +42,7 @@ from typing import Iterator
 
 import numpy as np
 
-from bench.world_pool import LAYOUT_SIZE, pool_seed, pool_small_maps
+from bench.world_pool import LAYOUT_SIZE, PoolReader, pool_seed, pool_small_maps
 
 REPEATS = 3
 REFERENCE_BATCH = 100
@@ -80,10 +80,10 @@ def build_stage(path: str, n: int) -> dict:
     from amadapter.retrieval import build_index
     from bench.memory import peak_rss_mb
 
-    maps, _ = pool_small_maps(n, progress=False)
+    read = PoolReader(n)
     began = time.perf_counter()
     # A small map read back is its own small map (downsampling it again changes nothing).
-    report = build_index(path, pool_sources(n), lambda s: maps[int(s.key.split("-")[1])])
+    report = build_index(path, pool_sources(n), lambda s: read(int(s.key.split("-")[1])))
     return {
         "total": report.total,
         "build_s": time.perf_counter() - began,
@@ -159,7 +159,13 @@ def main() -> None:
         f"above {LARGE_POOL} entries)",
     )
     parser.add_argument("--candidates", type=int, default=None, help="default: the index's")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (1: on a shared machine, a second thread waiting for a "
+        "busy core costs more than it brings; the augment job's default too)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.pool, args.queries = 5000, 200

@@ -85,6 +85,26 @@ def pool_small_maps(n: int, progress: bool = True) -> tuple[np.ndarray, float]:
     return maps, generated_s
 
 
+class PoolReader:
+    """Small maps of the cache by entry, read from the file a block at a time: a memory map
+    would keep every page read resident in this process (2 GB at 1,000,000 entries)."""
+
+    BLOCK = 4096
+
+    def __init__(self, n: int):
+        self._file = _files()[0].open("rb")
+        self._n, self._start, self._block = n, -1, np.zeros((0, *MAP_SHAPE), np.uint8)
+
+    def __call__(self, i: int) -> np.ndarray:
+        if not self._start <= i < self._start + len(self._block):
+            self._start = i - i % self.BLOCK
+            rows = min(self.BLOCK, self._n - self._start)
+            self._file.seek(self._start * MAP_BYTES)
+            data = self._file.read(rows * MAP_BYTES)
+            self._block = np.frombuffer(data, np.uint8).reshape(rows, *MAP_SHAPE)
+        return self._block[i - self._start]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pool", type=int, required=True)

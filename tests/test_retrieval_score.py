@@ -13,6 +13,7 @@ from amadapter.retrieval.descriptor import (
     MAP_SHAPE,
     SMALL_IGNORE,
     cell_counts,
+    coarse_counts,
     coarse_descriptors,
     downsample_nearest,
 )
@@ -21,7 +22,7 @@ from amadapter.retrieval.score import (
     W_COVERAGE,
     W_IOU,
     class_areas,
-    layout_score_bounds,
+    TargetScorer,
     layout_scores,
     layout_scores_against_pool,
 )
@@ -136,19 +137,28 @@ def test_cell_counts_and_coarse_blocks_place_each_class():
     assert counts[CAR].reshape(BOUND_GRID)[:2].sum() == 0
 
 
-def test_bounds_are_never_below_the_exact_scores_and_tight_for_identical_maps():
+def test_target_scorer_is_exact_and_its_bounds_are_never_below():
     maps = np.stack([downsample_nearest(world.layout(int(s), 64, 128)) for s in range(60)])
     maps[7, :5] = SMALL_IGNORE
-    targets, pool = maps[:6], maps[6:]
-    exact = layout_scores_against_pool(targets, pool)
+    maps[8] = SMALL_IGNORE  # a target with no labelled sample: coverage 1 with everything
+    pool = maps[5:]
+    reference = layout_scores_against_pool(maps[:9], pool)
     counts, areas = cell_counts(maps), class_areas(maps)
-    bounds = layout_score_bounds(
-        counts[:6], np.broadcast_to(counts[6:], (6, *counts[6:].shape)), areas[:6],
-        np.broadcast_to(areas[6:], (6, *areas[6:].shape)),
-    )  # fmt: skip
-    assert (bounds >= exact - 1e-6).all() and (bounds - exact).mean() < 0.1
-    same = layout_score_bounds(counts[:6], counts[:6, None], areas[:6], areas[:6, None])
-    np.testing.assert_allclose(same[:, 0], 1.0, rtol=1e-6)
+    coarse = coarse_counts(counts)
+    shown = (areas[5:] > 0).sum(1)
+    for t in range(9):
+        scorer = TargetScorer(maps[t], counts[t], coarse[t])
+        exact = scorer.exact(pool, areas[5:], shown)
+        np.testing.assert_allclose(exact, reference[t], rtol=1e-6)
+        tight = scorer.bounds(counts[5:], areas[5:], shown, coarse=False)
+        loose = scorer.bounds(coarse[5:], areas[5:], shown, coarse=True)
+        assert (tight >= exact - 1e-6).all() and (loose >= tight - 1e-6).all()
+        if t < 8:  # the bounds are informative: well below 1 on average
+            assert (tight - exact).mean() < 0.1 and (loose - exact).mean() < 0.25
+    same = TargetScorer(maps[0], counts[0], coarse[0]).bounds(
+        counts[:1], areas[:1], (areas[:1] > 0).sum(1), coarse=False
+    )
+    assert same[0] == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,6 @@ import numpy as np
 from amadapter.io.errors import EmptyPoolError
 from amadapter.retrieval.candidates import CandidateSearch, query_side
 from amadapter.retrieval.descriptor import (
-    COARSE_COUNT_SCALE,
     cell_counts,
     coarse_counts,
     coarse_descriptors,
@@ -48,12 +47,12 @@ from amadapter.retrieval.descriptor import (
 )
 from amadapter.retrieval.frames import frame_hash, frame_id
 from amadapter.retrieval.mapped import MATCH_COLUMNS, MappedIndex, open_mapped
-from amadapter.retrieval.score import class_areas, layout_score_bounds, layout_scores
+from amadapter.retrieval.score import TargetScorer, class_areas
 from amadapter.retrieval.store import IndexStore
 
-DEFAULT_CANDIDATES = 4096  # bounded per target after the scan; see bench/RESULTS.md
+DEFAULT_CANDIDATES = 8192  # bounded per target after the scan; see bench/RESULTS.md
 QUERY_BATCH = 128  # targets per scan (bounds its temporaries)
-BOUND_BATCH = 16  # targets whose candidates are bounded together (bounds the gathered rows)
+RELEASE_EVERY = 16  # targets between releases of the scattered pages (mapped.py)
 EXACT_BLOCK = 16  # candidates scored exactly per target per round
 BOUND_MARGIN = 1e-6  # bounds and exact scores are float32: keep scoring within this
 _NO_ROWS = np.zeros(0, dtype=np.int64)
@@ -89,6 +88,7 @@ class ExemplarIndex:
             raise EmptyPoolError("<index>", "the exemplar index holds no entry")
         self._mapped = mapped
         self._search = CandidateSearch(mapped.scan_chunks, mapped.scan_sample)
+        self._shown = (mapped.areas > 0).sum(1, dtype=np.uint8)  # classes each entry shows
 
     @classmethod
     def load(cls, path: str) -> "ExemplarIndex":
@@ -145,12 +145,10 @@ class ExemplarIndex:
                 query_side(coarse_descriptors(counts), areas), count, excluded
             )
             coarse = coarse_counts(counts)
-            for sub in range(0, len(small), BOUND_BATCH):
-                part = slice(sub, sub + BOUND_BATCH)
-                results.extend(
-                    self._best(small[part], counts[part], coarse[part], areas[part], rows[part], k)
-                )
-            self._mapped.release_scattered()
+            for b in range(len(small)):
+                results.append(self._best(small[b], counts[b], coarse[b], rows[b][rows[b] >= 0], k))
+                if b % RELEASE_EVERY == RELEASE_EVERY - 1 or b == len(small) - 1:
+                    self._mapped.release_scattered()
         return results
 
     def rows_of_frame(self, path: str) -> np.ndarray:
@@ -161,72 +159,64 @@ class ExemplarIndex:
         return self._mapped.frame_rows[lo:hi]
 
     def _best(
-        self, small: np.ndarray, counts: np.ndarray, coarse: np.ndarray, areas: np.ndarray,
-        rows: np.ndarray, k: int,
-    ) -> list[list[ExemplarMatch]]:  # fmt: skip
-        """Stages 2 and 3 of the module docstring for a few targets and their candidate rows
-        (-1: none): loose bounds of every candidate, exact scores of the best few by them
-        (a k-th best to beat), tight bounds of the candidates whose loose bound reaches it,
-        then exact scores in tight bound order while a bound can beat the k-th best."""
+        self, small: np.ndarray, counts: np.ndarray, coarse: np.ndarray, rows: np.ndarray, k: int
+    ) -> list[ExemplarMatch]:
+        """Stages 2 and 3 of the module docstring for one target and its candidate rows:
+        loose bounds of every candidate, exact scores of the best few by them (a k-th best
+        to beat), tight bounds of the candidates whose loose bound reaches it, then exact
+        scores in tight bound order while a bound can beat the k-th best."""
         pool = self._mapped
-        valid = rows >= 0
-        safe = np.where(valid, rows, 0)
-        row_areas = pool.areas[safe]
-        loose = layout_score_bounds(
-            coarse, pool.coarse_counts[safe], areas, row_areas, COARSE_COUNT_SCALE
-        )
-        loose[~valid] = -np.inf
-        out = []
-        for t in range(len(small)):
-            scored = Scored(small[t], pool.small_maps, k)
-            first = np.argsort(-loose[t], kind="stable")[:EXACT_BLOCK]
-            first = first[valid[t, first]]
-            scored.add(rows[t, first], row_areas[t, first])
-            reach = valid[t] & (loose[t] >= scored.kth - BOUND_MARGIN)
-            reach[first] = False
-            rest = np.flatnonzero(reach)
-            tight = layout_score_bounds(
-                counts[t : t + 1], pool.counts[rows[t, rest]][None], areas[t : t + 1],
-                row_areas[t, rest][None],
-            )[0]  # fmt: skip
-            by_tight = np.argsort(-tight, kind="stable")
-            rest, tight = rest[by_tight], tight[by_tight]
-            for start in range(0, len(rest), EXACT_BLOCK):
-                if tight[start] < scored.kth - BOUND_MARGIN:
-                    break  # no candidate left can beat the k-th best
-                block = rest[start : start + EXACT_BLOCK]
-                scored.add(rows[t, block], row_areas[t, block])
-            out.append([self._match(row, score) for row, score in scored.best()])
-        return out
+        if not len(rows):
+            return []
+        scorer = TargetScorer(small, counts, coarse)
+        areas, shown = np.take(pool.areas, rows, axis=0), self._shown[rows]
+        best = Best(k)
+
+        def score(at: np.ndarray) -> None:
+            maps = np.take(pool.small_maps, rows[at], axis=0)
+            best.add(rows[at], scorer.exact(maps, areas[at], shown[at]))
+
+        loose_rows = np.take(pool.coarse_counts, rows, axis=0)
+        loose = scorer.bounds(loose_rows, areas, shown, coarse=True)
+        first = np.argpartition(-loose, EXACT_BLOCK)[:EXACT_BLOCK] if len(rows) > EXACT_BLOCK \
+            else np.arange(len(rows))
+        score(first)
+        reach = loose >= best.kth - BOUND_MARGIN
+        reach[first] = False
+        rest = np.flatnonzero(reach)
+        tight_rows = np.take(pool.counts, rows[rest], axis=0)
+        tight = scorer.bounds(tight_rows, areas[rest], shown[rest], coarse=False)
+        by_tight = np.argsort(-tight, kind="stable")
+        rest, tight = rest[by_tight], tight[by_tight]
+        for start in range(0, len(rest), EXACT_BLOCK):
+            if tight[start] < best.kth - BOUND_MARGIN:
+                break  # no candidate left can beat the k-th best
+            score(rest[start : start + EXACT_BLOCK])
+        return [self._match(row, value) for row, value in best.top()]
 
     def _match(self, row: int, score: float) -> ExemplarMatch:
         text = {name: self._mapped.text.column(name)[row].as_py() for name in MATCH_COLUMNS}
         return ExemplarMatch(score=score, **text)
 
 
-class Scored:
+class Best:
     """The exact scores of one target's candidates so far, and its k-th best."""
 
-    def __init__(self, small: np.ndarray, pool_maps: np.ndarray, k: int):
-        self._small, self._pool_maps, self._k = small, pool_maps, k
+    def __init__(self, k: int):
+        self._k = k
         self._rows: list[np.ndarray] = []
         self._scores: list[np.ndarray] = []
         self.kth = -np.inf  # the k-th best score so far (-inf until k are scored)
 
-    def add(self, rows: np.ndarray, row_areas: np.ndarray) -> None:
-        if not len(rows):
-            return
-        scores = layout_scores(self._small[None], self._pool_maps[rows][None], row_areas[None])
+    def add(self, rows: np.ndarray, scores: np.ndarray) -> None:
         self._rows.append(rows)
-        self._scores.append(scores[0])
+        self._scores.append(scores)
         everything = np.concatenate(self._scores)
         if len(everything) >= self._k:
             self.kth = float(-np.partition(-everything, self._k - 1)[self._k - 1])
 
-    def best(self) -> list[tuple[int, float]]:
+    def top(self) -> list[tuple[int, float]]:
         """The best k (row, exact score), score desc, then pool position."""
-        if not self._rows:
-            return []
         rows, scores = np.concatenate(self._rows), np.concatenate(self._scores)
-        top = np.lexsort((rows, -scores))[: self._k]
-        return [(int(rows[i]), float(scores[i])) for i in top]
+        order = np.lexsort((rows, -scores))[: self._k]
+        return [(int(rows[i]), float(scores[i])) for i in order]

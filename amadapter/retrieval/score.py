@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from amadapter.io.labels import NUM_CLASSES
+from amadapter.retrieval.descriptor import COARSE_COUNT_SCALE
 
 W_IOU = 0.5
 W_COVERAGE = 0.5
@@ -87,30 +88,70 @@ def byte_sums(values: np.ndarray) -> np.ndarray:
     return sums.sum(-1, dtype=np.int32) if sums.shape[-1] > 1 else sums[..., 0].astype(np.int32)
 
 
-def layout_score_bounds(
-    target_counts: np.ndarray,
-    candidate_counts: np.ndarray,
-    target_areas: np.ndarray,
-    candidate_areas: np.ndarray,
-    count_scale: int = 1,
-) -> np.ndarray:
-    """Upper bounds of the exact scores from per-cell class counts, no pixel read.
+class TargetScorer:
+    """Exact scores of one target against pool rows, and upper bounds of them that read no
+    pixel, both computed on the classes the target shows only (a class it lacks shares no
+    sample with anything: it counts only in the union of classes, through ``shown``).
 
-    ``target_counts`` (B, C, cells) and ``candidate_counts`` (B, M, C, cells) are
-    ``descriptor.cell_counts`` (or ``coarse_counts``, with ``count_scale`` 2: they
-    hold halved counts); areas (B, C) and (B, M, C) are ``class_areas``. Within a
-    cell, two maps share at most min(count_T, count_E) samples of a class, so the
-    sum over cells bounds |T_c & E_c| from above; IoU_c grows with the intersection
-    at fixed areas, and coverage depends on the areas only, so this formula on
-    those intersections is an upper bound of the exact score (float32 rounding
-    aside: the search compares with a margin, ``index.py``). -> (B, M) float32.
+    Bounds: within a cell of ``descriptor.cell_counts``, two maps share at most
+    min(count_T, count_E) samples of a class, so the sum over cells bounds |T_c & E_c|
+    from above (as does min(|T_c|, |E_c|)); IoU_c grows with the intersection at fixed
+    areas, and coverage depends on the areas only, so the formula on those
+    intersections bounds the exact score. Exact scores and bounds go through the same
+    float32 arithmetic (``_scores``), so a bound stays at or above its exact score up to
+    the rounding of two sums in another order (the search allows for 1e-6).
     """
-    shared = np.minimum(candidate_counts, np.asarray(target_counts)[:, None])
-    intersections = byte_sums(shared) * count_scale
-    areas = np.asarray(target_areas)[:, None, :]
-    # A halved count can bound a class by more than its area; the intersection cannot.
-    intersections = np.minimum(intersections, np.minimum(areas, candidate_areas))
-    return scores_from_counts(intersections, areas, candidate_areas)
+
+    def __init__(self, small: np.ndarray, counts: np.ndarray, coarse: np.ndarray):
+        """``small``: the target's small map; ``counts``, ``coarse``: its ``cell_counts``
+        and ``coarse_counts``."""
+        flat = np.asarray(small, dtype=np.uint8).reshape(-1)
+        areas = class_areas(flat[None])[0]
+        self.classes = np.flatnonzero(areas)
+        self._areas = areas[self.classes].astype(np.float32)
+        self._flat = flat
+        shows = flat[None] == self.classes[:, None].astype(np.uint8)
+        self._masks = np.packbits(shows, axis=-1).view(np.uint64)  # (n, samples / 64)
+        self._counts, self._coarse = counts, coarse  # zero for the classes it lacks
+
+    def exact(self, maps: np.ndarray, areas: np.ndarray, shown: np.ndarray) -> np.ndarray:
+        """``maps`` (M, *MAP_SHAPE) small maps, ``areas`` (M, C) their ``class_areas``,
+        ``shown`` (M,) how many classes each shows -> (M,) float32 exact scores.
+
+        Counting: the samples where a map agrees with the target, packed into bits,
+        ANDed with the target's bit mask of each class and popcounted."""
+        agree = np.packbits(maps.reshape(len(maps), -1) == self._flat, axis=-1).view(np.uint64)
+        shared = np.bitwise_count(agree[:, None, :] & self._masks[None])  # (M, n, words)
+        return self._scores(byte_sums(shared), areas[:, self.classes], shown)
+
+    def bounds(
+        self, cell_counts: np.ndarray, areas: np.ndarray, shown: np.ndarray, coarse: bool
+    ) -> np.ndarray:
+        """Upper bounds of ``exact`` from the rows' ``cell_counts`` (M, C, cells), or with
+        ``coarse`` their ``coarse_counts``; ``areas`` and ``shown`` as for ``exact``."""
+        mine, scale = (self._coarse, COARSE_COUNT_SCALE) if coarse else (self._counts, 1)
+        # Every class at once (contiguous rows; the target's own counts are 0 elsewhere).
+        shared = byte_sums(np.minimum(cell_counts, mine))[:, self.classes] * scale
+        theirs = areas[:, self.classes]
+        # A halved count can exceed a class's area; the intersection cannot.
+        shared = np.minimum(shared, np.minimum(theirs, self._areas))
+        return self._scores(shared, theirs, shown)
+
+    def _scores(self, shared: np.ndarray, theirs: np.ndarray, shown: np.ndarray) -> np.ndarray:
+        """The module's formula from the intersections (M, n) and the rows' areas (M, n) on
+        the target's classes."""
+        inter = shared.astype(np.float32)
+        theirs = theirs.astype(np.float32)
+        ones = np.ones(len(self.classes), np.float32)
+        # Sums over classes as products with a ones vector: numpy's reduction over a short
+        # last axis costs several times more. The target shows each class: no union is 0.
+        iou_sum = (inter / (self._areas + theirs - inter)) @ ones
+        both = (theirs > 0).astype(np.float32)
+        present = len(self.classes) + shown.astype(np.float32) - both @ ones
+        miou = iou_sum / np.maximum(present, 1)
+        total = self._areas.sum()
+        coverage = (both @ self._areas) / total if total > 0 else np.ones(len(inter), np.float32)
+        return (W_IOU * miou + W_COVERAGE * coverage).astype(np.float32)
 
 
 def layout_scores(
