@@ -2,8 +2,9 @@
 
 Entries are read one by one (optionally by a few threads: PNG decoding releases
 the GIL), summarised, and written in Parquet row groups of ``ROWS_PER_GROUP``;
-at most one row group and the reading window are in memory, whatever the pool
-size. An entry whose label map or photo cannot be used (``read_label`` raises
+one row group, the reading window and the set of keys seen (about 100 MB per
+million entries) are in memory, whatever the pool size (1,000,000 entries:
+bench/RESULTS.md). An entry whose label map or photo cannot be used (``read_label`` raises
 an ``InputError``, or it has no photo) is skipped and reported with the reason.
 
 An update (the default when the index exists) reads only the keys already

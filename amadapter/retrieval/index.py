@@ -8,14 +8,18 @@ A query runs in three stages, each on fewer pool entries:
 
 1. the coarse scan (``candidates.py``): one int8 product over the whole pool ranks
    every entry by a linear stand-in for the exact score and keeps the best
-   ``candidates`` (default 4,096);
-2. bounds (``score.layout_score_bounds``): an upper bound of each candidate's exact
-   score from per-cell class counts, no pixel read;
-3. exact scores (``score.layout_scores``), candidates taken in descending bound
-   order, ``EXACT_BLOCK`` at a time, until no bound left can beat the k-th best
-   exact score found. The result is the exact best ``k`` among the candidates, and
-   usually costs a few dozen exact scores per target. The returned score is always
-   the exact one.
+   ``candidates`` (default 8,192);
+2. loose bounds (``score.TargetScorer.bounds`` on ``coarse_counts``, 152 bytes an
+   entry): an upper bound of each candidate's exact score, no pixel read; the
+   exact scores of the best ``EXACT_BLOCK`` by it give a k-th best score to beat,
+   and only the candidates whose loose bound reaches it (a few hundred) get
+3. tight bounds (``cell_counts``, 608 bytes an entry) and then exact scores in
+   descending tight bound order, ``EXACT_BLOCK`` at a time, until no bound left can
+   beat the k-th best exact score found (a few dozen per target).
+
+The result is the exact best ``k`` among the candidates, and the returned score is
+always the exact one. Whether the pool's best is among the candidates is the scan's
+part (bench/RESULTS.md: at 1,000,000 entries, the best or one within 1% of it).
 
 Self-exclusion: ``target_paths`` names each map's file, and pool entries of the
 same frame (``frames.frame_id``: for Cityscapes the same city_sequence_frame
@@ -24,10 +28,14 @@ argument so that no caller forgets it; pass ``None`` for a map that comes from
 no file.
 
 Memory: the index is memory-mapped (``mapped.py``), nothing is loaded. Resident
-per pool entry: 176 bytes of scan rows, 608 of cell counts, 38 of class areas and
-16 of frame lookup, about 0.84 kB (0.84 GB at 1,000,000 entries), shared by the
-processes of a machine; small maps and strings are read only for candidates and
-results. Measured at 1,000,000 entries: bench/RESULTS.md.
+per pool entry: 176 bytes of scan rows (and 11 of the scan's sample), 152 of coarse
+counts, 38 of class areas, 16 of frame lookup and 1 of class count, about 0.4 kB
+(0.4 GB at 1,000,000 entries), shared by the processes of a machine; the tight
+counts (608 bytes an entry) end up resident too in a process that queries, 1 kB
+an entry in all; small maps are read (``pread``) for the few dozen candidates per
+target that get exact scores, and strings for the results. Measured at 1,000,000 entries
+(peak resident set of a process that opens the index and queries it):
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -51,9 +59,9 @@ from amadapter.retrieval.score import TargetScorer, class_areas
 from amadapter.retrieval.store import IndexStore
 
 DEFAULT_CANDIDATES = 8192  # bounded per target after the scan; see bench/RESULTS.md
-QUERY_BATCH = 128  # targets per scan (bounds its temporaries)
-RELEASE_EVERY = 16  # targets between releases of the scattered pages (mapped.py)
-EXACT_BLOCK = 16  # candidates scored exactly per target per round
+QUERY_BATCH = 256  # targets per scan (bounds its temporaries: 16 MB of scores per chunk)
+TIGHT_BLOCK = 256  # candidates given tight bounds per round
+EXACT_BLOCK = 16  # candidates scored exactly per round
 BOUND_MARGIN = 1e-6  # bounds and exact scores are float32: keep scoring within this
 _NO_ROWS = np.zeros(0, dtype=np.int64)
 
@@ -102,16 +110,6 @@ class ExemplarIndex:
     def __len__(self) -> int:
         return self._mapped.size
 
-    @property
-    def small_maps(self) -> np.ndarray:
-        """(N, *MAP_SHAPE) small maps, row i of entry i (e.g. for exhaustive scoring)."""
-        return self._mapped.small_maps
-
-    @property
-    def class_areas(self) -> np.ndarray:
-        """(N, NUM_CLASSES) class sample counts of the small maps."""
-        return self._mapped.areas
-
     def query(
         self,
         label_maps: Sequence[np.ndarray],
@@ -146,9 +144,10 @@ class ExemplarIndex:
             )
             coarse = coarse_counts(counts)
             for b in range(len(small)):
-                results.append(self._best(small[b], counts[b], coarse[b], rows[b][rows[b] >= 0], k))
-                if b % RELEASE_EVERY == RELEASE_EVERY - 1 or b == len(small) - 1:
-                    self._mapped.release_scattered()
+                allowed = rows[b][rows[b] >= 0]
+                results.append(
+                    self._best(small[b], counts[b], coarse[b], allowed, k) if len(allowed) else []
+                )
         return results
 
     def rows_of_frame(self, path: str) -> np.ndarray:
@@ -161,37 +160,33 @@ class ExemplarIndex:
     def _best(
         self, small: np.ndarray, counts: np.ndarray, coarse: np.ndarray, rows: np.ndarray, k: int
     ) -> list[ExemplarMatch]:
-        """Stages 2 and 3 of the module docstring for one target and its candidate rows:
-        loose bounds of every candidate, exact scores of the best few by them (a k-th best
-        to beat), tight bounds of the candidates whose loose bound reaches it, then exact
-        scores in tight bound order while a bound can beat the k-th best."""
+        """Stages 2 and 3 of the module docstring for one target and its candidate rows,
+        a branch and bound: candidates in descending loose bound order, ``TIGHT_BLOCK``
+        at a time, get tight bounds, and those whose tight bound can still beat the k-th
+        best exact score so far get exact scores, in descending tight bound order; it
+        stops when no loose bound left can beat the k-th best."""
         pool = self._mapped
-        if not len(rows):
-            return []
         scorer = TargetScorer(small, counts, coarse)
         areas, shown = np.take(pool.areas, rows, axis=0), self._shown[rows]
+        loose = scorer.bounds(np.take(pool.coarse_counts, rows, axis=0), areas, shown, True)
+        by_loose = np.argsort(-loose)
         best = Best(k)
-
-        def score(at: np.ndarray) -> None:
-            maps = np.take(pool.small_maps, rows[at], axis=0)
-            best.add(rows[at], scorer.exact(maps, areas[at], shown[at]))
-
-        loose_rows = np.take(pool.coarse_counts, rows, axis=0)
-        loose = scorer.bounds(loose_rows, areas, shown, coarse=True)
-        first = np.argpartition(-loose, EXACT_BLOCK)[:EXACT_BLOCK] if len(rows) > EXACT_BLOCK \
-            else np.arange(len(rows))
-        score(first)
-        reach = loose >= best.kth - BOUND_MARGIN
-        reach[first] = False
-        rest = np.flatnonzero(reach)
-        tight_rows = np.take(pool.counts, rows[rest], axis=0)
-        tight = scorer.bounds(tight_rows, areas[rest], shown[rest], coarse=False)
-        by_tight = np.argsort(-tight, kind="stable")
-        rest, tight = rest[by_tight], tight[by_tight]
-        for start in range(0, len(rest), EXACT_BLOCK):
-            if tight[start] < best.kth - BOUND_MARGIN:
-                break  # no candidate left can beat the k-th best
-            score(rest[start : start + EXACT_BLOCK])
+        for start in range(0, len(rows), TIGHT_BLOCK):
+            block = by_loose[start : start + TIGHT_BLOCK]
+            block = block[loose[block] >= best.kth - BOUND_MARGIN]
+            if not len(block):
+                break  # sorted: no loose bound left can beat the k-th best
+            tight = scorer.bounds(
+                np.take(pool.counts, rows[block], axis=0), areas[block], shown[block], False
+            )
+            by_tight = np.argsort(-tight)
+            block, tight = block[by_tight], tight[by_tight]
+            for sub in range(0, len(block), EXACT_BLOCK):
+                if tight[sub] < best.kth - BOUND_MARGIN:
+                    break
+                at = block[sub : sub + EXACT_BLOCK]
+                maps = pool.read_small_maps(rows[at])
+                best.add(rows[at], scorer.exact(maps, areas[at], shown[at]))
         return [self._match(row, value) for row, value in best.top()]
 
     def _match(self, row: int, score: float) -> ExemplarMatch:
