@@ -14,7 +14,8 @@ that each peak resident set (``VmHWM``) is its own:
 1. build: ``build_index`` of the N entries into a temporary folder (Parquet);
    ``build_s``, ``build_peak_rss_mb``, ``index_bytes``;
 2. query: ``ExemplarIndex.load`` (``load_s``: the first open on this machine, which
-   derives the mapped files, ``mapped.py``; ``reopen_s``: a second open), a warm-up,
+   derives the mapped files, ``mapped.py``, of ``mapped_bytes``; ``reopen_s``: a
+   second open), a warm-up,
    then all Q maps queried in batches three times (median ``ms_per_query``, and
    ``cpu_ms_per_query``: process CPU time, all threads, which the machine's other
    load inflates less); ``peak_rss_mb`` is that process's peak after all of it;
@@ -119,8 +120,15 @@ def query_stage(path: str, queries: int, threads: int, candidates: int | None) -
         ranked = index.query(maps, k=1, target_paths=paths, candidates=candidates)
         wall.append((time.perf_counter() - began) * 1e3 / len(maps))
         cpu.append((time.process_time() - began_cpu) * 1e3 / len(maps))
+    cache = os.environ["AMADAPTER_INDEX_CACHE"]
+    mapped_bytes = sum(
+        os.path.getsize(os.path.join(folder, name))
+        for folder, _, names in os.walk(cache)
+        for name in names
+    )
     return {
         "candidates": candidates,
+        "mapped_bytes": mapped_bytes,
         "load_s": load_s,
         "reopen_s": reopen_s,
         "ms_per_query": statistics.median(wall),
@@ -187,8 +195,12 @@ def main() -> None:
           f"(repeats {queried['ms_per_query_repeats']}), peak {queried['peak_rss_mb']:.0f} MB",
           flush=True)  # fmt: skip
 
+    import torch
+
     from amadapter.retrieval.descriptor import downsample_nearest
     from amadapter.retrieval.score import layout_scores
+
+    torch.set_num_threads(args.threads)
 
     small_queries = np.stack([downsample_nearest(q) for q in query_maps(n_reference)])
     began = time.perf_counter()
@@ -209,6 +221,7 @@ def main() -> None:
         "build_s": round(built["build_s"], 1),
         "build_peak_rss_mb": round(built["build_peak_rss_mb"]),
         "index_bytes": built["index_bytes"],
+        "mapped_bytes": queried["mapped_bytes"],
         "load_s": round(queried["load_s"], 2),
         "reopen_s": round(queried["reopen_s"], 3),
         "ms_per_query": round(queried["ms_per_query"], 3),
