@@ -227,3 +227,21 @@ def test_real_cityscapes_frame_is_indexed_and_excluded(shared_data, tmp_path):
     assert index.query([train_ids], k=1, target_paths=[source.label_path]) == [[]]
     (ranked,) = index.query([train_ids], k=1, target_paths=[source.label_path], exclude_self=False)
     assert ranked[0].key == source.key and ranked[0].score == pytest.approx(1.0)
+
+
+def test_mapped_files_are_derived_once_and_follow_updates(tmp_path, index_cache):
+    root, index_path = tmp_path / "pool", str(tmp_path / "index")
+    write_pool(root, dict(list(POOL_LAYOUTS.items())[:3]))
+    build_index(index_path, sources(root), read_train_ids)
+
+    def folders():  # the mapped folders of this index, by the index.json they derive from
+        metas = [json.loads(m.read_text()) for m in index_cache.glob("*/*/meta.json")]
+        return [m["index"]["rows"] for m in metas if m["index"]["parts"][0]["file"] in parts]
+
+    parts = {p["file"] for p in json.loads((tmp_path / "index" / META_FILE).read_text())["parts"]}
+    assert len(ExemplarIndex.load(index_path)) == 3 and folders() == [3]
+    ExemplarIndex.load(index_path)
+    assert folders() == [3]  # opened again: the same files
+    write_pool(root)
+    build_index(index_path, sources(root), read_train_ids)
+    assert len(ExemplarIndex.load(index_path)) == 5 and folders() == [5]  # the old one removed
