@@ -27,15 +27,14 @@ stem) are never returned for it unless ``exclude_self=False``. It is a required
 argument so that no caller forgets it; pass ``None`` for a map that comes from
 no file.
 
-Memory: the index is memory-mapped (``mapped.py``), nothing is loaded. Resident
-per pool entry: 176 bytes of scan rows (and 11 of the scan's sample), 152 of coarse
-counts, 38 of class areas, 16 of frame lookup and 1 of class count, about 0.4 kB
-(0.4 GB at 1,000,000 entries), shared by the processes of a machine; the tight
-counts (608 bytes an entry) end up resident too in a process that queries, 1 kB
-an entry in all; small maps are read (``pread``) for the few dozen candidates per
-target that get exact scores, and strings for the results. Measured at 1,000,000 entries
-(peak resident set of a process that opens the index and queries it):
-bench/RESULTS.md.
+Memory: the index is memory-mapped (``mapped.py``), nothing is loaded. What a
+querying process ends up holding resident, per pool entry: 176 bytes of scan rows
+(and 11 of the scan's sample), 152 of coarse counts, 608 of counts, 38 of class
+areas, 16 of frame lookup, 1 of class count, about 1 kB, shared by the processes
+of a machine that open the same index; small maps are read (``pread``) for the
+few dozen candidates per target that get exact scores, strings for the results.
+Measured at 1,000,000 entries: 1,987 MB peak for a process that opens the index
+the first time and queries it (bench/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -157,7 +157,8 @@ class TargetScorer:
 def layout_scores(
     targets: np.ndarray, candidates: np.ndarray, candidate_areas: np.ndarray | None = None
 ) -> np.ndarray:
-    """Score each target against its own candidate list: the re-rank.
+    """Score each target against its own candidate list, batched (the index scores one
+    target at a time, on its own classes: ``TargetScorer``; this is its cross-check).
 
     targets (B, h, w) and candidates (B, M, h, w) small maps -> (B, M) float32.
     ``candidate_areas`` (B, M, C), the candidates' ``class_areas``, saves recounting
