@@ -218,6 +218,15 @@ def test_two_stage_search_matches_brute_force(tmp_path):
     alone = [index.query([t], k=3, target_paths=[None])[0] for t in targets[:5]]
     assert alone == index.query(targets[:5], k=3, target_paths=[None] * 5)
 
+    # Pool entries as targets, through the scan (64 of 600 candidates): never themselves.
+    own = [read_world(s) for s in pool[:20]]
+    paths = [s.label_path for s in pool[:20]]
+    for source, ranked in zip(pool, index.query(own, k=2, target_paths=paths, candidates=64)):
+        assert len(ranked) == 2 and source.key not in {m.key for m in ranked}
+    for source, ranked in zip(pool, index.query(own, k=1, target_paths=paths, candidates=64,
+                                                exclude_self=False)):  # fmt: skip
+        assert ranked[0].key == source.key and ranked[0].score == pytest.approx(1.0)
+
 
 def test_real_cityscapes_frame_is_indexed_and_excluded(shared_data, tmp_path):
     (source,) = sources(CITYSCAPES_ROOT, split="val")
