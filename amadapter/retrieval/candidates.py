@@ -49,6 +49,7 @@ EXTRA_CLASS_COST = 0.6  # a class only the exemplar shows, in cosines (bench/RES
 SCAN_DIM = 176  # COARSE_DIM + NUM_CLASSES presence rows, padded to a multiple of 16
 SCAN_CHUNK = 16384  # pool rows per product: bounds the (batch x chunk) int32 scores
 SAMPLE_STRIDE = 16
+THRESHOLD_BATCH = 32  # targets per product with the sample (8 MB of scores at 1M entries)
 GROUP = 8  # scores compared as group maxima first (_passing)
 _FLOOR = torch.iinfo(torch.int32).min  # the score of an excluded row
 _NO_ROWS = np.zeros(0, dtype=np.int64)
@@ -130,8 +131,11 @@ class CandidateSearch:
         """(B, 1) the scan score that about ``count`` pool rows reach, from the sample."""
         width = self._sample.shape[1]
         kth = min(width, math.ceil(count * width / self.size))
-        sample_scores = torch._int_mm(queries, self._sample)
-        return torch.topk(sample_scores, kth, dim=1).values[:, -1:]
+        parts = []
+        for start in range(0, len(queries), THRESHOLD_BATCH):  # bounds the sample's scores
+            sample_scores = torch._int_mm(queries[start : start + THRESHOLD_BATCH], self._sample)
+            parts.append(torch.topk(sample_scores, kth, dim=1).values[:, -1:])
+        return torch.cat(parts)
 
 
 def _passing(scores: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
