@@ -1,24 +1,30 @@
 """Exemplar retrieval at pool scale: build, index size, memory, query speed, agreement.
 
-    python -m bench.retrieval [--quick] [--pool N] [--queries Q] [--threads T] [--compare]
+    python -m bench.retrieval [--quick] [--pool N] [--queries Q] [--reference-queries R]
+                              [--threads T]
 
-The pool holds N layouts of the procedural world (``amadapter.world``, train
-seeds, 128x256), the queries Q layouts of its test seeds (so no query is in the
-pool). The layouts are generated where a real build would decode PNGs;
-``generate_s`` is that part of ``build_s``. All in one process and one run:
+The pool holds N layouts of the procedural world (``amadapter.world``, 128x256;
+``bench.world_pool``: train seeds, then seeds outside every split), the queries Q
+layouts of its test seeds (so no query is in the pool). The pool's small maps are
+generated once and cached on disk (``bench.world_pool``: about 17 minutes for
+1,000,000), standing in for the PNG decoding of a real build; ``generate_s`` is
+that time when this run generated them, else 0. Stages, each in a fresh process so
+that each peak resident set (``VmHWM``) is its own:
 
-1. build the index with ``build_index`` into a temporary folder (Parquet);
-2. load it, warm up, then query all Q maps in batches three times (median);
-   ``peak_rss_mb`` is the process's peak resident memory at that point;
-3. brute force: the exact score of every query against every pool entry
-   (``layout_scores_against_pool``); ``top1_agreement`` is the share of queries
-   whose returned exemplar scores at least 0.99 of the best, ``top1_exact`` the
-   share that got the best itself;
-4. with ``--compare`` (after the peak memory is taken): other candidate searches
-   on the same descriptors, each followed by the same exact re-rank of the same
-   number of candidates: numpy float32 brute force over cosine (dense product +
-   argpartition), and faiss-cpu flat inner product and IVF, if faiss is installed
-   (it is not a project dependency).
+1. build: ``build_index`` of the N entries into a temporary folder (Parquet);
+   ``build_s``, ``build_peak_rss_mb``, ``index_bytes``;
+2. query: ``ExemplarIndex.load`` (``load_s``: the first open on this machine, which
+   derives the mapped files, ``mapped.py``, of ``mapped_bytes``; ``reopen_s``: a
+   second open), a warm-up,
+   then all Q maps queried in batches three times (median ``ms_per_query``, and
+   ``cpu_ms_per_query``: process CPU time, all threads, which the machine's other
+   load inflates less); ``peak_rss_mb`` is that process's peak after all of it;
+3. reference, here: the exact score of the first R queries against every pool entry
+   (``layout_scores_against_pool``, brute force on the cached small maps; R < Q at
+   large N, where it takes about 1.7 s a query); ``top1_agreement`` is the share of
+   those queries whose returned exemplar scores at least 0.99 of the best,
+   ``top1_exact`` the share that got the best itself. The returned scores are
+   checked against the brute force's for the returned entries.
 
 The last printed line is one JSON object.
 """
@@ -27,150 +33,125 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Iterator
 
 import numpy as np
-import torch
 
-from amadapter import world
-from amadapter.retrieval import ExemplarIndex, build_index, layout_scores_against_pool
-from amadapter.retrieval.candidates import CandidateSearch
-from amadapter.retrieval.descriptor import downsample_nearest, layout_descriptors
-from amadapter.retrieval.index import DEFAULT_CANDIDATES, QUERY_BATCH
-from amadapter.retrieval.score import class_areas, layout_scores
-from transforms.records import LabelSource
-from bench.memory import peak_rss_mb
+from bench.world_pool import LAYOUT_SIZE, PoolReader, pool_seed, pool_small_maps
 
-LAYOUT_SIZE = (128, 256)
 REPEATS = 3
-REFERENCE_BATCH = 200
+REFERENCE_BATCH = 100
+LARGE_POOL = 100_000  # above it, the reference takes --reference-queries of the queries
+DEFAULT_REFERENCE_QUERIES = 300
 
 
-def world_sources(split: str, n: int) -> list[LabelSource]:
-    return [
-        LabelSource(
-            key=f"world-{seed}",
-            label_path=f"world/{split}/world_{seed:06d}_{seed:06d}_gtFine_labelTrainIds.png",
-            photo_path=f"world/{split}/world_{seed:06d}_{seed:06d}_leftImg8bit.png",
+def _in_fresh_process(function, *args):
+    """``function(*args)`` in a new process (its own peak resident set), its result."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def pool_sources(n: int) -> Iterator:
+    from transforms.records import LabelSource
+
+    for i in range(n):
+        seed = pool_seed(i)
+        yield LabelSource(
+            key=f"world-{i}",
+            label_path=f"world/pool/world_{seed:07d}_{seed:07d}_gtFine_labelTrainIds.png",
+            photo_path=f"world/pool/world_{seed:07d}_{seed:07d}_leftImg8bit.png",
             label_format="train_ids",
             dataset="world",
         )
-        for seed in world.split_seeds(split, n)
-    ]
 
 
-class TimedGenerator:
-    """The pool's 'decoder': generates a source's layout, adding up the time it takes."""
+def query_maps(n: int) -> list[np.ndarray]:
+    from amadapter import world
 
-    def __init__(self):
-        self.seconds = 0.0
-
-    def __call__(self, source: LabelSource) -> np.ndarray:
-        began = time.perf_counter()
-        layout = world.layout(int(source.key.split("-")[1]), *LAYOUT_SIZE)
-        self.seconds += time.perf_counter() - began
-        return layout
+    return [world.layout(seed, *LAYOUT_SIZE) for seed in world.split_seeds("test", n)]
 
 
-def folder_bytes(path: str) -> int:
-    return sum(os.path.getsize(os.path.join(path, name)) for name in os.listdir(path))
+def build_stage(path: str, n: int) -> dict:
+    from amadapter.retrieval import build_index
+    from bench.memory import peak_rss_mb
 
-
-def brute_force_best(index: ExemplarIndex, small_queries: np.ndarray) -> tuple[np.ndarray, float]:
-    """Best exact score per query over the whole pool, and seconds per query."""
+    read = PoolReader(n)
     began = time.perf_counter()
-    best = np.concatenate(
+    # A small map read back is its own small map (downsampling it again changes nothing).
+    report = build_index(path, pool_sources(n), lambda s: read(int(s.key.split("-")[1])))
+    return {
+        "total": report.total,
+        "build_s": time.perf_counter() - began,
+        "build_peak_rss_mb": peak_rss_mb(),
+        "index_bytes": sum(
+            os.path.getsize(os.path.join(path, name)) for name in os.listdir(path)
+        ),
+    }
+
+
+def query_stage(path: str, queries: int, threads: int, candidates: int | None) -> dict:
+    import torch
+
+    from amadapter.retrieval import ExemplarIndex
+    from amadapter.retrieval.index import DEFAULT_CANDIDATES
+    from bench.memory import peak_rss_mb
+
+    torch.set_num_threads(threads)
+    candidates = candidates or DEFAULT_CANDIDATES
+    began = time.perf_counter()
+    index = ExemplarIndex.load(path)
+    load_s = time.perf_counter() - began
+    began = time.perf_counter()
+    ExemplarIndex.load(path)
+    reopen_s = time.perf_counter() - began
+    maps = query_maps(queries)
+    paths = [None] * len(maps)
+    load_before = os.getloadavg()[0]
+    index.query(maps[:32], k=1, target_paths=paths[:32], candidates=candidates)  # warm-up
+    wall, cpu = [], []
+    for _ in range(REPEATS):
+        began, began_cpu = time.perf_counter(), time.process_time()
+        ranked = index.query(maps, k=1, target_paths=paths, candidates=candidates)
+        wall.append((time.perf_counter() - began) * 1e3 / len(maps))
+        cpu.append((time.process_time() - began_cpu) * 1e3 / len(maps))
+    cache = os.environ["AMADAPTER_INDEX_CACHE"]
+    mapped_bytes = sum(
+        os.path.getsize(os.path.join(folder, name))
+        for folder, _, names in os.walk(cache)
+        for name in names
+    )
+    return {
+        "candidates": candidates,
+        "mapped_bytes": mapped_bytes,
+        "load_s": load_s,
+        "reopen_s": reopen_s,
+        "ms_per_query": statistics.median(wall),
+        "ms_per_query_repeats": wall,
+        "cpu_ms_per_query": statistics.median(cpu),
+        "peak_rss_mb": peak_rss_mb(),
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "returned": [(int(r[0].key.split("-")[1]), r[0].score) for r in ranked],
+    }
+
+
+def reference_best(pool: np.ndarray, small_queries: np.ndarray) -> np.ndarray:
+    """The best exact score of each query over the whole pool (brute force)."""
+    from amadapter.retrieval import layout_scores_against_pool
+    from amadapter.retrieval.score import class_areas
+
+    areas = np.concatenate([class_areas(pool[i : i + 65536]) for i in range(0, len(pool), 65536)])
+    return np.concatenate(
         [
-            layout_scores_against_pool(
-                small_queries[i : i + REFERENCE_BATCH], index.small_maps, index.class_areas
-            ).max(1)
+            layout_scores_against_pool(small_queries[i : i + REFERENCE_BATCH], pool, areas).max(1)
             for i in range(0, len(small_queries), REFERENCE_BATCH)
         ]
     )
-    return best, (time.perf_counter() - began) / len(small_queries)
-
-
-def rerank_best(index: ExemplarIndex, small_queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Exact best score among each query's candidate rows (the index's own re-rank step)."""
-    return np.concatenate(
-        [
-            layout_scores(
-                small_queries[i : i + 16],
-                index.small_maps[rows[i : i + 16]],
-                index.class_areas[rows[i : i + 16]],
-            ).max(1)
-            for i in range(0, len(small_queries), 16)
-        ]
-    )
-
-
-def compare_backends(index, small_queries, best, candidates) -> dict:
-    """Candidate searches alone (the re-rank is not in their time), each then scored by the
-    same exact re-rank: ours (``CandidateSearch``: int8 product + score estimate) and
-    others over the same descriptors as float32 unit vectors (cosine). Every search
-    takes the queries in batches of ``QUERY_BATCH``, as ``ExemplarIndex.query`` does."""
-    int8_pool = np.concatenate(
-        [layout_descriptors(index.small_maps[i : i + 8192]) for i in range(0, len(index), 8192)]
-    )
-    ours = CandidateSearch(int8_pool, index.class_areas)
-    int8_queries, query_areas = layout_descriptors(small_queries), class_areas(small_queries)
-    pool = int8_pool.astype(np.float32)
-    del int8_pool
-    pool /= np.maximum(np.linalg.norm(pool, axis=1, keepdims=True), 1e-12)
-    queries = int8_queries.astype(np.float32)
-    queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-
-    searches = {
-        "ours_torch_int8_estimate": lambda s: ours.search(
-            int8_queries[s], query_areas[s], candidates
-        )[0],
-        "numpy_fp32_cosine": lambda s: np.argpartition(
-            -(queries[s] @ pool.T), candidates, axis=1
-        )[:, :candidates],
-    }
-    results = {}
-    try:
-        import faiss  # noqa: PLC0415 - optional, measured only when installed
-
-        faiss.omp_set_num_threads(torch.get_num_threads())
-        flat = faiss.IndexFlatIP(pool.shape[1])
-        flat.add(pool)
-        searches["faiss_flat_ip"] = lambda s: flat.search(queries[s], candidates)[1]
-        nlist = int(4 * np.sqrt(len(pool)))
-        began = time.perf_counter()
-        quantizer = faiss.IndexFlatIP(pool.shape[1])  # must outlive ivf (faiss keeps a raw pointer)
-        ivf = faiss.IndexIVFFlat(quantizer, pool.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-        ivf.train(pool[:: max(1, len(pool) // (64 * nlist))])
-        ivf.add(pool)
-        results["faiss_ivf_build_s"] = round(time.perf_counter() - began, 1)
-        for nprobe in (16, 64):
-
-            def ivf_search(s, nprobe=nprobe):
-                ivf.nprobe = nprobe
-                return ivf.search(queries[s], candidates)[1]
-
-            searches[f"faiss_ivf{nlist}_nprobe{nprobe}"] = ivf_search
-    except ImportError:
-        results["faiss"] = "not installed"
-    n = len(queries)
-    for name, search in searches.items():
-        search(slice(0, 32))  # warm-up
-        times = []
-        for _ in range(REPEATS):
-            began = time.perf_counter()
-            rows = np.concatenate(
-                [search(slice(i, i + QUERY_BATCH)) for i in range(0, n, QUERY_BATCH)]
-            )
-            times.append((time.perf_counter() - began) * 1e3 / n)
-        got = rerank_best(index, small_queries, np.where(rows >= 0, rows, 0))
-        results[name] = {
-            "search_ms_per_query": round(statistics.median(times), 3),
-            "top1_agreement": round(float(np.mean(got >= 0.99 * best)), 4),
-        }
-    return results
 
 
 def main() -> None:
@@ -178,59 +159,81 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="pool 5000, 200 queries")
     parser.add_argument("--pool", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES)
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument("--compare", action="store_true", help="also numpy and faiss searches")
+    parser.add_argument(
+        "--reference-queries",
+        type=int,
+        default=None,
+        help=f"queries checked by brute force (default: all, or {DEFAULT_REFERENCE_QUERIES} "
+        f"above {LARGE_POOL} entries)",
+    )
+    parser.add_argument("--candidates", type=int, default=None, help="default: the index's")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (1: on a shared machine, a second thread waiting for a "
+        "busy core costs more than it brings; the augment job's default too)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.pool, args.queries = 5000, 200
-    torch.set_num_threads(args.threads)
+    n_reference = args.reference_queries or (
+        args.queries if args.pool <= LARGE_POOL else min(args.queries, DEFAULT_REFERENCE_QUERIES)
+    )
 
+    pool, generate_s = pool_small_maps(args.pool)
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as path:
-        generator = TimedGenerator()
-        began = time.perf_counter()
-        report = build_index(path, world_sources("train", args.pool), generator)
-        build_s = time.perf_counter() - began
-        index_bytes = folder_bytes(path)
-        began = time.perf_counter()
-        index = ExemplarIndex.load(path)
-        load_s = time.perf_counter() - began
-    print(f"built {report.total} entries in {build_s:.1f} s ({generator.seconds:.1f} s generating)",
+        built = _in_fresh_process(build_stage, path, args.pool)
+        print(f"built {built['total']} entries in {built['build_s']:.1f} s, "
+              f"peak {built['build_peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="bench-retrieval-cache-") as cache:
+            os.environ["AMADAPTER_INDEX_CACHE"] = cache  # a first open: the child maps anew
+            queried = _in_fresh_process(
+                query_stage, path, args.queries, args.threads, args.candidates
+            )
+    print(f"query: {queried['ms_per_query']:.2f} ms per query "
+          f"(repeats {queried['ms_per_query_repeats']}), peak {queried['peak_rss_mb']:.0f} MB",
           flush=True)  # fmt: skip
 
-    queries = [world.layout(seed, *LAYOUT_SIZE) for seed in world.split_seeds("test", args.queries)]
-    paths = [None] * len(queries)
-    index.query(queries[:32], k=1, target_paths=paths[:32], candidates=args.candidates)
-    times = []
-    for _ in range(REPEATS):
-        began = time.perf_counter()
-        ranked = index.query(queries, k=1, target_paths=paths, candidates=args.candidates)
-        times.append((time.perf_counter() - began) * 1e3 / len(queries))
-    peak = peak_rss_mb()
-    print(f"query: {statistics.median(times):.2f} ms per query (repeats {times})", flush=True)
+    import torch
 
-    small_queries = np.stack([downsample_nearest(q) for q in queries])
-    best, reference_s = brute_force_best(index, small_queries)
-    returned = np.array([r[0].score for r in ranked])
+    from amadapter.retrieval.descriptor import downsample_nearest
+    from amadapter.retrieval.score import layout_scores
+
+    torch.set_num_threads(args.threads)
+
+    small_queries = np.stack([downsample_nearest(q) for q in query_maps(n_reference)])
+    began = time.perf_counter()
+    best = reference_best(pool, small_queries)
+    reference_s = time.perf_counter() - began
+    rows = np.array([row for row, _ in queried["returned"][:n_reference]])
+    returned = np.array([score for _, score in queried["returned"][:n_reference]], np.float32)
+    recomputed = layout_scores(small_queries, np.asarray(pool[rows])[:, None])[:, 0]
+    np.testing.assert_allclose(returned, recomputed, rtol=1e-6)  # the index's exact scores
+
     result = {
-        "pool": report.total,
-        "queries": len(queries),
-        "candidates": args.candidates,
+        "pool": built["total"],
+        "queries": args.queries,
+        "reference_queries": n_reference,
+        "candidates": queried["candidates"],
         "threads": args.threads,
-        "build_s": round(build_s, 1),
-        "generate_s": round(generator.seconds, 1),
-        "index_bytes": index_bytes,
-        "load_s": round(load_s, 2),
-        "ms_per_query": round(statistics.median(times), 3),
-        "ms_per_query_repeats": [round(t, 3) for t in times],
+        "generate_s": round(generate_s, 1),
+        "build_s": round(built["build_s"], 1),
+        "build_peak_rss_mb": round(built["build_peak_rss_mb"]),
+        "index_bytes": built["index_bytes"],
+        "mapped_bytes": queried["mapped_bytes"],
+        "load_s": round(queried["load_s"], 2),
+        "reopen_s": round(queried["reopen_s"], 3),
+        "ms_per_query": round(queried["ms_per_query"], 3),
+        "ms_per_query_repeats": [round(t, 3) for t in queried["ms_per_query_repeats"]],
+        "cpu_ms_per_query": round(queried["cpu_ms_per_query"], 3),
         "top1_agreement": round(float(np.mean(returned >= 0.99 * best)), 4),
         "top1_exact": round(float(np.mean(returned >= best - 1e-6)), 4),
-        "reference_ms_per_query": round(reference_s * 1e3, 1),
-        "peak_rss_mb": round(peak),
+        "reference_ms_per_query": round(reference_s * 1e3 / n_reference, 1),
+        "peak_rss_mb": round(queried["peak_rss_mb"]),
+        "load_average": queried["load_average"],
         "median_best_score": round(float(np.median(best)), 4),
     }
-    if args.compare:
-        result["compare"] = compare_backends(index, small_queries, best, args.candidates)
     print(json.dumps(result))
 
 

@@ -3,7 +3,7 @@
     python -m jobs.build_index --pool /data/cityscapes --dataset cityscapes --split train \\
         --output out/index
     python -m jobs.build_index --pool gs://bucket/bdd100k --dataset bdd100k \\
-        --output gs://bucket/index
+        --output gs://bucket/index --runner=DaskRunner --dask_client_address HOST:8786
 
 Every pool entry needs its photo, of its label map's size: Cityscapes
 ``leftImg8bit``, BDD100K ``images/10k``; in a ``folder`` pool, the JPEG beside
@@ -12,21 +12,45 @@ Entries whose label map or photo is missing or unreadable are skipped, each
 printed with its reason. When OUTPUT already holds an index, only entries whose
 key it lacks are read and added (``--rebuild`` starts afresh). The augment job
 takes the result with ``--index``.
+
+Without ``--runner`` the build runs here, ``--workers`` threads reading files
+(about 125 full-resolution Cityscapes entries a second on one process). With
+``--runner`` (the augment job's runners: DirectRunner, DaskRunner, DataflowRunner,
+...; Beam's own options such as ``--dask_client_address`` pass through) it is a
+Beam job (``pipeline.index_graph``) that writes the same index; this process lists
+the pool, then commits the parts the workers wrote.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+import uuid
 from typing import Iterable, Iterator
 
-from amadapter.io.errors import InputError
-from amadapter.io.label_io import LABEL_FORMATS
-from amadapter.retrieval import BuildReport, build_index
-from transforms.exemplar_pool import pool_labels, pool_sources
-from transforms.label_sources import DATASETS
-from transforms.records import LabelSource
+from jobs.startup_notices import silence_startup_notices
+
+silence_startup_notices()  # before apache_beam is imported: it logs one notice at import
+
+import apache_beam as beam  # noqa: E402
+from apache_beam.io.filesystems import FileSystems  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+
+from amadapter.io.errors import InputError, input_error  # noqa: E402
+from amadapter.io.label_io import LABEL_FORMATS  # noqa: E402
+from amadapter.retrieval import BuildReport, build_index  # noqa: E402
+from amadapter.retrieval.build import commit_build, indexed_keys, new_sources  # noqa: E402
+from amadapter.retrieval.store import IndexStore  # noqa: E402
+from pipeline.dask_select import select_runner  # noqa: E402
+from pipeline.index_graph import add_index_build, write_todo  # noqa: E402
+from pipeline.options import unknown_arguments  # noqa: E402
+from transforms.exemplar_pool import pool_labels, pool_sources  # noqa: E402
+from transforms.fileio import list_files, read_bytes  # noqa: E402
+from transforms.index_parts import index_buckets  # noqa: E402
+from transforms.label_sources import DATASETS  # noqa: E402
+from transforms.records import LabelSource  # noqa: E402
 
 PROGRESS_EVERY = 5000
 
@@ -38,6 +62,37 @@ def _progress(sources: list[LabelSource]) -> Iterator[LabelSource]:
             rate = i / (time.perf_counter() - began)
             print(f"  {i}/{len(sources)} entries ({rate:.0f}/s)", flush=True)
         yield source
+
+
+def beam_build(
+    output: str, sources: Iterable[LabelSource], rebuild: bool, options: PipelineOptions
+) -> BuildReport:
+    """The build as a Beam job on the runner of ``options``; the same result as
+    ``build_index(output, sources, pool_labels, rebuild=rebuild)``."""
+    store, report = IndexStore(output), BuildReport(output)
+    todo = list(new_sources(sources, set() if rebuild else indexed_keys(store), report))
+    parts = []
+    if todo:
+        run = uuid.uuid4().hex[:12]
+        work_dir = FileSystems.join(output, f"_build-{run}")
+        try:
+            pipeline = beam.Pipeline(runner=select_runner(options), options=options)
+            buckets = index_buckets(len(todo))
+            add_index_build(pipeline, write_todo(work_dir, todo), output, work_dir, run, buckets)
+            pipeline.run().wait_until_finish()
+            for path in list_files(f"{work_dir}/bucket-*.json"):
+                written = json.loads(read_bytes(path))
+                parts += written["parts"]
+                report.skipped += [
+                    (s["key"], input_error(s["code"], s["path"], s["reason"]))
+                    for s in written["skipped"]
+                ]
+        finally:  # parts of a failed run stay unlisted; the next commit removes them
+            FileSystems.delete(list_files(f"{work_dir}/*"))
+            if FileSystems.exists(work_dir):  # a local folder (a bucket has no empty ones)
+                FileSystems.delete([work_dir])
+        report.added = sum(part["rows"] for part in parts)
+    return commit_build(store, parts, report, rebuild)
 
 
 def main(argv: Iterable[str] | None = None) -> BuildReport:
@@ -53,7 +108,13 @@ def main(argv: Iterable[str] | None = None) -> BuildReport:
     )
     parser.add_argument("--rebuild", action="store_true", help="replace an existing index")
     parser.add_argument("--workers", type=int, default=4, help="threads reading pool files")
-    args = parser.parse_args(None if argv is None else list(argv))
+    parser.add_argument(
+        "--runner", default=None, help="build as a Beam job on this runner (module docstring)"
+    )
+    args, beam_args = parser.parse_known_args(None if argv is None else list(argv))
+    unknown = unknown_arguments(beam_args)
+    if unknown or (beam_args and args.runner is None):
+        parser.error("; ".join(unknown) or f"Beam options need --runner: {' '.join(beam_args)}")
 
     began = time.perf_counter()
     try:
@@ -66,14 +127,20 @@ def main(argv: Iterable[str] | None = None) -> BuildReport:
         print(f"skipped {source.key}: {error}", flush=True)
 
     try:
-        report = build_index(
-            args.output,
-            _progress(sources),
-            pool_labels,
-            rebuild=args.rebuild,
-            workers=args.workers,
-            on_skip=report_skip,
-        )
+        if args.runner is None:
+            report = build_index(
+                args.output,
+                _progress(sources),
+                pool_labels,
+                rebuild=args.rebuild,
+                workers=args.workers,
+                on_skip=report_skip,
+            )
+        else:
+            options = PipelineOptions([f"--runner={args.runner}", *beam_args])
+            report = beam_build(args.output, sources, args.rebuild, options)
+            for key, error in report.skipped:
+                print(f"skipped {key}: {error}", flush=True)
     except InputError as error:  # EmptyPoolError: nothing usable
         sys.exit(f"error: {error}")
     print(

@@ -5,8 +5,8 @@ into ``OUTPUT/_index`` with ``amadapter.retrieval.build_index``; a rerun into
 the same output updates that index, reading only pool entries it does not hold
 yet. Pool entries that cannot serve as exemplars (unreadable label map, missing
 photo, photo of another size) are skipped and logged with the reason. For large
-pools, build the index beforehand with ``python -m jobs.build_index`` and pass
-``--index``.
+pools, build the index beforehand with ``python -m jobs.build_index`` (a Beam job
+with ``--runner``) and pass ``--index``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Shared fixtures: paths to the real sample files in ../shared/data."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,14 @@ BDD_MASK = BDD_ROOT / "labels" / "sem_seg" / "masks" / "val" / "0.png"
 def shared_data() -> Path:
     assert SHARED_DATA.is_dir(), f"real sample data missing at {SHARED_DATA}"
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def index_cache(tmp_path_factory) -> Path:
+    """Mapped exemplar indexes (``amadapter.retrieval.mapped``) go to a folder of the test
+    session, not the user's cache; processes started by tests inherit it."""
+    from amadapter.retrieval.mapped import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("index-cache")
+    os.environ[CACHE_ENV] = str(folder)
+    return folder

@@ -23,8 +23,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindows
 
 from jobs.augment import run
+from jobs.build_index import main as build_index_job
 from pipeline.dask_runner import DaskRunner
 from tests.conftest import REPO
+from tests.test_retrieval_index import write_pool
+from tests.test_retrieval_job import index_rows
 
 WORKERS = ("w1", "w2")
 # The default job (built-in world, bundled demo model), cheap: 16 inputs in 8 shards.
@@ -180,6 +183,16 @@ def test_runner_keeps_outputs_apart_and_finish_bundle_output(cluster, tmp_path):
     assert read("even") == [0, 2, 4, 6, 8]
     assert read("odd") == [46, 48, 50, 52, 54]  # each odd number plus the side input, 45
     assert sum(read("counts")) == 10 and len(read("counts")) > 1  # Reshuffle: several bundles
+
+
+def test_index_build_on_dask_writes_the_local_build_index(cluster, tmp_path):
+    write_pool(tmp_path / "pool")
+    argv = ["--pool", str(tmp_path / "pool"), "--dataset", "cityscapes", "--output"]
+    build_index_job(argv + [str(tmp_path / "local")])
+    report = build_index_job(argv + [str(tmp_path / "dask"), "--runner=DaskRunner",
+                                     "--dask_client_address", cluster["address"]])  # fmt: skip
+    assert (report.added, report.total, report.skipped) == (5, 5, [])
+    assert index_rows(tmp_path / "dask") == index_rows(tmp_path / "local")
 
 
 def test_worker_killed_mid_run_changes_nothing(cluster, runs):

@@ -136,3 +136,26 @@ def test_two_worker_processes_draw_the_same_exemplars(tmp_path):
         )
         rows = result.retrieved | beam.MapTuple(lambda _, r: (r.target.key, r.exemplars[0].source.key))
         assert_that(rows, equal_to(expected))
+
+
+def test_the_index_is_opened_once_per_worker_process(tmp_path, monkeypatch):
+    """Several DoFn instances (threads of one worker process), many bundles: one load."""
+    write_pool(tmp_path / "pool")
+    index_path = str(tmp_path / "index")
+    build_index(index_path, sources(tmp_path / "pool"), read_train_ids)
+    targets = targets_for({"zurich_000000_000001": [], "ulm_000000_000001": []}, tmp_path, 4)
+    loads = []
+    real_load = ExemplarIndex.load.__func__
+    monkeypatch.setattr(
+        ExemplarIndex, "load", classmethod(lambda cls, p: loads.append(p) or real_load(cls, p))
+    )
+    options = PipelineOptions(["--direct_running_mode=multi_threading", "--direct_num_workers=2"])
+    with TestPipeline(runner="DirectRunner", options=options) as p:
+        result = (
+            p
+            | beam.Create(tagged(targets))
+            | beam.Reshuffle()
+            | RetrieveExemplars(index_path, batch_size=1)
+        )
+        assert_that(result.retrieved | beam.combiners.Count.Globally(), equal_to([len(targets)]))
+    assert loads == [index_path]

@@ -218,6 +218,15 @@ def test_two_stage_search_matches_brute_force(tmp_path):
     alone = [index.query([t], k=3, target_paths=[None])[0] for t in targets[:5]]
     assert alone == index.query(targets[:5], k=3, target_paths=[None] * 5)
 
+    # Pool entries as targets, through the scan (64 of 600 candidates): never themselves.
+    own = [read_world(s) for s in pool[:20]]
+    paths = [s.label_path for s in pool[:20]]
+    for source, ranked in zip(pool, index.query(own, k=2, target_paths=paths, candidates=64)):
+        assert len(ranked) == 2 and source.key not in {m.key for m in ranked}
+    for source, ranked in zip(pool, index.query(own, k=1, target_paths=paths, candidates=64,
+                                                exclude_self=False)):  # fmt: skip
+        assert ranked[0].key == source.key and ranked[0].score == pytest.approx(1.0)
+
 
 def test_real_cityscapes_frame_is_indexed_and_excluded(shared_data, tmp_path):
     (source,) = sources(CITYSCAPES_ROOT, split="val")
@@ -227,3 +236,21 @@ def test_real_cityscapes_frame_is_indexed_and_excluded(shared_data, tmp_path):
     assert index.query([train_ids], k=1, target_paths=[source.label_path]) == [[]]
     (ranked,) = index.query([train_ids], k=1, target_paths=[source.label_path], exclude_self=False)
     assert ranked[0].key == source.key and ranked[0].score == pytest.approx(1.0)
+
+
+def test_mapped_files_are_derived_once_and_follow_updates(tmp_path, index_cache):
+    root, index_path = tmp_path / "pool", str(tmp_path / "index")
+    write_pool(root, dict(list(POOL_LAYOUTS.items())[:3]))
+    build_index(index_path, sources(root), read_train_ids)
+
+    def folders():  # the mapped folders of this index, by the index.json they derive from
+        metas = [json.loads(m.read_text()) for m in index_cache.glob("*/*/meta.json")]
+        return [m["index"]["rows"] for m in metas if m["index"]["parts"][0]["file"] in parts]
+
+    parts = {p["file"] for p in json.loads((tmp_path / "index" / META_FILE).read_text())["parts"]}
+    assert len(ExemplarIndex.load(index_path)) == 3 and folders() == [3]
+    ExemplarIndex.load(index_path)
+    assert folders() == [3]  # opened again: the same files
+    write_pool(root)
+    build_index(index_path, sources(root), read_train_ids)
+    assert len(ExemplarIndex.load(index_path)) == 5 and folders() == [5]  # the old one removed

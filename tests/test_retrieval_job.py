@@ -1,9 +1,13 @@
-"""python -m jobs.build_index on real files: skipped entries printed, update, folder pools."""
+"""python -m jobs.build_index on real files: skipped entries printed, update, folder pools, and
+the Beam build (DirectRunner) writing the same index."""
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from amadapter.retrieval import ExemplarIndex
+from amadapter.retrieval.store import IndexStore
 from jobs.build_index import main
 from tests.layouts import save_image
 from tests.test_retrieval_index import POOL_LAYOUTS, write_pool
@@ -69,3 +73,46 @@ def test_augment_job_indexes_a_folder_pool_given_with_exemplars(tmp_path):
     assert len(index) == 1
     (ranked,) = index.query([street(64, 128, [])], k=1, target_paths=[None])
     assert ranked[0].photo_path == str(pool / "a.jpg")
+
+
+def index_rows(path):
+    """Every row of an index's parts, sorted by key (the order depends on the build)."""
+    store = IndexStore(str(path))
+    tables = [pq.read_table(path / part["file"]) for part in store.read_meta()["parts"]]
+    return pa.concat_tables(tables).sort_by("key").to_pylist()
+
+
+def test_beam_build_writes_the_local_build_index_and_updates_it(tmp_path, capsys):
+    pool = tmp_path / "pool"
+    write_pool(pool, {**dict(list(POOL_LAYOUTS.items())[:3]), "aachen_000000_000009": []})
+    (pool / "gtFine/train/aachen/aachen_000000_000009_gtFine_labelTrainIds.png").write_bytes(b"")
+    save_image(pool / "gtFine/train/ulm/ulm_000000_000001_gtFine_labelTrainIds.png", street())
+    local, beam = tmp_path / "local", tmp_path / "beam"
+    argv = ["--pool", str(pool), "--dataset", "cityscapes", "--output"]
+    for _ in range(2):  # a build, then an update with two more frames
+        expected = main(argv + [str(local)])
+        capsys.readouterr()
+        report = main(argv + [str(beam), "--runner=DirectRunner"])
+        out = capsys.readouterr().out
+        assert index_rows(beam) == index_rows(local)
+        skipped = sorted((key.split("-")[0], error.code, str(error)) for key, error in report.skipped)
+        assert skipped == sorted(
+            (key.split("-")[0], error.code, str(error)) for key, error in expected.skipped
+        )
+        assert [code for _, code, _ in skipped] == ["unreadable_image", "missing_photo"]
+        assert all(f"skipped {key}: {error}" in out for key, error in report.skipped)
+        assert not list(beam.glob("_build-*"))  # the work folder is gone
+        write_pool(pool)  # two new frames
+    assert (report.added, report.already_indexed, report.total) == (2, 3, 5)
+    (ranked,) = ExemplarIndex.load(str(beam)).query(
+        [street(64, 128, POOL_LAYOUTS["bochum_000000_000001"])], k=1, target_paths=[None]
+    )
+    assert ranked[0].key.startswith("bochum_000000_000001")
+
+
+def test_beam_options_need_a_runner_and_must_exist(tmp_path):
+    argv = ["--pool", str(tmp_path), "--dataset", "cityscapes", "--output", str(tmp_path / "i")]
+    with pytest.raises(SystemExit):
+        main(argv + ["--dask_client_address", "x:1"])
+    with pytest.raises(SystemExit):
+        main(argv + ["--runner=DirectRunner", "--direct_num_wrkers=2"])

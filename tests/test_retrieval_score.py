@@ -1,4 +1,4 @@
-"""The exact layout score and the coarse descriptor, on hand-made layouts."""
+"""The exact layout score, its bounds and the coarse descriptor, on hand-made layouts."""
 
 import numpy as np
 import pytest
@@ -6,18 +6,23 @@ import pytest
 from amadapter import world
 from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
 from amadapter.retrieval.descriptor import (
-    DESCRIPTOR_DIM,
+    BOUND_GRID,
+    COARSE_DIM,
+    COARSE_GRID,
     DESCRIPTOR_SCALE,
     MAP_SHAPE,
     SMALL_IGNORE,
+    cell_counts,
+    coarse_counts,
+    coarse_descriptors,
     downsample_nearest,
-    layout_descriptors,
 )
 from amadapter.retrieval.frames import frame_id
 from amadapter.retrieval.score import (
     W_COVERAGE,
     W_IOU,
     class_areas,
+    TargetScorer,
     layout_scores,
     layout_scores_against_pool,
 )
@@ -114,18 +119,46 @@ def test_downsample_keeps_real_ids_and_maps_ignore():
     assert (small[0] == SMALL_IGNORE).all()
 
 
-def test_descriptor_blocks_are_unit_placements_per_class():
+def test_cell_counts_and_coarse_blocks_place_each_class():
     small = downsample_nearest(street(boxes=[(CAR, 0.55, 0.85, 0.05, 0.35)]))
-    d = layout_descriptors(small[None])[0].astype(np.float32)
-    assert d.shape == (DESCRIPTOR_DIM,)
+    counts = cell_counts(small[None])[0]
+    assert counts.shape == (NUM_CLASSES, BOUND_GRID[0] * BOUND_GRID[1])
+    np.testing.assert_array_equal(counts.sum(1), class_areas(small[None])[0])
+    d = coarse_descriptors(counts[None])[0].astype(np.float32)
+    assert d.shape == (COARSE_DIM,)
     blocks = d.reshape(NUM_CLASSES, -1) / DESCRIPTOR_SCALE
     norms = np.linalg.norm(blocks, axis=1)
     shown = {ROAD, SKY, CAR}
     for c in range(NUM_CLASSES):
         assert norms[c] == (pytest.approx(1.0, abs=0.02) if c in shown else 0.0)
-    # The car's block is non-zero only in the lower-left cells.
-    car = blocks[CAR].reshape(8, 16)
-    assert car[:4].sum() == 0 and car[:, 8:].sum() == 0
+    # The car's blocks are non-zero only in the lower-left cells.
+    car = blocks[CAR].reshape(COARSE_GRID)
+    assert car[0].sum() == 0 and car[:, 2:].sum() == 0 and car[1, 0] > 0
+    assert counts[CAR].reshape(BOUND_GRID)[:2].sum() == 0
+
+
+def test_target_scorer_is_exact_and_its_bounds_are_never_below():
+    maps = np.stack([downsample_nearest(world.layout(int(s), 64, 128)) for s in range(60)])
+    maps[7, :5] = SMALL_IGNORE
+    maps[8] = SMALL_IGNORE  # a target with no labelled sample: coverage 1 with everything
+    pool = maps[5:]
+    reference = layout_scores_against_pool(maps[:9], pool)
+    counts, areas = cell_counts(maps), class_areas(maps)
+    coarse = coarse_counts(counts)
+    shown = (areas[5:] > 0).sum(1)
+    for t in range(9):
+        scorer = TargetScorer(maps[t], counts[t], coarse[t])
+        exact = scorer.exact(pool, areas[5:], shown)
+        np.testing.assert_allclose(exact, reference[t], rtol=1e-6)
+        tight = scorer.bounds(counts[5:], areas[5:], shown, coarse=False)
+        loose = scorer.bounds(coarse[5:], areas[5:], shown, coarse=True)
+        assert (tight >= exact - 1e-6).all() and (loose >= tight - 1e-6).all()
+        if t < 8:  # the bounds are informative: well below 1 on average
+            assert (tight - exact).mean() < 0.1 and (loose - exact).mean() < 0.25
+    same = TargetScorer(maps[0], counts[0], coarse[0]).bounds(
+        counts[:1], areas[:1], (areas[:1] > 0).sum(1), coarse=False
+    )
+    assert same[0] == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.parametrize(

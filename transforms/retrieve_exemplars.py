@@ -67,7 +67,7 @@ class RetrieveExemplars(beam.PTransform):
     """``PCollection[(tag, TargetRef)] -> RetrieveExemplarsResult``; see the module docstring.
 
     ``batch_size`` caps the targets per query batch; ``candidates`` is the number
-    of pool entries re-ranked exactly per label map.
+    of pool entries kept by the index's coarse scan and bounded per label map.
     """
 
     def __init__(

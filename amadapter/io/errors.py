@@ -85,3 +85,18 @@ class SampleFilteredError(InputError):
     (``amadapter.filtering``). Not a failure: its manifest row has status ``filtered``."""
 
     code = "filtered"
+
+
+def input_error(code: str, path: str, reason: str) -> InputError:
+    """The ``InputError`` of ``code`` for ``path`` and ``reason``: one rebuilt from its parts
+    (e.g. written by a worker: these errors do not unpickle, their ``__init__`` takes two
+    arguments). An unknown code gives a plain ``InputError`` with that code."""
+    classes = [InputError]
+    for cls in classes:  # every subclass, at any depth
+        if cls.code == code:
+            return cls(path, reason)
+        classes.extend(cls.__subclasses__())
+    error = InputError(path, reason)
+    error.code = code
+    error.args = (f"{code}: {path}: {reason}",)
+    return error

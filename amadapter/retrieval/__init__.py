@@ -1,11 +1,14 @@
 """Exemplar retrieval: for each target label map, the pool entry whose layout matches best.
 
-Ours (the paper never published its rule; DESIGN.md section 5): a coarse
-per-cell class-placement descriptor finds candidates fast (``candidates.py``),
-an exact score re-ranks them (``score.py``: class-wise IoU on 32x64 nearest-
-downsampled maps plus coverage of the target's classes). The index is built
-with ``build_index`` and stored as Parquet (``store.py``); ``ExemplarIndex``
-loads it once and answers batched queries.
+Ours (the paper never published its rule; DESIGN.md section 5): the score is
+class-wise IoU on 32x64 nearest-downsampled maps plus coverage of the target's
+classes (``score.py``). A query scans the whole pool with one int8 product over
+coarse class placements (``candidates.py``), bounds the exact score of the
+candidates from per-cell class counts, and scores exactly only those a bound
+says can still win (``index.py``). The index is built with ``build_index`` (or
+as a Beam job, ``jobs.build_index --runner``) and stored as Parquet
+(``store.py``); ``ExemplarIndex`` maps a local copy of it once per machine
+(``mapped.py``) and answers batched queries.
 """
 
 from amadapter.retrieval.build import BuildReport, build_index

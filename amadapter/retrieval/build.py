@@ -2,8 +2,9 @@
 
 Entries are read one by one (optionally by a few threads: PNG decoding releases
 the GIL), summarised, and written in Parquet row groups of ``ROWS_PER_GROUP``;
-at most one row group and the reading window are in memory, whatever the pool
-size. An entry whose label map or photo cannot be used (``read_label`` raises
+one row group, the reading window and the set of keys seen (about 100 MB per
+million entries) are in memory, whatever the pool size (1,000,000 entries:
+bench/RESULTS.md). An entry whose label map or photo cannot be used (``read_label`` raises
 an ``InputError``, or it has no photo) is skipped and reported with the reason.
 
 An update (the default when the index exists) reads only the keys already
@@ -20,7 +21,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from amadapter.io.errors import EmptyPoolError, InputError, MissingPhotoError
-from amadapter.retrieval.descriptor import downsample_nearest, layout_descriptors
+from amadapter.retrieval.descriptor import downsample_nearest
 from amadapter.retrieval.frames import frame_id
 from amadapter.retrieval.score import class_areas
 from amadapter.retrieval.store import ROWS_PER_GROUP, IndexStore, RowBatch
@@ -63,27 +64,14 @@ def build_index(
     label map's size). ``rebuild`` starts a fresh index instead of adding to an
     existing one. ``on_skip`` is called for each skipped entry as it happens.
     Raises ``EmptyPoolError`` when the index would hold no entry.
+    (``pipeline.index_graph`` is the same build as a Beam job.)
     """
     store = IndexStore(path)
     report = BuildReport(path)
-    known: set[str] = set()
-    existing_rows = 0
-    if store.exists() and not rebuild:
-        existing_rows = store.read_meta()["rows"]
-        for keys in store.read_column("key"):
-            known.update(keys.to_pylist())
-
-    def new_sources() -> Iterator[PoolSource]:
-        for source in sources:
-            if source.key in known:
-                report.already_indexed += 1
-            else:
-                known.add(source.key)
-                yield source
-
     writer = store.part_writer()
     pending: list[tuple[PoolSource, np.ndarray]] = []  # (source, small map)
-    for source, result in _read_in_order(new_sources(), read_label, workers):
+    new = new_sources(sources, set() if rebuild else indexed_keys(store), report)
+    for source, result in _read_in_order(new, read_label, workers):
         if isinstance(result, InputError):
             report.skipped.append((source.key, result))
             if on_skip is not None:
@@ -91,22 +79,53 @@ def build_index(
             continue
         pending.append((source, result))
         if len(pending) == ROWS_PER_GROUP:
-            writer.write(_row_batch(pending))
+            writer.write(row_batch(pending))
             report.added += len(pending)
             pending = []
     if pending:
-        writer.write(_row_batch(pending))
+        writer.write(row_batch(pending))
         report.added += len(pending)
-    parts = writer.close()
+    return commit_build(store, writer.close(), report, rebuild)
+
+
+def indexed_keys(store: IndexStore) -> set[str]:
+    """The keys an existing index holds (none when there is no index yet)."""
+    known: set[str] = set()
+    if store.exists():
+        for keys in store.read_column("key"):
+            known.update(keys.to_pylist())
+    return known
+
+
+def new_sources(
+    sources: Iterable[PoolSource], known: set[str], report: BuildReport
+) -> Iterator[PoolSource]:
+    """The sources whose key is not in ``known`` (nor seen before in ``sources``), counting
+    the others in ``report.already_indexed``; ``known`` grows with the keys passed on."""
+    for source in sources:
+        if source.key in known:
+            report.already_indexed += 1
+        else:
+            known.add(source.key)
+            yield source
+
+
+def commit_build(
+    store: IndexStore, parts: list[dict], report: BuildReport, rebuild: bool
+) -> BuildReport:
+    """List the new ``parts`` in the index (replacing its old ones on ``rebuild``) and fill
+    ``report.total``; raises ``EmptyPoolError`` (committing nothing) when it would be empty."""
+    existing_rows = 0 if rebuild or not store.exists() else store.read_meta()["rows"]
     if existing_rows + report.added == 0:
         raise EmptyPoolError(
-            path, f"no usable pool entry ({len(report.skipped)} skipped, each with its reason)"
+            store.path,
+            f"no usable pool entry ({len(report.skipped)} skipped, each with its reason)",
         )
     report.total = store.commit(parts, replace=rebuild)["rows"]
     return report
 
 
-def _read_one(read_label: Callable, source: PoolSource) -> np.ndarray | InputError:
+def summarise(read_label: Callable, source: PoolSource) -> np.ndarray | InputError:
     """The entry's small map, or the reason it cannot be used."""
     if source.photo_path is None:
         return MissingPhotoError(source.label_path, "an exemplar needs a photo; none found")
@@ -123,12 +142,12 @@ def _read_in_order(
     reads runs ahead on threads."""
     if workers <= 1:
         for source in sources:
-            yield source, _read_one(read_label, source)
+            yield source, summarise(read_label, source)
         return
     with ThreadPoolExecutor(workers) as pool:
         window: collections.deque = collections.deque()
         for source in sources:
-            window.append((source, pool.submit(_read_one, read_label, source)))
+            window.append((source, pool.submit(summarise, read_label, source)))
             if len(window) >= 4 * workers:
                 done, future = window.popleft()
                 yield done, future.result()
@@ -137,7 +156,8 @@ def _read_in_order(
             yield done, future.result()
 
 
-def _row_batch(pending: list[tuple[PoolSource, np.ndarray]]) -> RowBatch:
+def row_batch(pending: list[tuple[PoolSource, np.ndarray]]) -> RowBatch:
+    """The rows of (source, small map) pairs, in their order."""
     sources = [source for source, _ in pending]
     small_maps = np.stack([small for _, small in pending])
     return RowBatch(
@@ -150,6 +170,5 @@ def _row_batch(pending: list[tuple[PoolSource, np.ndarray]]) -> RowBatch:
             "dataset": [s.dataset for s in sources],
         },
         small_maps=small_maps,
-        descriptors=layout_descriptors(small_maps),
         class_areas=class_areas(small_maps),
     )

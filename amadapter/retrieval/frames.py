@@ -13,6 +13,7 @@ losing one candidate is cheap, returning the target's own photo is not.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 
@@ -24,3 +25,9 @@ def frame_id(path_or_name: str) -> str:
     name = posixpath.basename(path_or_name.replace("\\", "/").rstrip("/"))
     match = _CITYSCAPES_STEM.match(name)
     return match.group(0) if match else name.split(".")[0]
+
+
+def frame_hash(frame: str) -> int:
+    """A frame's 64-bit hash: the index keeps these sorted to find a frame's rows."""
+    digest = hashlib.blake2b(frame.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)

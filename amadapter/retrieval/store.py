@@ -7,8 +7,12 @@ Each part holds one row per pool entry:
 
     key, frame, label_path, photo_path, label_format, dataset   strings (photo_path nullable)
     small_map     fixed_size_list<uint8>[32*64]   descriptor.downsample_nearest
-    descriptor    fixed_size_list<int8>[2432]     descriptor.layout_descriptors
     class_areas   fixed_size_list<uint16>[19]     score.class_areas
+
+Everything the search needs besides is derived from the small maps when the
+index is opened (``mapped.py``), so a change of the search's descriptors needs no
+rebuild. (Version 1 also stored an 8x16-cell descriptor, 2,432 bytes per entry:
+more than half the index.)
 
 ``index.json`` is the commit point: it is replaced atomically after the parts it
 names are complete, and readers read only the parts it names. A build or update
@@ -31,10 +35,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from amadapter.io.labels import NUM_CLASSES
-from amadapter.retrieval.descriptor import DESCRIPTOR_DIM, GRID, MAP_SHAPE
+from amadapter.retrieval.descriptor import MAP_SHAPE
 
 FORMAT = "amadapter-exemplar-index"
-VERSION = 1
+VERSION = 2
 META_FILE = "index.json"
 MAP_SIZE = MAP_SHAPE[0] * MAP_SHAPE[1]
 ROWS_PER_GROUP = 4096  # Parquet row group: the unit of streaming on write and on load
@@ -49,7 +53,6 @@ SCHEMA = pa.schema(
         ("label_format", pa.string()),
         ("dataset", pa.string()),
         ("small_map", pa.list_(pa.uint8(), MAP_SIZE)),
-        ("descriptor", pa.list_(pa.int8(), DESCRIPTOR_DIM)),
         ("class_areas", pa.list_(pa.uint16(), NUM_CLASSES)),
     ]
 )
@@ -66,7 +69,6 @@ class RowBatch:
 
     text: dict[str, list]  # TEXT_COLUMNS -> list of str (photo_path may hold None)
     small_maps: np.ndarray  # (n, *MAP_SHAPE) uint8
-    descriptors: np.ndarray  # (n, DESCRIPTOR_DIM) int8
     class_areas: np.ndarray  # (n, NUM_CLASSES) integer
 
     def __len__(self) -> int:
@@ -77,7 +79,6 @@ class RowBatch:
         arrays = [pa.array(self.text[name], pa.string()) for name in TEXT_COLUMNS]
         arrays += [
             _fixed_list(self.small_maps.reshape(n, -1), np.uint8),
-            _fixed_list(self.descriptors, np.int8),
             _fixed_list(self.class_areas, np.uint16),
         ]
         return pa.Table.from_arrays(arrays, schema=SCHEMA)
@@ -110,7 +111,7 @@ class IndexStore:
         with self._fs.open_input_stream(self._file(META_FILE)) as stream:
             meta = json.loads(stream.read())
         expected = _empty_meta()
-        for field in ("format", "version", "map_shape", "grid", "descriptor_dim"):
+        for field in ("format", "version", "map_shape"):
             if meta.get(field) != expected[field]:
                 raise IndexFormatError(
                     f"index {self.path} has {field}={meta.get(field)!r} but this code expects "
@@ -141,9 +142,11 @@ class IndexStore:
 
     # ---------------------------------------------------------------- parts
 
-    def part_writer(self) -> "PartWriter":
+    def part_writer(self, name: str | None = None) -> "PartWriter":
+        """A writer of parts named ``part-NAME-<n>.parquet`` (NAME: a fresh random one by
+        default; a Beam build names them by run and bucket)."""
         self._fs.create_dir(self._root, recursive=True)
-        return PartWriter(self, f"part-{uuid.uuid4().hex[:12]}")
+        return PartWriter(self, f"part-{name or uuid.uuid4().hex[:12]}")
 
     def open_part(self, name: str):
         return pq.ParquetFile(self._fs.open_input_file(self._file(name)))
@@ -200,8 +203,6 @@ def _empty_meta() -> dict:
         "format": FORMAT,
         "version": VERSION,
         "map_shape": list(MAP_SHAPE),
-        "grid": list(GRID),
-        "descriptor_dim": DESCRIPTOR_DIM,
         "rows": 0,
         "parts": [],
     }
