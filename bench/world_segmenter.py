@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
+from amadapter.evaluation.confusion import confusion_matrix
+from amadapter.evaluation.confusion import mean_iou as confusion_mean_iou
 from amadapter.models.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
 from amadapter.training.data import WorldScenes
 
@@ -75,10 +76,4 @@ def segment(model: SmallSegmenter, images: np.ndarray, batch_size: int = 32) -> 
 
 def mean_iou(predictions: np.ndarray, targets: np.ndarray) -> float:
     """mIoU over the classes present in ``targets``, pixels pooled over all images."""
-    valid = targets != IGNORE_ID
-    p, t = predictions[valid].astype(np.int64), targets[valid].astype(np.int64)
-    confusion = np.bincount(t * NUM_CLASSES + p, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
-    tp = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - tp
-    present = confusion.sum(1) > 0
-    return float(np.mean(tp[present] / union[present]))
+    return confusion_mean_iou(confusion_matrix(predictions, targets))

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from amadapter.models.class_cost import resize_labels_nearest
 from amadapter.data import shards
+from amadapter.io.resize import resize_pair
 from amadapter.io.errors import InputError
 from amadapter.models.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
 from pipeline.options import parse_size
@@ -38,15 +37,6 @@ from transforms.training_frames import frame_loader
 
 LOG = logging.getLogger("train_segmenter")
 SYNTHETIC, REAL = 0, 1  # the source tag each sample carries
-
-
-def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int] | None):
-    """Photo bilinear, label nearest (never blends IDs); unchanged when ``size`` is None."""
-    if size is None or image.shape[:2] == tuple(size):
-        return image, label
-    photo = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
-    ids = resize_labels_nearest(torch.from_numpy(label)[None], size)[0].numpy()
-    return photo, ids
 
 
 class SyntheticSamples(IterableDataset):
