@@ -13,7 +13,7 @@ from amadapter.models.segmentation_models import load_segmentation_model
 
 TINY_SEGFORMER = dict(
     hidden_sizes=[8, 16, 16, 16], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 1, 1],
-    decoder_hidden_size=16,
+    decoder_hidden_size=16, sr_ratios=[4, 2, 1, 1],  # attention reduction fits 16x32 inputs
 )
 
 
