@@ -73,12 +73,13 @@ def evaluate(evaluation: Evaluation, urls: list[str], photos: list[str], args) -
     """Feed the shards' samples (and the real ``photos``) to ``evaluation``; returns what
     ``eval.json`` holds."""
     skipped: list[dict] = []
+    unreadable_exemplars: set[str] = set()
     size = args.size
     batch: list[tuple] = []
     for url in tqdm(urls, desc="shards", unit="shard", file=sys.stderr):
         for key, image, label, meta in _shard_samples(url, skipped):
             size = size or image.shape[:2]
-            exemplar = _exemplar_photo(evaluation, meta, skipped)
+            exemplar = _exemplar_photo(evaluation, meta, unreadable_exemplars, skipped)
             batch.append((key, *resize_pair(image, label, size), exemplar))
             if len(batch) == args.batch_size:
                 _add_generated(evaluation, batch)
@@ -119,14 +120,15 @@ def _shard_samples(url: str, skipped: list[dict]) -> Iterator[tuple]:
         skipped.append({"path": url, "code": UNREADABLE_SHARD, "reason": f"{type(error).__name__}: {error}"})
 
 
-def _exemplar_photo(evaluation: Evaluation, meta: dict, skipped: list[dict]) -> str | None:
-    """The sample's exemplar photo path, read and embedded for CLIP-I on first sight;
-    None when the sample names none or it cannot be read (recorded once)."""
+def _exemplar_photo(evaluation: Evaluation, meta: dict, unreadable: set[str], skipped: list[dict]):
+    """The sample's exemplar photo path, read and embedded for CLIP-I on first sight (a
+    photo that cannot be read is recorded once, in ``unreadable`` and ``skipped``)."""
     path = (meta.get("exemplar") or {}).get("photo")
-    if evaluation.needs_exemplar(path) and not any(s["path"] == path for s in skipped):
+    if evaluation.needs_exemplar(path) and path not in unreadable:
         try:
             evaluation.add_exemplar(path, read_photo(path))
         except InputError as error:
+            unreadable.add(path)
             skipped.append({"path": path, "code": error.code, "reason": error.reason})
     return path
 

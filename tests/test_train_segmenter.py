@@ -2,12 +2,15 @@
 with and without real dataset frames mixed in, for the small segmenter and a tiny SegFormer."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from amadapter import world
+from amadapter.data import shards
 from amadapter.io.labels import CLASS_NAMES
 from amadapter.models.segmentation_models import load_segmentation_model
 from jobs.train_segmenter import main
@@ -72,3 +75,22 @@ def test_segformer_trains_saves_a_checkpoint_and_resumes_from_it(shard_pattern, 
     for name, tensor in again["model"].state_dict().items():
         if not name.endswith(("running_mean", "running_var", "num_batches_tracked")):  # BN statistics move
             torch.testing.assert_close(tensor, saved[name], msg=name)
+
+
+def test_readme_webdataset_pipeline_reads_the_shards(shard_pattern):
+    """The README's plain-webdataset block, run as printed on these shards: every sample once,
+    labels as (H, W) train IDs equal to what the project's reader gives."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "wds.WebDataset(" in b)
+    folder = shard_pattern.rsplit("/", 1)[0]
+    code = block.replace('"out/augment/aug-{000000..000009}.tar"', repr(f"{folder}/aug-{{000000..000002}}.tar"))
+    assert code != block
+    namespace: dict = {}
+    exec(code, namespace)
+    pairs = list(namespace["dataset"])
+    expected = list(shards(shard_pattern))
+    assert len(pairs) == len(expected) == 12
+    assert all(image.shape == (3, *SIZE) and label.shape == SIZE for image, label in pairs)
+    assert sorted(label.numpy().astype(np.uint8).tobytes() for _, label in pairs) == sorted(
+        label.tobytes() for _, label in expected
+    )
