@@ -63,6 +63,7 @@ from transforms.label_sources import list_label_sources
 from transforms.load_batch import load_batch
 from transforms.plan_shards import plan_shard
 from transforms.read_label_maps import read_label_record
+from transforms.records import LentExemplar
 from transforms.retrieve_exemplars import RetrievedTarget, match_source
 from transforms.synthesis_handler import Renderer
 
@@ -110,7 +111,9 @@ def planned_work(root: Path, index_path: str) -> list:
         target_paths=[t.source for t in targets],
     )
     best = [draw(r, None) for r in ranked]  # --exemplar-topk 1
-    retrieved = [RetrievedTarget(t, match_source(m), m.score) for t, m in zip(targets, best)]
+    retrieved = [
+        RetrievedTarget(t, (LentExemplar(match_source(m), m.score),)) for t, m in zip(targets, best)
+    ]
     shard_of = assign_shards([t.key for t in targets], SHARD_SIZE, group=label_key)
     by_shard: dict[int, list] = {}
     for item in retrieved:

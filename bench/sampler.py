@@ -11,7 +11,9 @@ interleaved within each repeat so that load from other jobs hits them alike:
   timing does not depend on them), 64x128, 20 DDIM steps, guidance 7.5.
   ``none`` (structure only, 1 and 4 targets per call) against ``am_adapter`` with
   k = 1 and k = 4 targets per exemplar, each exemplar path (``inverted``,
-  ``noised``), on a cache miss (a fresh cache per call) and a hit.
+  ``noised``), on a cache miss (a fresh cache per call) and a hit; and two exemplars
+  per target (``--exemplars-per-target 2``, the default path, a miss): 1 target, 4
+  targets sharing both exemplars, 4 targets sharing the first with a second each.
 - **sd15** (not in ``--quick``): the SD1.5 UNet architecture (published config,
   random weights) at 512x1024, one step per repeat, measured by part: a
   structure-only step (2 rows per target), an am_adapter step (2 rows per target
@@ -40,6 +42,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from amadapter.pipelines.exemplar_forward import unet_rows
+from amadapter.pipelines.exemplar_regions import ExemplarRegion
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.pipelines.inversion_cache import InversionCache
 from amadapter.models.matcher import AppearanceMatchingAdapter
@@ -110,16 +113,29 @@ def demo_benchmark(repeats: int) -> dict:
     pipe.set_progress_bar_config(disable=True)
     rng = np.random.default_rng(0)
     targets = [block_labels(rng, height, width) for _ in range(4)]
-    ex_image = [rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)]
-    ex_labels = [block_labels(rng, height, width)]
+    ex_images = [rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8) for _ in range(5)]
+    ex_labels = [block_labels(rng, height, width) for _ in range(5)]
+    ex_image, ex_label = ex_images[:1], ex_labels[:1]
 
     warmed = InversionCache()  # the hit calls' cache, kept across calls (misses get a fresh one)
 
     def render(n: int, mode: str, path: str = "inverted", miss: bool = False) -> Callable[[], object]:
         def call():
             pipe.inversion_cache = InversionCache() if miss else warmed
-            return pipe(targets[:n], ex_image, ex_labels, assignment=[0] * n, mode=mode, seeds=list(range(n)),
+            return pipe(targets[:n], ex_image, ex_label, assignment=[0] * n, mode=mode, seeds=list(range(n)),
                         num_inference_steps=STEPS, exemplar_path=path)
+        return call
+
+    def covered(n: int, shared: bool) -> Callable[[], object]:
+        """--exemplars-per-target 2 on a cache miss: a second exemplar lends classes 0-4 of
+        each target, one for all targets (``shared``) or one of each target's own."""
+        seconds = [1] * n if shared else list(range(1, n + 1))
+        assignment = [[ExemplarRegion(0), ExemplarRegion(j, tuple(range(5)))] for j in seconds]
+
+        def call():
+            pipe.inversion_cache = InversionCache()
+            return pipe(targets[:n], ex_images[: max(seconds) + 1], ex_labels[: max(seconds) + 1],
+                        assignment=assignment, seeds=list(range(n)), num_inference_steps=STEPS)
         return call
 
     calls = {"none_b1": render(1, "none"), "none_b4": render(4, "none")}
@@ -127,6 +143,8 @@ def demo_benchmark(repeats: int) -> dict:
         for k in (1, 4):
             calls[f"am_k{k}_hit_{path}"] = render(k, "am_adapter", path)
             calls[f"am_k{k}_miss_{path}"] = render(k, "am_adapter", path, miss=True)
+    calls.update(am_n2_k1_miss=covered(1, True), am_n2_k4_shared_miss=covered(4, True),
+                 am_n2_k4_own_miss=covered(4, False))
     wall, cpu = timed_medians(calls, repeats)
     result = {f"demo_s_{name}": round(v, 4) for name, v in wall.items()}
     for path in EXEMPLAR_PATHS:
@@ -137,6 +155,10 @@ def demo_benchmark(repeats: int) -> dict:
                 result[f"demo_cpu_ratio_k{k}_{cache}_{path}"] = round(cpu[name] / cpu[f"none_b{k}"], 3)
     for k in (1, 4):
         result[f"demo_ratio_k{k}_miss"] = result[f"demo_ratio_k{k}_miss_{DEFAULT_EXEMPLAR_PATH}"]
+    one = {1: wall[f"am_k1_miss_{DEFAULT_EXEMPLAR_PATH}"], 4: wall[f"am_k4_miss_{DEFAULT_EXEMPLAR_PATH}"]}
+    for name, k in (("n2_k1", 1), ("n2_k4_shared", 4), ("n2_k4_own", 4)):
+        result[f"demo_ratio_{name}_miss"] = round(wall[f"am_{name}_miss"] / wall[f"none_b{k}"], 3)
+        result[f"demo_ratio_{name}_vs_n1"] = round(wall[f"am_{name}_miss"] / one[k], 3)
     result.update(
         demo_model="demo preset, random weights",
         demo_unet_params=sum(p.numel() for p in pipe.unet.parameters()),

@@ -11,7 +11,9 @@ decoded pixels, through every shuffle, and carry their shard index along. Stages
    (``FingerprintMismatchError``); ``--overwrite`` discards the output's shards.
 1. ``ReadLabelMaps``: decode and check the target label maps; unreadable ones
    become ``FailedInput`` rows (they stay inputs: one manifest row each); good
-   ones go on as their ``LabelSource`` (paths).
+   ones go on as their ``LabelSource`` (paths). With ``--exemplar-map``,
+   ``ReadExemplarMap`` instead: the map's lines are the inputs, each naming its
+   exemplars (a bad line is a ``bad_exemplar_map`` row).
 2. ``ExpandSamples``: (label map, sample index) -> ``TargetRef`` with a safe key
    and a seed derived from (key, ``--seed``), never from worker order.
 3. ``AssignShards`` (``transforms.assign_shards``) on all input keys BEFORE
@@ -22,7 +24,8 @@ decoded pixels, through every shuffle, and carry their shard index along. Stages
 5. Exemplar retrieval for the remaining targets, in batches, the shard index
    passing through (the retrieval transform, with an index built from
    ``--exemplars`` at start or ``--index``; a seeded draw among the top
-   ``--exemplar-topk`` per target).
+   ``--exemplar-topk`` per target, then up to ``--exemplars-per-target`` - 1 more
+   lending the classes the first lacks). Targets of an exemplar map skip it.
 6. ``PlanShards``: group each shard's inputs into one ``ShardWork`` of
    references, its targets cut into batches of at most ``--batch-size``, targets
    of one exemplar together, so a batch depends only on its shard's content;
@@ -69,7 +72,8 @@ from transforms.manifest import MANIFEST_FILE
 from transforms.plan_shards import PlanShards
 from transforms.read_label_maps import ReadLabelMaps
 from transforms.records import FailedInput
-from transforms.retrieve_exemplars import RetrieveExemplars
+from transforms.read_exemplar_map import ReadExemplarMap
+from transforms.retrieve_exemplars import RetrieveExemplars, RetrievedTarget
 from transforms.skip_finished import SkipFinishedShards, survey_output
 from transforms.synthesis_handler import (
     METRICS_NAMESPACE,
@@ -100,6 +104,7 @@ class AugmentInputs:
     index: str | None
     model: str
     steps: int
+    exemplar_map: str | None = None  # targets and exemplars from a map file instead
 
 
 class AugmentGraph(typing.NamedTuple):
@@ -113,6 +118,20 @@ def resolve_inputs(options: AugmentOptions) -> AugmentInputs:
     ``DEFAULT_STEPS``."""
     model = options.model or DEFAULT_MODEL_DIR
     steps = options.steps or DEFAULT_STEPS
+    if options.exemplar_map is not None:
+        return AugmentInputs(
+            labels=None,
+            dataset=options.dataset,
+            split=None,
+            label_format=options.label_format,
+            exemplars=None,
+            exemplars_dataset=options.exemplars_dataset or options.dataset,
+            exemplars_split=None,
+            index=None,
+            model=model,
+            steps=steps,
+            exemplar_map=options.exemplar_map,
+        )
     if options.label_maps is None:
         world = export_default_world(options.output)
         return AugmentInputs(
@@ -169,27 +188,22 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
         dtype=options.dtype or default_dtype(options.device),
         image_format=options.image_format,
         exemplar_topk=options.exemplar_topk,
+        exemplars_per_target=options.exemplars_per_target,
+        unassigned=options.unassigned,
         exemplar_path=options.exemplar_path,
         exemplar_pool=_pool_identity(options, inputs),
     )
     state = survey_output(output, prefix, fingerprint, overwrite=options.overwrite)
-    try:
-        index_path = prepare_index(
-            inputs.index,
-            inputs.exemplars,
-            inputs.exemplars_dataset,
-            inputs.exemplars_split,
-            output,
-            # A folder pool is read with the same --label-format as the label maps.
-            inputs.label_format if inputs.exemplars_dataset == "folder" else None,
+    if inputs.exemplar_map is not None:
+        read = pipeline | "ReadExemplarMap" >> ReadExemplarMap(
+            inputs.exemplar_map, inputs.dataset, inputs.label_format
         )
-        pool_error = None
-    except EmptyPoolError as error:  # every target fails with it; the run goes on
-        index_path, pool_error = None, error
-
-    read = pipeline | "ReadLabelMaps" >> ReadLabelMaps(
-        inputs.labels, inputs.dataset, inputs.split, inputs.label_format, decoded=False
-    )
+        index_path, pool_error = None, None
+    else:
+        read = pipeline | "ReadLabelMaps" >> ReadLabelMaps(
+            inputs.labels, inputs.dataset, inputs.split, inputs.label_format, decoded=False
+        )
+        index_path, pool_error = _prepare_pool(inputs, output)
     targets = read.records | "ExpandSamples" >> ExpandSamples(
         options.samples_per_label, options.seed
     )
@@ -204,9 +218,13 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
         lambda item, _: 0 if isinstance(item[1], TargetRef) else 1, 2
     )
     pending_targets, pending_failures = pending[0], pending[1]
-    if pool_error is None:
+    if inputs.exemplar_map is not None:
+        retrieved = pending_targets | "MappedExemplars" >> beam.MapTuple(
+            lambda shard, target: (shard, RetrievedTarget(target, target.lent))
+        )
+    elif pool_error is None:
         retrieval = pending_targets | "RetrieveExemplars" >> RetrieveExemplars(
-            index_path, top_k=options.exemplar_topk
+            index_path, top_k=options.exemplar_topk, exemplars_per_target=options.exemplars_per_target
         )
         retrieved = (retrieval.retrieved, retrieval.failures) | "Retrieved" >> beam.Flatten()
     else:
@@ -239,6 +257,7 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
         share_model=options.share_model,
         accelerator=options.accelerator,
         exemplar_path=options.exemplar_path,
+        unassigned=options.unassigned,
     )
     synthesize = RunInference(handler).with_exception_handling()
     rendered, dead_letters = plan.work | "Synthesize" >> synthesize
@@ -258,8 +277,28 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
     return AugmentGraph(manifest=manifest, inputs=inputs)
 
 
+def _prepare_pool(inputs: AugmentInputs, output: str) -> tuple[str | None, EmptyPoolError | None]:
+    """(the index to query, None), or (None, the error) for an empty pool: every target
+    then fails with it and the run goes on."""
+    try:
+        index_path = prepare_index(
+            inputs.index,
+            inputs.exemplars,
+            inputs.exemplars_dataset,
+            inputs.exemplars_split,
+            output,
+            # A folder pool is read with the same --label-format as the label maps.
+            inputs.label_format if inputs.exemplars_dataset == "folder" else None,
+        )
+    except EmptyPoolError as error:
+        return None, error
+    return index_path, None
+
+
 def _pool_identity(options: AugmentOptions, inputs: AugmentInputs) -> str:
     """The exemplar pool as the user named it (``transforms.fingerprint``)."""
+    if inputs.exemplar_map is not None:
+        return f"exemplar map {inputs.exemplar_map}"  # appended lines are new inputs
     if options.label_maps is None:
         return "the built-in world"  # exported under the output, wherever it is
     if inputs.index is not None:

@@ -26,6 +26,7 @@ MODEL_INDEX = "model_index.json"  # present in every checkpoint directory
 POSITIVE_OPTIONS = (  # None where the option has no default value
     "samples_per_label",
     "exemplar_topk",
+    "exemplars_per_target",
     "shard_size",
     "batch_size",
     "steps",
@@ -43,6 +44,9 @@ def check_launch(options, inputs) -> tuple[int, int]:
     applied); returns the output size, (height, width): ``--size`` or the size the model
     was trained at."""
     _check_counts(options)
+    if inputs.exemplar_map is not None:
+        _check_exemplar_map(options, inputs.exemplar_map)
+        return output_size(options.size, inputs.model)
     _check_label_root("--labels", inputs.labels, inputs.dataset, inputs.split, inputs.label_format)
     if inputs.index is not None:
         if not exists(inputs.index):
@@ -101,6 +105,17 @@ def _check_counts(options) -> None:
         value = getattr(options, name)
         if value is not None and value < 1:
             raise LaunchError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+def _check_exemplar_map(options, path: str) -> None:
+    """The map exists and is the only source of targets and exemplars."""
+    clashing = [f"--{n.replace('_', '-')}" for n in ("label_maps", "exemplars", "index") if getattr(options, n)]
+    if clashing:
+        raise LaunchError(
+            f"--exemplar-map names the targets and their exemplars itself; drop {', '.join(clashing)}"
+        )
+    if not exists(path):
+        raise LaunchError(f"--exemplar-map {path}: no such file")
 
 
 def _check_label_root(flag: str, root: str, dataset: str, split, label_format) -> None:

@@ -31,7 +31,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.io.sample_format import IMAGE_FORMATS
+from amadapter.pipelines.exemplar_regions import UNASSIGNED
 from transforms.label_sources import DATASETS
+from transforms.retrieve_exemplars import DEFAULT_EXEMPLARS_PER_TARGET
 
 DEVICES = ("cpu", "cuda", "mps")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -192,6 +194,30 @@ class AugmentOptions(PipelineOptions):
         _add(parser, "exemplars-dataset", default=None, choices=DATASETS, help="Default --dataset.")
         _add(parser, "exemplars-split", default=None, help="Default: --split.")
         _add(parser, "index", default=None, help="A prebuilt index (jobs.build_index) instead.")
+        _add(
+            parser,
+            "exemplar-map",
+            default=None,
+            help="JSON Lines file naming the targets and, per target, which exemplar lends "
+            "which classes or painted region (README: 'Choosing exemplars yourself'); instead "
+            "of --labels and retrieval. Label formats follow --dataset / --label-format.",
+        )
+        _add(
+            parser,
+            "exemplars-per-target",
+            type=int,
+            default=DEFAULT_EXEMPLARS_PER_TARGET,
+            help="Retrieved exemplars per target: the first by layout, each next one lending "
+            "the target classes the ones before lack (bench/RESULTS.md measures 1 vs 2).",
+        )
+        _add(
+            parser,
+            "unassigned",
+            default="first",
+            choices=UNASSIGNED,
+            help="What target pixels no exemplar region claims read: the first exemplar, or "
+            "none (the target's own tokens only).",
+        )
         # Model and sampling.
         _add(
             parser,

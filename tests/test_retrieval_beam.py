@@ -46,7 +46,7 @@ def run(targets, index_path, top_k, batch_size):
         tags = {t.key: tag for tag, t in tagged(targets)}
         retrieved = result.retrieved | "Rows" >> beam.MapTuple(
             lambda tag, r: (
-                r.target.key, r.exemplar.key, round(r.score, 6), tag == tags[r.target.key]
+                r.target.key, r.exemplars[0].source.key, round(r.exemplars[0].score, 6), tag == tags[r.target.key]
             )
         )
         failures = result.failures | "Codes" >> beam.MapTuple(
@@ -92,7 +92,7 @@ def test_exemplar_sources_can_be_read_back(tmp_path):
     with TestPipeline(runner="DirectRunner") as p:
         result = p | beam.Create(tagged(targets)) | RetrieveExemplars(index_path)
         shapes = result.retrieved | beam.MapTuple(
-            lambda _, r: read_label_record(r.exemplar, photos="require").train_ids.shape
+            lambda _, r: read_label_record(r.exemplars[0].source, photos="require").train_ids.shape
         )
         assert_that(shapes, equal_to([(64, 128)]))
 
@@ -134,5 +134,5 @@ def test_two_worker_processes_draw_the_same_exemplars(tmp_path):
         result = p | beam.Create(tagged(targets)) | RetrieveExemplars(
             index_path, top_k=3, batch_size=2
         )
-        rows = result.retrieved | beam.MapTuple(lambda _, r: (r.target.key, r.exemplar.key))
+        rows = result.retrieved | beam.MapTuple(lambda _, r: (r.target.key, r.exemplars[0].source.key))
         assert_that(rows, equal_to(expected))

@@ -1,7 +1,7 @@
 """Cut a shard's targets into synthesis batches that depend only on the shard's content.
 
-Rule (``cut_batches``): group the targets by exemplar (each group sorted by
-target key); split a group larger than ``batch_size`` into full batches of
+Rule (``cut_batches``): group the targets by exemplar (by exemplar set, for
+targets that read several; each group sorted by target key); split a group larger than ``batch_size`` into full batches of
 consecutive keys plus a remainder; then pack the groups, largest first (ties by
 exemplar key), each into the first batch with room for all of it, else into a
 new batch (first-fit decreasing). So targets that share an exemplar are

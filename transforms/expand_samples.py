@@ -19,7 +19,8 @@ import re
 import apache_beam as beam
 
 from transforms.read_label_maps import read_label_record
-from transforms.records import LabelRecord, LabelSource
+from transforms.read_exemplar_map import MappedLabel
+from transforms.records import LabelRecord, LabelSource, LentExemplar
 
 _SAMPLE_SUFFIX = re.compile(r"-s[0-9]+$")
 
@@ -27,12 +28,14 @@ _SAMPLE_SUFFIX = re.compile(r"-s[0-9]+$")
 @dataclasses.dataclass(frozen=True)
 class TargetRef:
     """One sample to render, by reference: its label map's ``label`` source (paths),
-    ``index`` among that map's samples and ``seed``."""
+    ``index`` among that map's samples and ``seed``; ``lent``: the exemplars the user
+    named for it (``--exemplar-map``), empty when they are to be retrieved."""
 
     key: str
     label: LabelSource
     index: int
     seed: int
+    lent: tuple[LentExemplar, ...] = ()
 
     @property
     def source(self) -> str:
@@ -72,9 +75,12 @@ def sample_seed(key: str, run_seed: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def expand_targets(label: LabelSource, samples_per_label: int, run_seed: int) -> list[TargetRef]:
-    keys = (sample_key(label.key, i) for i in range(samples_per_label))
-    return [TargetRef(k, label, i, sample_seed(k, run_seed)) for i, k in enumerate(keys)]
+def expand_targets(
+    label: LabelSource | MappedLabel, samples_per_label: int, run_seed: int
+) -> list[TargetRef]:
+    source, lent = (label.source, label.lent) if isinstance(label, MappedLabel) else (label, ())
+    keys = (sample_key(source.key, i) for i in range(samples_per_label))
+    return [TargetRef(k, source, i, sample_seed(k, run_seed), lent) for i, k in enumerate(keys)]
 
 
 def load_target(ref: TargetRef) -> Target:
@@ -83,7 +89,8 @@ def load_target(ref: TargetRef) -> Target:
 
 
 class ExpandSamples(beam.PTransform):
-    """``PCollection[LabelSource] -> PCollection[TargetRef]``, ``samples_per_label`` per source."""
+    """``PCollection[LabelSource | MappedLabel] -> PCollection[TargetRef]``,
+    ``samples_per_label`` per source."""
 
     def __init__(self, samples_per_label: int, run_seed: int):
         super().__init__()

@@ -19,9 +19,10 @@ Fields (``render_fingerprint``):
   the job has no option for them; a checkpoint with stored prompt embeddings
   renders its own, covered by ``model_sha256``).
 - ``exemplar_path``: how exemplar rows enter the denoising (``amadapter.pipelines.exemplar_start``).
-- ``exemplar_topk`` and ``exemplar_pool``: the retrieval settings. The pool is
-  named by what the user gave (``--index``, or the ``--exemplars`` root with its
-  dataset, split and label format), not by its content: a pool that grows between
+- ``exemplar_topk``, ``exemplars_per_target``, ``unassigned`` and ``exemplar_pool``:
+  the exemplar settings. The pool is named by what the user gave (``--index``, the
+  ``--exemplars`` root with its dataset, split and label format, or the
+  ``--exemplar-map`` file), not by its content: a pool that grows between
   scheduled runs may serve new shards with new exemplars, like a grown input set;
   another pool is another fingerprint.
 
@@ -66,6 +67,8 @@ def render_fingerprint(
     exemplar_topk: int,
     exemplar_pool: str,
     exemplar_path: str,
+    exemplars_per_target: int,
+    unassigned: str,
 ) -> dict:
     """The fingerprint dict of a run (JSON values); see the module docstring."""
     from amadapter.pipelines.pipeline_amadapter import DEFAULT_PROMPT, AMAdapterPipeline
@@ -84,6 +87,8 @@ def render_fingerprint(
         "exemplar_topk": int(exemplar_topk),
         "exemplar_pool": exemplar_pool,
         "exemplar_path": exemplar_path,
+        "exemplars_per_target": int(exemplars_per_target),
+        "unassigned": unassigned,
     }
 
 

@@ -107,6 +107,19 @@ def label_globs(
     raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
 
 
+def label_format_of(path: str, dataset: str, label_format: str | None) -> str | None:
+    """The format of one named label file (an ``--exemplar-map`` entry): ``label_format``
+    when given; else Cityscapes files by their suffix and BDD100K masks as ``train_ids``;
+    None when it cannot be told (a folder dataset without ``label_format``)."""
+    if label_format is not None:
+        return label_format
+    if dataset == "cityscapes":
+        return next((f for f, s in CITYSCAPES_LABEL_SUFFIX.items() if path.endswith(s)), None)
+    if dataset == "bdd100k":
+        return "train_ids"
+    return None
+
+
 def _cityscapes(root: str, split: str, label_format: str | None) -> list[LabelSource]:
     chosen: dict[str, tuple[str, str]] = {}  # frame path relative to root -> (path, format)
     for fmt, pattern in label_globs(root, "cityscapes", split, label_format).items():

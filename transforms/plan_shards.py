@@ -43,7 +43,7 @@ def plan_shard(shard: int, elements, batch_size: int) -> ShardWork:
     retrieved = [e for e in elements if isinstance(e, RetrievedTarget)]
     if len(failures) + len(retrieved) != len(elements):
         raise TypeError("PlanShards takes RetrievedTarget or FailedInput elements")
-    batches = cut_batches(retrieved, lambda r: r.exemplar.key, lambda r: r.target.key, batch_size)
+    batches = cut_batches(retrieved, lambda r: r.exemplar_set, lambda r: r.target.key, batch_size)
     return ShardWork(
         shard=shard,
         batches=tuple(tuple(batch) for batch in batches),

@@ -60,6 +60,24 @@ class FailedInput:
         return cls(key=key, source=source, error_code=error.code, message=str(error))
 
 
+@dataclasses.dataclass(frozen=True)
+class LentExemplar:
+    """A pool entry a target reads, and what it lends: the target pixels of ``classes``
+    (train IDs), of the painted mask at ``mask_path`` (a PNG, nonzero = lent, at the target
+    label map's size), or, with neither, every pixel no other exemplar of the target
+    claims ("the rest"). ``score`` is the retrieval score, None for an exemplar the user
+    named (``--exemplar-map``)."""
+
+    source: LabelSource
+    score: float | None = None
+    classes: tuple[int, ...] | None = None
+    mask_path: str | None = None
+
+    @property
+    def is_rest(self) -> bool:
+        return self.classes is None and self.mask_path is None
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Sample:
     """One finished sample for a shard.

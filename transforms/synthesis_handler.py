@@ -20,7 +20,9 @@ process, render pre-formed batches); how Beam schedules it lives in
   identical across resumed, multi-process and single-process runs.
 - **Exemplar sharing.** The distinct exemplars of a batch are passed once each
   with an assignment, so each exemplar branch runs once per step for all its
-  targets.
+  targets. A target that reads several exemplars (``--exemplar-map``,
+  ``--exemplars-per-target``) passes them as ``ExemplarRegion``s; one that reads one
+  exemplar everywhere passes its index, and renders exactly as before.
 - **Inversion cache across batches.** The pipeline inverts each exemplar alone
   (a batch of one), so a cached inversion is the same bytes whichever batch
   first needed it; the model's in-memory cache then spares exemplars shared by
@@ -66,12 +68,20 @@ from diffusers.utils import logging as diffusers_logging
 from amadapter.models.class_cost import resize_labels_nearest
 from amadapter.pipelines.model_factory import trained_size
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH
+from amadapter.io.labels import CLASS_NAMES
 from amadapter.io.shard_format import SOURCE_META_KEY
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from transforms.fileio import list_files, open_file
 from transforms.records import FailedInput, Sample
 from transforms.load_batch import load_batch
-from transforms.synthesis_request import ShardResult, ShardWork, SynthesisRequest
+from transforms.synthesis_request import (
+    Exemplar,
+    LentPart,
+    ShardResult,
+    ShardWork,
+    SynthesisRequest,
+    request_regions,
+)
 
 METRICS_NAMESPACE = "augment"
 SYNTHESIS_FAILED = "synthesis_failed"  # FailedInput.error_code of targets whose batch failed
@@ -116,6 +126,8 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         share_model: share one model per machine across processes.
         accelerator: Beam accelerator resource hint, used when ``device`` is cuda.
         exemplar_path: how exemplar rows enter the denoising (``amadapter.pipelines.exemplar_start``).
+        unassigned: what target pixels no exemplar region claims read ("first" or "none",
+            ``amadapter.pipelines.exemplar_regions``).
     """
 
     def __init__(
@@ -131,6 +143,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         share_model: bool = False,
         accelerator: str | None = None,
         exemplar_path: str = DEFAULT_EXEMPLAR_PATH,
+        unassigned: str = "first",
     ):
         super().__init__(model_copies=model_copies, large_model=share_model)
         dtype = dtype or default_dtype(device)
@@ -142,7 +155,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         self._size = tuple(size) if size is not None else None
         self._device, self._dtype, self._accelerator = device, dtype, accelerator
         self._threads = torch_threads
-        self._exemplar_path = exemplar_path
+        self._exemplar_path, self._unassigned = exemplar_path, unassigned
         self._rendered_once = False  # has a model call of this handler copy succeeded?
         self._calls = Metrics.counter(METRICS_NAMESPACE, "model_calls")
         self._synthesized = Metrics.counter(METRICS_NAMESPACE, "synthesized")
@@ -194,13 +207,13 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
                 number,
                 len(batch.batches),
                 len(requests),
-                len({r.exemplar.key for r in requests}),
+                len(distinct_exemplars(requests)),
                 elapsed,
             )
         return [ShardResult(batch.shard, tuple(samples), tuple(failures))]
 
     def _too_large(self, batch: Sequence[SynthesisRequest], size) -> BatchTooLargeError:
-        exemplars = len({r.exemplar.key for r in batch})
+        exemplars = len(distinct_exemplars(batch))
         return BatchTooLargeError(
             f"out of {self._device} memory in the first model call ({len(batch)} targets and "
             f"{exemplars} exemplars at {size[0]}x{size[1]}, {self._dtype}): every batch would "
@@ -211,7 +224,9 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         )
 
     def _render(self, batch: Sequence[SynthesisRequest], model: "Renderer", size) -> list[Sample]:
-        pixels = model.render(batch, self._steps, self._guidance, size, self._exemplar_path)
+        pixels = model.render(
+            batch, self._steps, self._guidance, size, self._exemplar_path, self._unassigned
+        )
         provenance = {
             "model": self._model,
             "model_hash": model.model_hash(),
@@ -267,10 +282,18 @@ class Renderer:
         guidance: float,
         size: tuple[int, int],
         exemplar_path: str = DEFAULT_EXEMPLAR_PATH,
+        unassigned: str = "first",
     ) -> np.ndarray:
         """One model call for a batch: (B, H, W, 3) uint8 images, in the batch's order.
         Each distinct exemplar is passed once, with an assignment of targets to it."""
-        exemplars, assignment = _distinct_exemplars(batch)
+        exemplars = distinct_exemplars(batch)
+        index = {e.key: i for i, e in enumerate(exemplars)}
+        assignment = [
+            index[r.exemplar.key]
+            if len(r.parts) == 1 and r.parts[0].lent.is_rest
+            else request_regions(r, index.__getitem__)
+            for r in batch
+        ]
         images = self._pipe(
             target_labels=[r.target.record.train_ids for r in batch],
             exemplar_images=[e.image for e in exemplars],
@@ -279,6 +302,7 @@ class Renderer:
             num_inference_steps=steps,
             guidance_scale=guidance,
             exemplar_path=exemplar_path,
+            unassigned=unassigned,
             seeds=[r.target.seed for r in batch],
             height=size[0],
             width=size[1],
@@ -324,15 +348,31 @@ def synthesis_failures(batch: Sequence[SynthesisRequest], error: str) -> list[Fa
     ]
 
 
-def _distinct_exemplars(batch: Sequence[SynthesisRequest]):
-    """The batch's exemplars in order of first use, and each request's index among them."""
-    order: dict[str, int] = {}
-    exemplars = []
+def distinct_exemplars(batch: Sequence[SynthesisRequest]) -> list[Exemplar]:
+    """The batch's exemplars in order of first use, each once."""
+    exemplars: dict[str, Exemplar] = {}
     for request in batch:
-        if request.exemplar.key not in order:
-            order[request.exemplar.key] = len(exemplars)
-            exemplars.append(request.exemplar)
-    return exemplars, [order[r.exemplar.key] for r in batch]
+        for part in request.parts:
+            exemplars.setdefault(part.exemplar.key, part.exemplar)
+    return list(exemplars.values())
+
+
+def _lent_record(part: LentPart) -> dict:
+    """What the sample's json says of one exemplar: which it is and what it lent."""
+    lent = part.lent
+    if lent.classes is not None:
+        lends = {"classes": [CLASS_NAMES[c] for c in lent.classes]}
+    elif lent.mask_path is not None:
+        lends = {"mask": lent.mask_path}
+    else:
+        lends = "rest"
+    return {
+        "key": part.exemplar.key,
+        "photo": part.exemplar.photo_path,
+        "label": part.exemplar.label_path,
+        "score": lent.score,
+        "lends": lends,
+    }
 
 
 def _sample(request: SynthesisRequest, image: np.ndarray, size, provenance: dict) -> Sample:
@@ -344,12 +384,8 @@ def _sample(request: SynthesisRequest, image: np.ndarray, size, provenance: dict
         "label_key": target.record.key,
         "sample_index": target.index,
         "seed": target.seed,
-        "exemplar": {
-            "key": request.exemplar.key,
-            "photo": request.exemplar.photo_path,
-            "label": request.exemplar.label_path,
-            "score": request.score,
-        },
+        "exemplar": _lent_record(request.parts[0]),  # the primary one, as before
+        "exemplars": [_lent_record(part) for part in request.parts],
         "source_size": list(target.record.train_ids.shape),
         **provenance,
     }

@@ -4,7 +4,9 @@ One element of the synthesis step is a ``ShardWork``: a shard's targets as
 batches of ``RetrievedTarget`` references (formed by
 ``transforms.batch_by_exemplar``) plus its known failures. The synthesis step
 decodes one batch at a time into ``SynthesisRequest`` (``transforms.load_batch``);
-requests of a batch that share an exemplar share one ``Exemplar`` object.
+requests of a batch that share an exemplar share one ``Exemplar`` object. A
+request reads one exemplar or several, each lending part of the target
+(``LentPart``: the decoded exemplar, what it lends, and its painted mask if any).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import dataclasses
 
 import numpy as np
 
+from amadapter.pipelines.exemplar_regions import ExemplarRegion
+
 from transforms.expand_samples import Target
-from transforms.records import FailedInput, Sample
+from transforms.records import FailedInput, LentExemplar, Sample
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -30,14 +34,28 @@ class Exemplar:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class LentPart:
+    """One exemplar of a request, decoded: ``lent`` says what it lends; ``mask`` is the
+    painted region ((H, W) bool at the target label map's size) when ``lent`` names one."""
+
+    exemplar: Exemplar
+    lent: LentExemplar
+    mask: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class SynthesisRequest:
-    """Render ``target`` with ``exemplar``'s appearance; the result goes to shard ``shard``.
-    ``score`` is the retrieval score of the exemplar for this target (provenance)."""
+    """Render ``target`` with the appearance of its ``parts`` (the first lends the rest);
+    the result goes to shard ``shard``."""
 
     shard: int
     target: Target
-    exemplar: Exemplar
-    score: float
+    parts: tuple[LentPart, ...]
+
+    @property
+    def exemplar(self) -> Exemplar:
+        """The first (primary) exemplar."""
+        return self.parts[0].exemplar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,3 +91,14 @@ class ShardResult:
     shard: int
     samples: tuple[Sample, ...]
     failures: tuple[FailedInput, ...]
+
+
+def request_regions(request: SynthesisRequest, index_of=None) -> list[ExemplarRegion]:
+    """The request's parts as ``ExemplarRegion``s; ``index_of(exemplar key)`` gives the
+    exemplar's index among the model call's exemplars (default: its part's position)."""
+    regions = []
+    for position, part in enumerate(request.parts):
+        index = position if index_of is None else index_of(part.exemplar.key)
+        classes = part.lent.classes
+        regions.append(ExemplarRegion(index, None if classes is None else tuple(classes), part.mask))
+    return regions

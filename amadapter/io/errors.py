@@ -71,3 +71,10 @@ class ExemplarRegionError(InputError):
     class, a mask of the wrong size, more than one "rest"."""
 
     code = "bad_exemplar_regions"
+
+
+class ExemplarMapError(InputError):
+    """A line of an ``--exemplar-map`` file that cannot be used: not JSON, a missing or
+    misspelt field, an unknown class name, two regions lending one class."""
+
+    code = "bad_exemplar_map"

@@ -85,6 +85,14 @@ def decode_photo(data: bytes, path: str) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
+def decode_region_mask(data: bytes, path: str) -> np.ndarray:
+    """Decode a painted region (any single-channel or colour PNG) into an (H, W) bool
+    mask: nonzero pixels are the region. Raises ``UnreadableImageError``."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise UnreadableImageError(path, "not a PNG file (region masks must be lossless PNG)")
+    return np.asarray(_load(data, path).convert("L")) > 0
+
+
 def peek_image_size(stream: BinaryIO, path: str) -> tuple[int, int]:
     """(width, height) of an image from its header alone; the pixels are not decoded.
 

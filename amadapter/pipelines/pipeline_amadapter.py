@@ -59,6 +59,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from amadapter.models.attention_processors import MODES, NO_SLOT, AugmentedAttention
 from amadapter.models.class_cost import resize_labels_nearest
 from amadapter.pipelines.content_hash import tensor_hash, weights_fingerprint, weights_hash
+from amadapter.pipelines.exemplar_crop import centred_box, crop
 from amadapter.pipelines.exemplar_regions import region_slots
 from amadapter.pipelines.exemplar_start import (
     DEFAULT_EXEMPLAR_PATH,
@@ -263,9 +264,10 @@ class AMAdapterPipeline(DiffusionPipeline):
 
         Args:
             target_labels: B train-ID maps (H, W) uint8 (0..18, 255 = ignore), or (B, H, W).
-            exemplar_images: E photos (H', W', 3), uint8 or float in [0, 1]; resized to
-                the output size. Unused (may be None) in mode "none".
-            exemplar_labels: E train-ID maps of the exemplars.
+            exemplar_images: E photos (H', W', 3), uint8 or float in [0, 1]; cropped to
+                the output's aspect ratio (the largest centred window, ``exemplar_crop``),
+                then resized to the output size. Unused (may be None) in mode "none".
+            exemplar_labels: E train-ID maps of the exemplars, cropped alike.
             assignment: for each target, the index of its exemplar (0..E-1), or a list
                 of ``ExemplarRegion``s: which exemplar lends which classes or painted
                 mask (``exemplar_regions``; a target then reads several exemplars,
@@ -393,8 +395,8 @@ class AMAdapterPipeline(DiffusionPipeline):
         ``ExemplarRegion``s, (B, K) indices (-1 padding) with slot maps (B, H, W)."""
         if exemplar_images is None or exemplar_labels is None:
             raise ValueError("modes other than 'none' need exemplar_images and exemplar_labels")
-        images = self._image_batch(exemplar_images, size)
-        labels = self._label_batch(exemplar_labels, "exemplar_labels", size)
+        images = self._image_batch(_to_aspect(exemplar_images, size), size)
+        labels = self._label_batch(_to_aspect(exemplar_labels, size), "exemplar_labels", size)
         if images.shape[0] != labels.shape[0]:
             raise ValueError(f"{images.shape[0]} exemplar images but {labels.shape[0]} label maps")
         n, b = images.shape[0], len(target_labels)
@@ -446,3 +448,13 @@ class AMAdapterPipeline(DiffusionPipeline):
         if output_type == "np":
             return array
         return [PIL.Image.fromarray((a * 255).round().astype(np.uint8)) for a in array]
+
+
+def _to_aspect(arrays, size: tuple[int, int]) -> list[np.ndarray]:
+    """Each (H, W[, C]) array cut to the largest centred window of the output's aspect,
+    so that resizing keeps shapes (``exemplar_crop``); arrays of that aspect stay whole."""
+    out = []
+    for array in arrays:
+        a = np.asarray(array)
+        out.append(crop(a, centred_box(a.shape[0], a.shape[1], size[1] / size[0])))
+    return out

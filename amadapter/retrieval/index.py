@@ -50,7 +50,8 @@ _NO_ROWS = np.zeros(0, dtype=np.int64)
 
 @dataclasses.dataclass(frozen=True)
 class ExemplarMatch:
-    """A pool entry chosen for a target; ``score`` is the exact layout score in [0, 1]."""
+    """A pool entry chosen for a target; ``score`` is the exact layout score in [0, 1];
+    ``classes``: the train IDs its small map shows (``coverage.cover_classes`` reads them)."""
 
     key: str
     label_path: str
@@ -58,6 +59,7 @@ class ExemplarMatch:
     label_format: str
     dataset: str
     score: float
+    classes: tuple[int, ...] = ()
 
 
 def draw(ranked: Sequence[ExemplarMatch], seed: int | None) -> ExemplarMatch:
@@ -190,7 +192,8 @@ class ExemplarIndex:
 
     def _match(self, row: int, score: float) -> ExemplarMatch:
         text = {name: self._text[name][row].as_py() for name in TEXT_COLUMNS if name != "frame"}
-        return ExemplarMatch(score=score, **text)
+        classes = tuple(int(c) for c in np.flatnonzero(self._areas[row]))
+        return ExemplarMatch(score=score, classes=classes, **text)
 
 
 def _fixed_lists(column: pa.ChunkedArray, width: int) -> np.ndarray:
