@@ -47,8 +47,9 @@ from amadapter.evaluation.evaluation import Evaluation
 from amadapter.evaluation.feature_extractors import load_feature_extractor
 from amadapter.evaluation.report_html import render_report
 from amadapter.io.errors import InputError
-from amadapter.io.resize import fit_photo, resize_pair
+from amadapter.io.resize import resize_pair, resize_photo
 from amadapter.models.segmentation_models import load_segmentation_model
+from amadapter.pipelines.exemplar_crop import centred_box, crop
 from pipeline.options import parse_size
 from transforms.fileio import write_atomically
 from transforms.label_sources import DATASETS
@@ -151,6 +152,13 @@ def _add_real(evaluation: Evaluation, photos: list[str], size, batch_size: int, 
             batch = []
     if batch:
         evaluation.add_real(np.stack(batch))
+
+
+def fit_photo(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The largest centred window of ``photo`` with the aspect of ``size``, resized to it (a
+    16:9 BDD frame against 2:1 outputs loses bands top and bottom, not its geometry)."""
+    box = centred_box(*photo.shape[:2], aspect=size[1] / size[0])
+    return resize_photo(crop(photo, box), size)
 
 
 def _parser() -> argparse.ArgumentParser:

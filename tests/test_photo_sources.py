@@ -1,12 +1,13 @@
 """transforms.photo_sources lists the real photos of the three layouts (the real Cityscapes
-sample in ../shared/data), and fit_photo crops to the outputs' aspect before resizing."""
+sample in ../shared/data), and jobs.evaluate.fit_photo crops them to the outputs' aspect
+before resizing."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from amadapter.io.errors import EmptyRootError
-from amadapter.io.resize import fit_photo
+from jobs.evaluate import fit_photo
 from tests.conftest import BDD_ROOT, CITYSCAPES_ROOT
 from transforms.photo_sources import list_photos
 

@@ -77,6 +77,7 @@ def test_segformer_trains_saves_a_checkpoint_and_resumes_from_it(shard_pattern, 
             torch.testing.assert_close(tensor, saved[name], msg=name)
 
 
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")  # the block's 4 workers, 2 cores here
 def test_readme_webdataset_pipeline_reads_the_shards(shard_pattern):
     """The README's plain-webdataset block, run as printed on these shards: every sample once,
     labels as (H, W) train IDs equal to what the project's reader gives."""

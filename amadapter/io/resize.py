@@ -24,12 +24,3 @@ def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int] | No
     ids = resize_labels_nearest(torch.from_numpy(label)[None], size)[0].numpy()
     return resize_photo(image, size), ids
 
-
-def fit_photo(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The largest centred crop of ``photo`` with the aspect of ``size``, resized to it
-    (a 16:9 BDD frame against 2:1 outputs loses a band top and bottom, not its shape)."""
-    height, width = photo.shape[:2]
-    crop_h = min(height, round(width * size[0] / size[1]))
-    crop_w = min(width, round(height * size[1] / size[0]))
-    top, left = (height - crop_h) // 2, (width - crop_w) // 2
-    return resize_photo(photo[top : top + crop_h, left : left + crop_w], size)
