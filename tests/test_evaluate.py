@@ -110,3 +110,16 @@ def test_bad_options_exit_2(inputs, tmp_path, capsys, options, message):
     with pytest.raises(SystemExit) as exit_info:
         _run(inputs, tmp_path, *options)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_damaged_shard_is_skipped_by_name(inputs, tmp_path):
+    good = sorted((inputs["root"] / "shards").glob("aug-*.tar"))
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for path in good:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "aug-000002.tar").write_bytes(good[0].read_bytes()[:1500])  # cut inside a member
+    summary = main([str(folder / "aug-*.tar"), "--out", str(tmp_path / "out"), "--threads", "1"])
+    damaged = [s for s in summary["skipped"] if s["code"] == "unreadable_shard"]
+    assert [s["path"] for s in damaged] == [str(folder / "aug-000002.tar")]
+    assert summary["samples"] == 8  # the two good shards, whole
