@@ -5,8 +5,8 @@ runs here with each other, never with published figures).
     .venv/bin/python -m jobs.augment --output out/eval-demo --samples-per-label 4 --preview-count 0
     .venv/bin/python -m bench.evaluation [--shards 'out/eval-demo/aug-*.tar'] [--quick]
 
-1. the world segmenter (``bench.world_segmenter``, cached; 3000 steps at 64x128, the one
-   ``bench.appearance`` uses) is both the feature space and the layout segmenter;
+1. the world segmenter (``bench.world_segmenter``, cached; 600 steps at 64x128, the one
+   ``bench.appearance --quick`` uses) is both the feature space and the layout segmenter;
 2. the reference set: unseen test-split world photos (layouts and styles no output has),
    exported in the Cityscapes layout;
 3. the ideal outputs: for every output, the world's exact render of its target layout in
@@ -26,6 +26,8 @@ import re
 import time
 from pathlib import Path
 
+import torch
+
 from amadapter import world
 from amadapter.data import decoded_samples
 from amadapter.world.export import export_world
@@ -35,7 +37,7 @@ from transforms.records import Sample
 from transforms.shards import write_shard
 
 SIZE = (64, 128)
-SEGMENTER = {"steps": 3000, "batch_size": 8}  # bench.appearance's default: one cached model
+SEGMENTER = {"steps": 600, "batch_size": 8}  # bench.appearance --quick's: one cached model
 REFERENCE_START = 16  # test-split seeds after the 16 the demo's targets use
 EXEMPLAR_STEM = re.compile(r"world_(\d+)_(\d+)")  # layout and style seeds of a world frame
 
@@ -58,7 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache", default="out/bench_cache", help="where the world segmenter is cached")
     parser.add_argument("--reference", type=int, default=256, help="unseen real world photos")
     parser.add_argument("--quick", action="store_true", help="64 reference photos")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     reference_count = 64 if args.quick else args.reference
     work = Path(args.work)
     load_or_train(args.cache, SEGMENTER["steps"], SEGMENTER["batch_size"], SIZE)
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         began = time.perf_counter()
         results[name] = evaluate([shards, "--real", str(reference), "--real-split", "test",
                                   "--features", segmenter, "--segmenter", segmenter,
-                                  "--out", str(work / f"eval-{name}"), "--threads", "2"])
+                                  "--out", str(work / f"eval-{name}"), "--threads", str(args.threads)])
         seconds.append(time.perf_counter() - began)
     samples = results["outputs"]["samples"]
     figures = {
