@@ -19,6 +19,7 @@ import glob
 from typing import Sequence
 
 import webdataset as wds
+from webdataset.shardlists import expand_urls
 
 from amadapter.io.sample_format import decode_sample
 
@@ -39,7 +40,7 @@ def shards(
     through a buffer of that many samples; ``0`` keeps the written order.
     """
     stages = [
-        wds.SimpleShardList(_expand(urls), seed=seed if shuffle else None),
+        wds.SimpleShardList(shard_urls(urls), seed=seed if shuffle else None),
         wds.split_by_node,
         wds.split_by_worker,
         wds.tarfile_to_samples(),
@@ -50,13 +51,24 @@ def shards(
     return wds.DataPipeline(*stages)
 
 
-def _expand(urls: str | Sequence[str]) -> str | list[str]:
+def decoded_samples(urls: str | Sequence[str]) -> wds.DataPipeline:
+    """``(key, image, label, meta)`` of every sample, in written order, with its provenance
+    ``json``: no shuffling and no split across nodes or workers, so one reader sees every
+    sample (for evaluation and inspection, not for training)."""
+    return wds.DataPipeline(
+        wds.SimpleShardList(shard_urls(urls)), wds.tarfile_to_samples(), wds.map(decode_sample)
+    )
+
+
+def shard_urls(urls: str | Sequence[str]) -> list[str]:
+    """The shard URLs ``urls`` names: a local glob expanded and sorted (``FileNotFoundError``
+    when it matches nothing), a brace pattern expanded, a list as given."""
     if isinstance(urls, str) and "://" not in urls and any(c in urls for c in "*?["):
         found = sorted(glob.glob(urls))
         if not found:
             raise FileNotFoundError(f"no shards match {urls}")
         return found
-    return urls if isinstance(urls, str) else list(urls)
+    return expand_urls(urls) if isinstance(urls, str) else list(urls)
 
 
 def _pair(sample: dict):

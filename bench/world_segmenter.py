@@ -1,6 +1,11 @@
 """The project's small segmenter (``amadapter.models.segmenter.SmallSegmenter``) trained on
 the procedural world, to score the layouts of generated images.
 
+    python -m bench.world_segmenter [--cache out/bench_cache] [--steps 3000]
+
+trains (or finds) the cached one and prints its path as the last line's JSON: a
+``.safetensors`` file that ``jobs.evaluate --segmenter`` / ``--features`` read.
+
 Trained with cross-entropy on random train-split world scenes. World styles give
 every class a random colour, so it has to read shape, position and texture, as a
 layout metric should.
@@ -10,6 +15,7 @@ Trained once per configuration and cached as safetensors (default under
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import time
@@ -19,9 +25,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
+from amadapter.evaluation.confusion import confusion_matrix
+from amadapter.evaluation.confusion import mean_iou as confusion_mean_iou
 from amadapter.models.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
 from amadapter.training.data import WorldScenes
+from pipeline.options import parse_size
 
 WIDTH = 16  # SmallSegmenter width: about 0.12 M parameters
 
@@ -45,12 +53,18 @@ def train_segmenter(steps: int, batch_size: int, size: tuple[int, int], seed: in
     return model.eval()
 
 
+def cache_path(cache_dir: str | Path, steps: int, batch_size: int, size: tuple[int, int],
+               seed: int = 0) -> Path:
+    """Where the segmenter of this configuration is cached."""
+    config = {"steps": steps, "batch_size": batch_size, "size": list(size), "seed": seed, "width": WIDTH}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"world_segmenter-{digest}.safetensors"
+
+
 def load_or_train(cache_dir: str | Path, steps: int, batch_size: int, size: tuple[int, int],
                   seed: int = 0, print_fn=print) -> SmallSegmenter:
     """The cached segmenter for this configuration, training it first if missing."""
-    config = {"steps": steps, "batch_size": batch_size, "size": list(size), "seed": seed, "width": WIDTH}
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-    path = Path(cache_dir) / f"world_segmenter-{digest}.safetensors"
+    path = cache_path(cache_dir, steps, batch_size, size, seed)
     model = SmallSegmenter(width=WIDTH)
     if path.is_file():
         model.load_state_dict(load_file(str(path)))
@@ -75,10 +89,23 @@ def segment(model: SmallSegmenter, images: np.ndarray, batch_size: int = 32) -> 
 
 def mean_iou(predictions: np.ndarray, targets: np.ndarray) -> float:
     """mIoU over the classes present in ``targets``, pixels pooled over all images."""
-    valid = targets != IGNORE_ID
-    p, t = predictions[valid].astype(np.int64), targets[valid].astype(np.int64)
-    confusion = np.bincount(t * NUM_CLASSES + p, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
-    tp = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - tp
-    present = confusion.sum(1) > 0
-    return float(np.mean(tp[present] / union[present]))
+    return confusion_mean_iou(confusion_matrix(predictions, targets))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", default="out/bench_cache")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=parse_size, default=(64, 128))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: see README on shared machines)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    began = time.perf_counter()
+    load_or_train(args.cache, args.steps, args.batch, args.size)
+    path = cache_path(args.cache, args.steps, args.batch, args.size)
+    print(json.dumps({"path": str(path), "seconds": round(time.perf_counter() - began, 1)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import io
 import posixpath
 import tarfile
 from dataclasses import dataclass
@@ -22,11 +21,12 @@ from typing import Iterator
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from PIL import Image
 
 from amadapter.io.errors import InputError
 from amadapter.io.labels import train_ids_to_colors
 from amadapter.io.sample_format import decode_sample
+from amadapter.io.resize import resize_photo
+from amadapter.io.thumbnails import enlarge, png_bytes
 from pipeline.options import DEFAULT_SHARD_PREFIX
 from transforms.fileio import list_files, open_file, write_atomically
 from transforms.read_label_maps import read_photo
@@ -59,7 +59,7 @@ def write_preview(
         return None
     png_path = FileSystems.join(output, PREVIEW_PNG)
     html_path = FileSystems.join(output, PREVIEW_HTML)
-    write_atomically(png_path, _png_bytes(contact_sheet(rows)), "image/png")
+    write_atomically(png_path, png_bytes(contact_sheet(rows)), "image/png")
     write_atomically(html_path, _html(rows, output).encode(), "text/html")
     return png_path, html_path
 
@@ -93,7 +93,7 @@ def _row(key: str, image: np.ndarray, label: np.ndarray, meta: dict) -> PreviewR
     colours = train_ids_to_colors(label).astype(np.float32)
     overlay = (OVERLAY_ALPHA * colours + (1 - OVERLAY_ALPHA) * image).round().astype(np.uint8)
     exemplar = _exemplar_tile(meta.get("exemplar", {}).get("photo"), image.shape[:2])
-    return PreviewRow(key, tuple(_enlarge(t) for t in (overlay, exemplar, image)), meta)
+    return PreviewRow(key, tuple(enlarge(t, MIN_TILE_HEIGHT) for t in (overlay, exemplar, image)), meta)
 
 
 def _exemplar_tile(photo_path: str | None, size: tuple[int, int]) -> np.ndarray:
@@ -104,12 +104,7 @@ def _exemplar_tile(photo_path: str | None, size: tuple[int, int]) -> np.ndarray:
         photo = read_photo(photo_path)
     except InputError:
         return np.full((*size, 3), 128, np.uint8)
-    return np.asarray(Image.fromarray(photo).resize((size[1], size[0]), Image.BILINEAR))
-
-
-def _enlarge(tile: np.ndarray) -> np.ndarray:
-    factor = -(-MIN_TILE_HEIGHT // tile.shape[0])
-    return tile.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else tile
+    return resize_photo(photo, size)
 
 
 def _with_gutters(parts: list[np.ndarray], axis: int) -> list[np.ndarray]:
@@ -138,15 +133,9 @@ def _tar_samples(path: str) -> Iterator[dict]:
             yield current
 
 
-def _png_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _html(rows: list[PreviewRow], output: str) -> str:
     def cell(tile: np.ndarray) -> str:
-        data = base64.b64encode(_png_bytes(tile)).decode()
+        data = base64.b64encode(png_bytes(tile)).decode()
         return f'<td><img src="data:image/png;base64,{data}"></td>'
 
     def caption(row: PreviewRow) -> str:

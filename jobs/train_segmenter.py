@@ -1,8 +1,10 @@
-"""Example trainer: a small segmenter on the augment job's shards, optionally mixed with real data.
+"""Example trainer: a segmenter on the augment job's shards, optionally mixed with real data.
 
     python -m jobs.train_segmenter --shards 'out/augment/*.tar' --steps 200
     python -m jobs.train_segmenter --shards 'out/augment/*.tar' \\
         --real /data/cityscapes --real-dataset cityscapes --real-split train --size 64x128
+    python -m jobs.train_segmenter --arch segformer --init /models/mit-b0 \\
+        --shards 'out/augment/*.tar' --size 512x1024 --steps 20000 --out out/segformer
 
 It shows the intended use of the output: shards are streamed with
 ``amadapter.data.shards`` (labels decoded as uint8 train IDs) through a torch
@@ -11,42 +13,42 @@ own share of the real frames, and the two streams are interleaved one sample
 from each in turn. Real frames are read with the project's dataset readers
 (``transforms.training_frames``: cityscapes, bdd100k or folder layouts, local or
 on a bucket); an unreadable frame is skipped with its named error.
-The model is ``amadapter.models.segmenter.SmallSegmenter``; weights are saved as
-safetensors in ``--out``.
+The model (``amadapter.training.segmenters``): ``--arch small`` (default), the project's
+``SmallSegmenter``, saved as ``--out/segmenter.safetensors``; ``--arch segformer``, a
+transformers ``SegformerForSemanticSegmentation`` with the Cityscapes train classes as
+``id2label`` and 255 as ignore index, from a local checkpoint (``--init``: e.g. an
+ImageNet ``mit-b0`` encoder or a Cityscapes SegFormer) or from a config (default: the
+MiT-B0 shape, 3.7 M parameters, random; ``--segformer-config FILE.json`` overrides its
+fields), saved into ``--out`` as a transformers checkpoint directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
-from safetensors.torch import save_file
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from amadapter.models.class_cost import resize_labels_nearest
 from amadapter.data import shards
+from amadapter.io.resize import resize_pair
 from amadapter.io.errors import InputError
-from amadapter.models.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
+from amadapter.training.segmenters import (
+    ARCHS,
+    build_segmenter,
+    default_lr,
+    save_segmenter,
+    segmenter_loss,
+)
 from pipeline.options import parse_size
 from transforms.label_sources import DATASETS
 from transforms.training_frames import frame_loader
 
 LOG = logging.getLogger("train_segmenter")
 SYNTHETIC, REAL = 0, 1  # the source tag each sample carries
-
-
-def resize_pair(image: np.ndarray, label: np.ndarray, size: tuple[int, int] | None):
-    """Photo bilinear, label nearest (never blends IDs); unchanged when ``size`` is None."""
-    if size is None or image.shape[:2] == tuple(size):
-        return image, label
-    photo = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
-    ids = resize_labels_nearest(torch.from_numpy(label)[None], size)[0].numpy()
-    return photo, ids
 
 
 class SyntheticSamples(IterableDataset):
@@ -102,12 +104,16 @@ def train(
     steps: int = 200,
     batch_size: int = 8,
     workers: int = 2,
-    lr: float = 2e-3,
+    lr: float | None = None,
     seed: int = 0,
     out: str | None = None,
     log_every: int = 10,
+    arch: str = "small",
+    init: str | None = None,
+    segformer_config: dict | None = None,
 ) -> dict:
-    """Train for ``steps`` steps (cycling over the data); returns the losses and sample counts."""
+    """Train for ``steps`` steps (cycling over the data); returns the losses, sample counts
+    and the model. ``lr`` None: the arch's default (``segmenters.default_lr``)."""
     if shard_pattern is None and real is None:
         raise ValueError("give --shards, --real, or both")
     if real is not None and size is None:
@@ -124,15 +130,15 @@ def train(
         persistent_workers=workers > 0,  # no new worker processes every epoch
     )
     torch.manual_seed(seed)
-    model = SmallSegmenter()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model = build_segmenter(arch, init, segformer_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=default_lr(arch, init) if lr is None else lr)
     losses: list[float] = []
     seen = {"synthetic": 0, "real": 0}
     began = time.perf_counter()
     while len(losses) < steps:  # epochs until enough steps
         epoch_start = len(losses)
         for images, labels, tags in loader:
-            loss = segmentation_loss(model(images_to_tensor(images)), labels)
+            loss = segmenter_loss(model, images, labels)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -147,9 +153,8 @@ def train(
             raise ValueError("no readable samples in the given shards / dataset")
     seconds = time.perf_counter() - began
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        save_file(model.state_dict(), str(Path(out) / "segmenter.safetensors"))
-    return {"losses": losses, "seen": seen, "seconds": seconds, "steps": len(losses)}
+        save_segmenter(model, out)
+    return {"losses": losses, "seen": seen, "seconds": seconds, "steps": len(losses), "model": model}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -166,12 +171,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--arch", default="small", choices=ARCHS)
+    parser.add_argument("--init", help="segformer: a local transformers checkpoint directory to start from")
+    parser.add_argument(
+        "--segformer-config", help="segformer: JSON file of SegformerConfig fields (default: MiT-B0)"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=None,
+        help="AdamW rate (default: 2e-3 small; segformer 6e-5 with --init, else 1e-3)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads of the training process"
     )
-    parser.add_argument("--out", default="out/segmenter", help="where segmenter.safetensors goes")
+    parser.add_argument("--out", default="out/segmenter", help="where the trained model goes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads is not None:
@@ -187,6 +200,9 @@ def main(argv: list[str] | None = None) -> dict:
         args.lr,
         args.seed,
         args.out,
+        arch=args.arch,
+        init=args.init,
+        segformer_config=json.loads(Path(args.segformer_config).read_text()) if args.segformer_config else None,
     )
     print(
         f"trained {result['steps']} steps in {result['seconds']:.1f} s on "

@@ -61,7 +61,7 @@ def list_label_sources(
     Raises ``EmptyRootError`` when nothing matches (including a missing root) and
     ``ValueError`` for an unknown dataset or a format the dataset does not have.
     """
-    root = _normalise_root(root)
+    root = normalise_root(root)
     if dataset == "cityscapes":
         sources = _cityscapes(root, split or DEFAULT_SPLIT, label_format)
     elif dataset == "bdd100k":
@@ -80,7 +80,7 @@ def label_globs(
 ) -> dict[str, str]:
     """Label format -> glob of the label maps ``list_label_sources`` reads, in reading order
     (the augment launcher peeks at one match to reject an empty root before the run)."""
-    root = _normalise_root(root)
+    root = normalise_root(root)
     if dataset == "cityscapes":
         if label_format is not None and label_format not in CITYSCAPES_LABEL_SUFFIX:
             raise ValueError(f"cityscapes label_format must be one of {LABEL_FORMATS} or None")
@@ -180,7 +180,7 @@ def _folder(root: str, split: str | None, label_format: str | None) -> list[Labe
     return sources
 
 
-def _normalise_root(root: str) -> str:
+def normalise_root(root: str) -> str:
     if FileSystems.get_scheme(root) is None:  # a local path: absolute, so workers agree on it
         return os.path.abspath(root)
     return root.rstrip("/")

@@ -39,10 +39,14 @@ class SmallSegmenter(nn.Module):
         self.dec1 = _block(2 * width + width, width)
         self.head = nn.Conv2d(width, num_classes, 1)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The encoder's three levels: full, 1/2 and 1/4 resolution (``width`` x 1, 2, 4 channels)."""
         e1 = self.enc1(images)
         e2 = self.enc2(e1)
-        e3 = self.enc3(e2)
+        return e1, e2, self.enc3(e2)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        e1, e2, e3 = self.encode(images)
         d2 = self.dec2(torch.cat([F.interpolate(e3, size=e2.shape[-2:]), e2], dim=1))
         d1 = self.dec1(torch.cat([F.interpolate(d2, size=e1.shape[-2:]), e1], dim=1))
         return self.head(d1)

@@ -11,8 +11,9 @@ from torch import nn
 def _update(digest, tensor: torch.Tensor) -> None:
     t = tensor.detach().contiguous()
     digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    # bytes through a uint8 view: works for every dtype, bfloat16 included
-    digest.update(t.cpu().view(torch.uint8).numpy().tobytes())
+    # bytes through a uint8 view: works for every dtype, bfloat16 included; flattened first,
+    # since a 0-dim tensor (BatchNorm's num_batches_tracked) has no byte view (same bytes)
+    digest.update(t.cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def tensor_hash(*tensors: torch.Tensor) -> str:
