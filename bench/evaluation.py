@@ -5,8 +5,8 @@ runs here with each other, never with published figures).
     .venv/bin/python -m jobs.augment --output out/eval-demo --samples-per-label 4 --preview-count 0
     .venv/bin/python -m bench.evaluation [--shards 'out/eval-demo/aug-*.tar'] [--quick]
 
-1. the world segmenter (``bench.world_segmenter``, cached; 600 steps at 64x128, the one
-   ``bench.appearance --quick`` uses) is both the feature space and the layout segmenter;
+1. the world segmenter (``bench.world_segmenter``, cached; 3000 steps at 64x128, the one
+   ``bench.appearance`` uses) is both the feature space and the layout segmenter;
 2. the reference set: unseen test-split world photos (layouts and styles no output has),
    exported in the Cityscapes layout;
 3. the ideal outputs: for every output, the world's exact render of its target layout in
@@ -37,7 +37,7 @@ from transforms.records import Sample
 from transforms.shards import write_shard
 
 SIZE = (64, 128)
-SEGMENTER = {"steps": 600, "batch_size": 8}  # bench.appearance --quick's: one cached model
+SEGMENTER = {"steps": 3000, "batch_size": 8}  # bench.appearance's default: one cached model
 REFERENCE_START = 16  # test-split seeds after the 16 the demo's targets use
 EXEMPLAR_STEM = re.compile(r"world_(\d+)_(\d+)")  # layout and style seeds of a world frame
 
