@@ -138,14 +138,17 @@ class _RetrieveBatch(beam.DoFn):
             candidates=self._candidates,
         ) if records else []
         ranked_by_key = dict(zip(records, ranked))
-        pixels = {key: class_pixels(r.train_ids) for key, r in records.items()}
+        covering = self._per_target > 1  # class counts only where coverage exemplars are sought
+        pixels = {key: class_pixels(r.train_ids) for key, r in records.items()} if covering else {}
         for tag, target in tagged:
             matches = ranked_by_key.get(target.label.key)
             if matches:
                 first = draw(matches[: self._top_k], target.seed if self._top_k > 1 else None)
-                chosen = cover_classes(
-                    first, matches[:COVERAGE_CANDIDATES], pixels[target.label.key], self._per_target
-                )
+                chosen = [(first, None)]
+                if covering:
+                    chosen = cover_classes(
+                        first, matches[:COVERAGE_CANDIDATES], pixels[target.label.key], self._per_target
+                    )
                 lent = tuple(
                     LentExemplar(match_source(m), m.score, classes) for m, classes in chosen
                 )
