@@ -53,6 +53,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--pool", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--split", default="val", choices=("val", "test"),
+                        help="the targets' split: choose the default on val, report test once")
     args = parser.parse_args(argv)
     if args.quick:
         args.targets, args.pool = 16, 200
@@ -62,7 +64,7 @@ def main(argv=None) -> dict:
     pipe.set_progress_bar_config(disable=True)
     figures: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as workdir:
-        suite = scene_suite(args.targets, args.pool, Path(workdir))
+        suite = scene_suite(args.targets, args.pool, Path(workdir), split=args.split)
         for case in suite:
             labels = case["labels"]
             choices = {count: chosen_exemplars(case, count) for count in (1, 2)}
@@ -94,7 +96,7 @@ def main(argv=None) -> dict:
                 else:
                     figures.setdefault("targets_with_a_second", []).append(float(has_second))
     result = {name: round(float(np.mean(v)), 4) for name, v in figures.items()}
-    result.update(targets=args.targets, pool=args.pool, steps=args.steps, model=args.model,
+    result.update(split=args.split, targets=args.targets, pool=args.pool, steps=args.steps, model=args.model,
                   size=f"{HEIGHT}x{WIDTH}", seconds=round(time.perf_counter() - began, 1))  # fmt: skip
     print(json.dumps(result))
     return result

@@ -3,7 +3,7 @@
     python -m bench.exemplar_crop [--pool N] [--targets N] [--quick]
 
 A 16:9 exemplar pool (world layouts at 72x128, train seeds, like BDD100K frames)
-serves 2:1 targets (world layouts at 64x128, test seeds, like Cityscapes). Each
+serves 2:1 targets (world layouts at 64x128, val seeds by default, like Cityscapes). Each
 target's exemplar is retrieved as the job does (exact layout score over the whole
 pool, frames squashed to the index's 32x64 small maps: brute force here, so the
 figure does not depend on the candidate search). The exemplar is then brought to
@@ -64,12 +64,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--pool", type=int, default=4000)
     parser.add_argument("--targets", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="pool 500, 100 targets")
+    parser.add_argument("--split", default="val", choices=("val", "test"),
+                        help="the targets' split: choose the rule on val, report test once")
     args = parser.parse_args(argv)
     if args.quick:
         args.pool, args.targets = 500, 100
     began = time.perf_counter()
     pool = np.stack([world.layout(s, *POOL_SIZE) for s in world.split_seeds("train", args.pool)])
-    targets = np.stack([world.layout(s, *TARGET_SIZE) for s in world.split_seeds("test", args.targets)])
+    targets = np.stack([world.layout(s, *TARGET_SIZE) for s in world.split_seeds(args.split, args.targets)])
     pool_small = np.stack([downsample_nearest(m) for m in pool])
     target_small = np.stack([downsample_nearest(m) for m in targets])
     ranked = np.argsort(-layout_scores_against_pool(target_small, pool_small), axis=1, kind="stable")
@@ -85,7 +87,7 @@ def main(argv=None) -> dict:
             figures.setdefault(f"best_of_16_score_{rule}", []).append(float(scores[best]))
             figures.setdefault(f"best_of_16_coverage_{rule}", []).append(coverage(target, shortlist[best]))
     result = {name: round(float(np.mean(v)), 4) for name, v in figures.items()}
-    result.update(pool=args.pool, targets=args.targets, pool_size="72x128", target_size="64x128",
+    result.update(split=args.split, pool=args.pool, targets=args.targets, pool_size="72x128", target_size="64x128",
                   seconds=round(time.perf_counter() - began, 1))  # fmt: skip
     print(json.dumps(result))
     return result
