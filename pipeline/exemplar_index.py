@@ -3,7 +3,9 @@
 Building happens once, when the graph is constructed (before any worker starts),
 into ``OUTPUT/_index`` with ``amadapter.retrieval.build_index``; a rerun into
 the same output updates that index, reading only pool entries it does not hold
-yet. Pool entries that cannot serve as exemplars (unreadable label map, missing
+yet; an index there in a format this code does not read (written by an older
+version) is the job's own derived data, so it is rebuilt, with a warning. Pool
+entries that cannot serve as exemplars (unreadable label map, missing
 photo, photo of another size) are skipped and logged with the reason. For large
 pools, build the index beforehand with ``python -m jobs.build_index`` (a Beam job
 with ``--runner``) and pass ``--index``.
@@ -17,6 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from amadapter.io.errors import EmptyPoolError, EmptyRootError
 from amadapter.retrieval import build_index
+from amadapter.retrieval.store import IndexFormatError
 from transforms.exemplar_pool import pool_labels, pool_sources
 
 INDEX_DIR = "_index"
@@ -42,12 +45,20 @@ def prepare_index(
         sources = pool_sources(exemplars, dataset, split, label_format)
     except EmptyRootError as error:
         raise EmptyPoolError(error.path, f"exemplar pool: {error.reason}") from None
-    report = build_index(
-        path,
-        sources,
-        pool_labels,
-        on_skip=lambda source, error: LOG.warning("exemplar pool: skipped %s", error),
-    )
+    def build(rebuild: bool):
+        return build_index(
+            path,
+            sources,
+            pool_labels,
+            on_skip=lambda source, error: LOG.warning("exemplar pool: skipped %s", error),
+            rebuild=rebuild,
+        )
+
+    try:
+        report = build(rebuild=False)
+    except IndexFormatError as error:
+        LOG.warning("exemplar index %s: %s; rebuilding the job's own index", path, error)
+        report = build(rebuild=True)
     LOG.info(
         "exemplar index %s: %d entries (%d new, %d skipped)",
         path,

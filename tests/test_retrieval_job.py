@@ -1,13 +1,15 @@
 """python -m jobs.build_index on real files: skipped entries printed, update, folder pools, and
 the Beam build (DirectRunner) writing the same index."""
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from amadapter.retrieval import ExemplarIndex
-from amadapter.retrieval.store import IndexStore
+from amadapter.retrieval.store import IndexFormatError, IndexStore
 from jobs.build_index import main
 from tests.layouts import save_image
 from tests.test_retrieval_index import POOL_LAYOUTS, write_pool
@@ -73,6 +75,25 @@ def test_augment_job_indexes_a_folder_pool_given_with_exemplars(tmp_path):
     assert len(index) == 1
     (ranked,) = index.query([street(64, 128, [])], k=1, target_paths=[None])
     assert ranked[0].photo_path == str(pool / "a.jpg")
+
+
+def test_augment_job_rebuilds_its_own_index_left_by_an_older_format(tmp_path, caplog):
+    from pipeline.exemplar_index import prepare_index
+
+    pool = tmp_path / "pool"
+    save_image(pool / "a.png", street(64, 128, [(CAR, 0.5, 0.9, 0.3, 0.7)]))
+    save_image(pool / "a.jpg", np.full((64, 128, 3), 90, np.uint8))
+    path = prepare_index(None, str(pool), "folder", None, str(tmp_path / "out"), "train_ids")
+    meta_file = tmp_path / "out" / "_index" / "index.json"
+    meta = json.loads(meta_file.read_text())
+    meta["version"] = 1  # what the previous format wrote
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(IndexFormatError):
+        ExemplarIndex.load(path)
+    with caplog.at_level("WARNING", logger="augment"):
+        assert prepare_index(None, str(pool), "folder", None, str(tmp_path / "out"), "train_ids") == path
+    assert "rebuilding the job's own index" in caplog.text
+    assert len(ExemplarIndex.load(path)) == 1
 
 
 def index_rows(path):
