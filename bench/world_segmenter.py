@@ -1,14 +1,14 @@
 """The project's small segmenter (``amadapter.models.segmenter.SmallSegmenter``) trained on
 the procedural world, to score the layouts of generated images.
 
-    python -m bench.world_segmenter [--cache out/bench_cache] [--steps 3000]
+    python -m bench.world_segmenter [--cache out/bench_cache] [--steps 3000] [--world-version 1|2]
 
 trains (or finds) the cached one and prints its path as the last line's JSON: a
 ``.safetensors`` file that ``jobs.evaluate --segmenter`` / ``--features`` read.
 
-Trained with cross-entropy on random train-split world scenes. World styles give
-every class a random colour, so it has to read shape, position and texture, as a
-layout metric should.
+Trained with cross-entropy on random train-split world scenes of one world version
+(v2: every instance its own colour). World styles give every class random colours,
+so it has to read shape, position and texture, as a layout metric should.
 Trained once per configuration and cached as safetensors (default under
 ``out/``, which git ignores).
 """
@@ -29,17 +29,18 @@ from amadapter.evaluation.confusion import confusion_matrix
 from amadapter.evaluation.confusion import mean_iou as confusion_mean_iou
 from amadapter.models.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
 from amadapter.training.data import WorldScenes
+from amadapter.world.versions import WORLD_VERSIONS
 from pipeline.options import parse_size
 
 WIDTH = 16  # SmallSegmenter width: about 0.12 M parameters
 
 
 def train_segmenter(steps: int, batch_size: int, size: tuple[int, int], seed: int = 0,
-                    lr: float = 2e-3) -> SmallSegmenter:
+                    lr: float = 2e-3, version: int = 1, width: int = WIDTH) -> SmallSegmenter:
     torch.manual_seed(seed)
-    model = SmallSegmenter(width=WIDTH)
+    model = SmallSegmenter(width=width)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    source = WorldScenes(*size, batch_size=batch_size, split="train", seed=seed + 12345)
+    source = WorldScenes(*size, batch_size=batch_size, split="train", seed=seed + 12345, version=version)
     model.train()
     for step in range(steps):
         for group in optimizer.param_groups:  # cosine decay to zero
@@ -54,23 +55,25 @@ def train_segmenter(steps: int, batch_size: int, size: tuple[int, int], seed: in
 
 
 def cache_path(cache_dir: str | Path, steps: int, batch_size: int, size: tuple[int, int],
-               seed: int = 0) -> Path:
+               seed: int = 0, version: int = 1, width: int = WIDTH) -> Path:
     """Where the segmenter of this configuration is cached."""
-    config = {"steps": steps, "batch_size": batch_size, "size": list(size), "seed": seed, "width": WIDTH}
+    config = {"steps": steps, "batch_size": batch_size, "size": list(size), "seed": seed, "width": width}
+    if version != 1:  # v1 segmenters keep the names they were cached under
+        config["world_version"] = version
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
     return Path(cache_dir) / f"world_segmenter-{digest}.safetensors"
 
 
 def load_or_train(cache_dir: str | Path, steps: int, batch_size: int, size: tuple[int, int],
-                  seed: int = 0, print_fn=print) -> SmallSegmenter:
+                  seed: int = 0, print_fn=print, version: int = 1, width: int = WIDTH) -> SmallSegmenter:
     """The cached segmenter for this configuration, training it first if missing."""
-    path = cache_path(cache_dir, steps, batch_size, size, seed)
-    model = SmallSegmenter(width=WIDTH)
+    path = cache_path(cache_dir, steps, batch_size, size, seed, version, width)
+    model = SmallSegmenter(width=width)
     if path.is_file():
         model.load_state_dict(load_file(str(path)))
         return model.eval()
     began = time.perf_counter()
-    model = train_segmenter(steps, batch_size, size, seed)
+    model = train_segmenter(steps, batch_size, size, seed, version=version, width=width)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     print_fn(f"trained the world segmenter ({steps} steps) in {time.perf_counter() - began:.0f} s -> {path}")
@@ -98,13 +101,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=parse_size, default=(64, 128))
+    parser.add_argument("--world-version", type=int, default=1, choices=WORLD_VERSIONS)
+    parser.add_argument("--width", type=int, default=WIDTH, help="SmallSegmenter width")
+    parser.add_argument("--eval-frames", type=int, default=256,
+                        help="val-split ground-truth frames its mIoU is reported on (0: none)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: see README on shared machines)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
-    load_or_train(args.cache, args.steps, args.batch, args.size)
-    path = cache_path(args.cache, args.steps, args.batch, args.size)
-    print(json.dumps({"path": str(path), "seconds": round(time.perf_counter() - began, 1)}))
+    model = load_or_train(args.cache, args.steps, args.batch, args.size, version=args.world_version,
+                          width=args.width)  # fmt: skip
+    result = {"path": str(cache_path(args.cache, args.steps, args.batch, args.size, version=args.world_version,
+                                     width=args.width))}  # fmt: skip
+    if args.eval_frames:
+        val = WorldScenes(*args.size, batch_size=args.eval_frames, split="val", seed=0, version=args.world_version)(0)
+        photos = np.rint((val["image"].permute(0, 2, 3, 1).numpy() + 1.0) * 127.5).astype(np.uint8)
+        result["val_miou_ground_truth"] = round(mean_iou(segment(model, photos), val["labels"].numpy()), 4)
+    print(json.dumps({**result, "seconds": round(time.perf_counter() - began, 1)}))
 
 
 if __name__ == "__main__":

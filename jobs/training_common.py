@@ -21,10 +21,12 @@ from amadapter.training import data
 from amadapter.training.distributed import MIXED_PRECISION, make_accelerator
 from amadapter.training.loop import OPTIMIZERS, PhaseOptions, Validation
 from amadapter.training.validation import world_validation
+from amadapter.world.versions import WORLD_VERSIONS
 from pipeline.options import parse_size
 from transforms.training_frames import frame_loader
 
 DATASETS = ("world", "cityscapes", "bdd100k", "folder")
+WORLD_PAIRS = ("scene", "crop", "mixed")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +44,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--data", choices=DATASETS, default="world")
     source.add_argument("--root", help="dataset root (cityscapes, bdd100k, folder); local, gs:// or s3://")
     source.add_argument("--split", default=None, help="dataset split (world: train, val or test)")
+    source.add_argument("--world-version", type=int, choices=WORLD_VERSIONS, default=1,
+                        help="world: 1 (one appearance per class) or 2 (per-instance appearance)")
+    source.add_argument("--world-pairs", choices=WORLD_PAIRS, default="scene",
+                        help="world pairs (stage 2, reference training): one style on two layouts (scene), "
+                             "two windows of one scene (crop), or half of each (mixed)")
     source.add_argument("--label-format", default=None, help="ids, train_ids or color (folder: required)")
     source.add_argument("--size", type=parse_size, default=(64, 128), help="training crop HxW")
     source.add_argument("--batch-size", type=int, default=16,
@@ -118,7 +125,8 @@ def set_up(args: argparse.Namespace) -> Accelerator:
 def validation(args: argparse.Namespace, pipe: AMAdapterPipeline, mode: str) -> Validation | None:
     if not args.validate_every:
         return None
-    return world_validation(pipe, *args.size, args.val_pairs, mode, args.val_steps, seed=args.seed)
+    return world_validation(pipe, *args.size, args.val_pairs, mode, args.val_steps, seed=args.seed,
+                            version=args.world_version)
 
 
 def load_model(args: argparse.Namespace) -> AMAdapterPipeline:
@@ -140,8 +148,13 @@ def build_source(args: argparse.Namespace, pairs: bool):
     """The batch source for stage 1 (``pairs=False``) or stage 2 (``pairs=True``)."""
     height, width = args.size
     if args.data == "world":
-        kind = data.WorldPairs if pairs else data.WorldScenes
-        return kind(height, width, args.batch_size, split=args.split or "train", seed=args.seed)
+        world_args = dict(split=args.split or "train", seed=args.seed, version=args.world_version)
+        if not pairs:
+            return data.WorldScenes(height, width, args.batch_size, **world_args)
+        scene = data.WorldPairs(height, width, args.batch_size, **world_args)
+        crop = data.WorldCropPairs(height, width, args.batch_size, **world_args)
+        return {"scene": scene, "crop": crop,
+                "mixed": data.PairMixture([scene, crop], [1.0, 1.0], seed=args.seed)}[args.world_pairs]
     if not args.root:
         raise SystemExit(f"--data {args.data} needs --root")
     load_frame, count = frame_loader(args.root, args.data, args.split, args.label_format)

@@ -13,12 +13,15 @@ from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from amadapter.training.checkpoints import latest_checkpoint, list_checkpoints, resume_point
 from amadapter.training.conditioning import PromptConditioning
-from amadapter.training.data import FrameCropPairs, FrameCrops, RowSource, WorldPairs, WorldScenes
+from amadapter.training.data import (
+    FrameCropPairs, FrameCrops, PairMixture, RowSource, WorldCropPairs, WorldPairs, WorldScenes,
+)  # fmt: skip
 from amadapter.training.loop import LOG_FILE, PhaseOptions
 from amadapter.training.noise import RowRandom
 from amadapter.training import stage1
 from amadapter.training.stage1 import Stage1Options, structure_loss, train_structure, vae_loss
 from amadapter.training.stage2 import Stage2Options, adapter_loss, train_adapter
+from amadapter.world.crops import crop_pair
 from amadapter.world.export import export_world
 from jobs import train_adapter as train_adapter_job
 from jobs import train_structure as train_structure_job
@@ -192,6 +195,51 @@ def test_world_pairs_share_one_style_on_two_layouts():
     assert torch.equal(again["image"], batch["image"])  # a batch depends only on (seed, step)
 
 
+def test_world_v2_sources_keep_the_layouts_and_change_the_appearance():
+    for kind in (WorldScenes, WorldPairs):
+        v1, v2 = (kind(64, 128, batch_size=2, seed=3, version=v)(5) for v in (1, 2))
+        for key in ("labels", "exemplar_labels"):
+            if key in v1:
+                assert torch.equal(v1[key], v2[key])
+        assert (v1["image"] - v2["image"]).abs().mean() > 0.1  # 0.1 in [-1, 1] is about 13 colour units
+
+
+def test_world_crop_pairs_are_two_windows_drawn_from_the_rows_own_stream():
+    source = WorldCropPairs(64, 128, batch_size=2, seed=6)
+    batch = source(4)
+    for row in range(2):
+        stream = np.random.default_rng([6, 4, row])
+        pair = crop_pair(int(stream.integers(0, 800_000)), (64, 128), 2, windows=stream)
+        np.testing.assert_array_equal(batch["labels"][row].numpy(), pair["target_labels"])
+        np.testing.assert_array_equal(batch["exemplar_labels"][row].numpy(), pair["exemplar_labels"])
+        expected = torch.from_numpy(np.array(pair["truth"])).permute(2, 0, 1).float() / 127.5 - 1.0
+        torch.testing.assert_close(batch["image"][row], expected)
+    assert torch.equal(WorldCropPairs(64, 128, batch_size=2, seed=6)(4)["image"], batch["image"])
+    # One scene seen again gives other windows (not the benchmark's fixed pair of that scene).
+    source.seeds = range(900_007, 900_008)
+    rows = [source.sample(step, 0)["labels"] for step in range(3)]
+    fixed = crop_pair(900_007)["target_labels"]
+    assert not any(np.array_equal(r, fixed) for r in rows) and not np.array_equal(rows[0], rows[1])
+
+
+def test_pair_mixture_takes_each_row_from_one_source_by_its_own_draw():
+    scene, crop = WorldPairs(32, 64, batch_size=16, seed=1), WorldCropPairs(32, 64, batch_size=16, seed=1)
+    mixed = PairMixture([scene, crop], [1.0, 1.0], seed=1)
+    batch = mixed(2)
+    origin = []
+    for row in range(16):
+        labels = batch["labels"][row].numpy()
+        from_scene = np.array_equal(labels, scene.sample(2, row)["labels"])
+        from_crop = np.array_equal(labels, crop.sample(2, row)["labels"])
+        assert from_scene != from_crop
+        origin.append(from_scene)
+    assert 0 < sum(origin) < 16
+    only_scene = PairMixture([scene, crop], [1.0, 0.0], seed=1)(2)
+    assert torch.equal(only_scene["labels"], scene(2)["labels"])
+    with pytest.raises(ValueError, match="one batch size"):
+        PairMixture([scene, WorldPairs(32, 64, batch_size=2)], [1.0, 1.0])
+
+
 def test_frame_pairs_are_two_crops_of_one_real_frame():
     load_frame, count = frame_loader(str(CITYSCAPES_ROOT), "cityscapes", "val")
     photo, labels = load_frame(0)
@@ -221,7 +269,7 @@ def test_cli_stages_write_models_that_load(tmp_path, capsys):
     structure_model = AMAdapterPipeline.from_pretrained(tmp_path / "m1")
     assert structure_model.vae.config.scaling_factor != 1.0
     train_adapter_job.main(["--model", str(tmp_path / "m1"), "--size", "32x64", "--batch-size", "2",
-                            "--loader-workers", "2",
+                            "--loader-workers", "2", "--world-version", "2", "--world-pairs", "mixed",
                             "--steps", "2", "--run-dir", str(tmp_path / "s2"), "--output", str(tmp_path / "m2"),
                             "--save-fp16"])
     assert "trainable parameters" in capsys.readouterr().out

@@ -13,11 +13,16 @@ Batches are dicts of CPU tensors:
 
 - stage 1 (``WorldScenes``, ``FrameCrops``): ``image`` (B, 3, H, W) float32 in
   [-1, 1] and ``labels`` (B, H, W) uint8 train IDs;
-- stage 2 (``WorldPairs``, ``FrameCropPairs``): the target's ``image`` and
-  ``labels`` plus ``exemplar_image`` and ``exemplar_labels``, where the exemplar
-  shows the target's appearance under another geometry: in the world one style
-  rendered on two different layouts; in real data two different crops (and
-  flips) of one frame.
+- stage 2 (``WorldPairs``, ``WorldCropPairs``, ``FrameCropPairs``, or a
+  ``PairMixture`` of them): the target's ``image`` and ``labels`` plus
+  ``exemplar_image`` and ``exemplar_labels``, where the exemplar shows the
+  target's appearance under another geometry: in the world one style rendered on
+  two different layouts (scene pairs) or two windows of one larger scene (crop
+  pairs, ``amadapter.world.crops``); in real data two different crops (and flips)
+  of one frame.
+
+World sources take the world's ``version`` (``amadapter.world.versions``; 1 by
+default, whose rows are what they always were).
 
 Real frames come through ``load_frame(index) -> (photo, train_ids)`` supplied by
 the caller (the jobs read dataset roots with ``transforms.label_sources`` and
@@ -37,6 +42,8 @@ from PIL import Image
 
 from amadapter import world
 from amadapter.io.errors import InputError
+from amadapter.world.crops import crop_pair
+from amadapter.world.versions import check_version, render_scene
 
 Frame = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 photo, (H, W) uint8 train IDs
 Sample = dict[str, np.ndarray]  # one row: image (H, W, 3) uint8, labels (H, W) uint8, maybe exemplar_*
@@ -82,41 +89,80 @@ class RowSource:
 class WorldScenes(RowSource):
     """Stage-1 batches of world scenes: random layout and style seeds of one split."""
 
-    def __init__(self, height: int, width: int, batch_size: int, split: str = "train", seed: int = 0):
+    def __init__(self, height: int, width: int, batch_size: int, split: str = "train", seed: int = 0,
+                 version: int = 1):
         self.height, self.width, self.batch_size = height, width, batch_size
         self.seeds = world.SPLIT_SEEDS[split]
-        self.seed = seed
+        self.seed, self.version = seed, check_version(version)
 
     def sample(self, step: int, row: int) -> Sample:
         layout_seed, style_seed = _rng(self.seed, step, row).integers(self.seeds.start, self.seeds.stop, 2)
-        photo, ids = world.scene(int(layout_seed), int(style_seed), self.height, self.width)
-        return {"image": photo, "labels": ids}
+        scene = world.layout_parts(int(layout_seed), self.height, self.width)
+        return {"image": render_scene(scene, int(style_seed), self.version), "labels": scene.ids}
 
 
 class WorldPairs(RowSource):
     """Stage-2 batches: per row one style rendered on two different layouts.
 
     The exemplar's photo is then exactly the appearance the target should take
-    on, under a different geometry."""
+    on, under a different geometry (in world v2 by the style's rule for any
+    layout: side of the street and depth order)."""
 
-    def __init__(self, height: int, width: int, batch_size: int, split: str = "train", seed: int = 0):
+    def __init__(self, height: int, width: int, batch_size: int, split: str = "train", seed: int = 0,
+                 version: int = 1):
         self.height, self.width, self.batch_size = height, width, batch_size
         self.seeds = world.SPLIT_SEEDS[split]
-        self.seed = seed
+        self.seed, self.version = seed, check_version(version)
 
     def sample(self, step: int, row: int) -> Sample:
         rng = _rng(self.seed, step, row)
         target_seed, exemplar_seed = self._two_distinct(rng)
-        appearance = world.style(int(rng.integers(self.seeds.start, self.seeds.stop)))
-        target, exemplar = (world.layout(int(s), self.height, self.width) for s in (target_seed, exemplar_seed))
-        return {"image": world.render(target, appearance), "labels": target,
-                "exemplar_image": world.render(exemplar, appearance), "exemplar_labels": exemplar}
+        style_seed = int(rng.integers(self.seeds.start, self.seeds.stop))
+        target, exemplar = (world.layout_parts(int(s), self.height, self.width) for s in (target_seed, exemplar_seed))
+        return {"image": render_scene(target, style_seed, self.version), "labels": target.ids,
+                "exemplar_image": render_scene(exemplar, style_seed, self.version), "exemplar_labels": exemplar.ids}
 
     def _two_distinct(self, rng: np.random.Generator) -> tuple[int, int]:
         first = int(rng.integers(self.seeds.start, self.seeds.stop))
         offset = int(rng.integers(1, len(self.seeds)))
         second = self.seeds.start + (first - self.seeds.start + offset) % len(self.seeds)
         return first, second
+
+
+class WorldCropPairs(RowSource):
+    """Stage-2 batches of crop pairs (the paper's pairs): per row one larger scene of a
+    random seed of the split and two random windows of it (``amadapter.world.crops``),
+    drawn from the row's own stream, so a scene seen twice gives new windows."""
+
+    def __init__(self, height: int, width: int, batch_size: int, split: str = "train", seed: int = 0,
+                 version: int = 2):
+        self.height, self.width, self.batch_size = height, width, batch_size
+        self.seeds = world.SPLIT_SEEDS[split]
+        self.seed, self.version = seed, check_version(version)
+
+    def sample(self, step: int, row: int) -> Sample:
+        rng = _rng(self.seed, step, row)
+        pair = crop_pair(int(rng.integers(self.seeds.start, self.seeds.stop)), (self.height, self.width),
+                         self.version, windows=rng)
+        return {"image": pair["truth"], "labels": pair["target_labels"],
+                "exemplar_image": pair["exemplar_image"], "exemplar_labels": pair["exemplar_labels"]}
+
+
+class PairMixture(RowSource):
+    """Each row from one of ``sources`` (same batch size), chosen by the row's own draw
+    with probabilities ``weights``: e.g. crop and scene pairs in one batch."""
+
+    def __init__(self, sources: list[RowSource], weights: list[float], seed: int = 0):
+        if len(sources) != len(weights) or not sources:
+            raise ValueError("a mixture needs one weight per source")
+        if len({s.batch_size for s in sources}) != 1:
+            raise ValueError("the mixed sources must have one batch size")
+        self.sources, self.batch_size, self.seed = sources, sources[0].batch_size, seed
+        self.cumulative = np.cumsum(weights) / np.sum(weights)
+
+    def sample(self, step: int, row: int) -> Sample:
+        draw = np.random.default_rng([int(self.seed), int(step), int(row), 1]).random()  # not the sources' stream
+        return self.sources[int(np.searchsorted(self.cumulative, draw, side="right"))].sample(step, row)
 
 
 class _Frames(RowSource):

@@ -35,9 +35,9 @@ def colour_error(output: np.ndarray, truth: np.ndarray, labels: np.ndarray) -> f
 
 
 def world_validation(pipe, height: int, width: int, pairs: int, mode: str, num_inference_steps: int = 10,
-                     guidance_scale: float = 3.0, seed: int = 0) -> Validation:
-    """``Validation`` of ``pipe`` on ``pairs`` fixed world val pairs of (height, width)."""
-    batch = WorldPairs(height, width, pairs, split="val", seed=seed).batch(0, range(pairs))
+                     guidance_scale: float = 3.0, seed: int = 0, version: int = 1) -> Validation:
+    """``Validation`` of ``pipe`` on ``pairs`` fixed val scene pairs of world ``version``, (height, width)."""
+    batch = WorldPairs(height, width, pairs, split="val", seed=seed, version=version).batch(0, range(pairs))
     truth = _uint8(batch["image"])
     targets = batch["labels"].numpy()
     exemplars = list(_uint8(batch["exemplar_image"]))

@@ -8,7 +8,8 @@ nearest pixel centre. The exemplar is one window, the target the other, and the
 ground truth is the target window of the same render, so an instance has the
 same appearance in both (its instance index is shared). Pair ``i`` of a split
 uses layout and style seed ``split_seeds(split, n)[i]`` and draws its windows
-from the stream ``[seed, 3]``.
+from the stream ``[seed, 3]``; training (``amadapter.training.data.WorldCropPairs``)
+passes its own generator instead, so one scene yields ever new window pairs.
 """
 
 from __future__ import annotations
@@ -58,12 +59,16 @@ def cut(array: np.ndarray, window: Window, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(region[rows][:, cols])
 
 
-def crop_pair(seed: int, size: tuple[int, int] = (64, 128), version: int = 2) -> dict[str, np.ndarray]:
-    """Target and exemplar windows of one scene: labels, instances, images (truth = target image)."""
+def crop_pair(seed: int, size: tuple[int, int] = (64, 128), version: int = 2,
+              windows: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """Target and exemplar windows of one scene: labels, instances, images (truth = target image).
+
+    ``windows``: the generator the two windows are drawn from (default: the scene's own
+    stream ``[seed, 3]``, which the benchmark's fixed pairs use)."""
     scene_size = (int(round(size[0] * SCENE_SCALE)), int(round(size[1] * SCENE_SCALE)))
     scene = layout_parts(seed, *scene_size)
     photo = render_scene(scene, seed, version)
-    rng = np.random.default_rng([int(seed), 3])
+    rng = windows if windows is not None else np.random.default_rng([int(seed), 3])
     target, exemplar = random_window(rng, scene_size, size, False), random_window(rng, scene_size, size, True)
     return {
         "target_labels": cut(scene.ids, target, size),
