@@ -20,13 +20,15 @@ Every mode (``none``, ``augmented``, ``categorical`` with beta chosen on val pai
   exemplar), and, without the model, ``scene_class_only_floor`` and
   ``crop_class_only_floor``: the class-only matcher of ``metrics.class_only_image``.
 - **Layout**: mIoU of each mode's outputs (both suites pooled) by the cached world
-  segmenter (``bench.world_segmenter``, trained on world v1 scenes), and of the ground
-  truth; ``--skip-miou`` leaves it out.
+  segmenter (``bench.world_segmenter``, trained on scenes of the run's world version,
+  ``--segmenter-steps`` and ``--segmenter-width``), and of the ground truth;
+  ``--skip-miou`` leaves it out.
 
 World v1 stays the default until a model trained on v2 exists. ``--floors-only``
 computes the model-free floors and the VAE floor only (seconds), for tuning the world.
 Writes one contact sheet per suite (labels | exemplar | four modes | ground truth) to
-``bench/appearance_{scene,crop}_v{version}.png``. The last printed line is one JSON object.
+``bench/appearance_{scene,crop}_v{version}.png``. The last printed line is one JSON object;
+``*_val_*`` figures are on the val pairs (choose models and options there).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from amadapter.world import metrics
 from amadapter.world.crops import crop_pairs
 from amadapter.world.versions import WORLD_VERSIONS
 from bench.scene_suite import HEIGHT, WIDTH, chosen_exemplars, scene_suite, truth_and_transferable
+from bench.world_segmenter import WIDTH as SEGMENTER_WIDTH
 from bench.world_segmenter import load_or_train, mean_iou, segment
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "amadapter" / "demo_model"
@@ -168,8 +171,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--batch", type=int, default=8, help="targets per pipeline call")
     parser.add_argument("--floors-only", action="store_true", help="floors and share only; no diffusion")
-    parser.add_argument("--skip-miou", action="store_true", help="no world segmenter (trained on world v1)")
+    parser.add_argument("--skip-miou", action="store_true", help="no world segmenter, no mIoU")
     parser.add_argument("--segmenter-steps", type=int, default=3000)
+    parser.add_argument("--segmenter-width", type=int, default=SEGMENTER_WIDTH)
     parser.add_argument("--segmenter-batch", type=int, default=8)
     parser.add_argument("--cache", default="out/bench_cache", help="where the trained segmenter is kept")
     parser.add_argument("--sheets", default="bench", help="folder of the contact sheets")
@@ -188,6 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
         val = {s: suite_pairs(s, "val", args.val_pairs, args, Path(workdir)) for s in SUITES}
     vae = AutoencoderKL.from_pretrained(Path(args.model) / "vae").eval().float()
     result.update({k: round(v, 4 if k.endswith("share") else 2) for k, v in floors(test, vae).items()})
+    # the VAE floor on val too: VAE variants are chosen there
+    result["val_vae_floor"] = round(score("crop", vae_round_trip(vae, val["crop"]["truth"]), val["crop"]), 2)
     print(f"floors: {json.dumps(result)}")
     if not args.floors_only:
         result.update(model_figures(test, val, args))
@@ -222,14 +228,15 @@ def model_figures(test: dict[str, dict], val: dict[str, dict], args) -> dict:
         print(f"{suite} oracle (its ground truth as the exemplar, am_adapter): {figures[f'{suite}_oracle']}")
         contact_sheet(test[suite], outputs[suite], 8, Path(args.sheets) / f"appearance_{suite}_v{args.world_version}.png")
     if not args.skip_miou:
-        segmenter = load_or_train(args.cache, args.segmenter_steps, args.segmenter_batch, (HEIGHT, WIDTH))
+        segmenter = load_or_train(args.cache, args.segmenter_steps, args.segmenter_batch, (HEIGHT, WIDTH),
+                                  version=args.world_version, width=args.segmenter_width)
         labels = np.concatenate([test[s]["target_labels"] for s in SUITES])
         for mode in MODES:
             predicted = segment(segmenter, np.concatenate([outputs[s][mode] for s in SUITES]))
             figures[f"miou_{mode}"] = round(mean_iou(predicted, labels), 4)
         truth = segment(segmenter, np.concatenate([test[s]["truth"] for s in SUITES]))
         figures["miou_ground_truth"] = round(mean_iou(truth, labels), 4)
-        figures["segmenter_world_version"] = 1
+        figures["segmenter_world_version"] = args.world_version
     for suite, other in (("scene", "augmented"), ("crop", "augmented"), ("crop", "categorical")):
         figures[f"{suite}_ratio_am_vs_{other}"] = round(figures[f"{suite}_error_am_adapter"] / figures[f"{suite}_error_{other}"], 3)
     return figures
