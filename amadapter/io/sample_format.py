@@ -77,8 +77,9 @@ def decode_sample(sample: Mapping[str, Any]) -> tuple[str, np.ndarray, np.ndarra
     member = next((image_member(f) for f in IMAGE_FORMATS if image_member(f) in sample), None)
     if member is None:
         raise ValueError(f"sample {sample.get('__key__')!r} has no image member")
-    image = np.asarray(Image.open(io.BytesIO(sample[member])).convert("RGB"))
-    label = np.asarray(Image.open(io.BytesIO(sample[SEG])))
+    # np.array, not asarray: PIL's buffer is read-only, and torch's default collate warns on it
+    image = np.array(Image.open(io.BytesIO(sample[member])).convert("RGB"))
+    label = np.array(Image.open(io.BytesIO(sample[SEG])))
     return sample["__key__"], image, label, json.loads(sample[META])
 
 
