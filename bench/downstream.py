@@ -17,7 +17,8 @@ The situation of a team with few labelled photos:
 
 Arms (``ARMS``), each ``SmallSegmenter`` trained from scratch by
 ``jobs.train_segmenter.train`` (shards streamed with the project's reader, real frames
-read from the exported Cityscapes-layout root, one sample of each in turn) with the
+read from the exported Cityscapes-layout root, one of each in turn until a source runs
+out: an epoch is the union of both sets) with the
 same width, steps, batch size and learning rate, over ``--seeds`` seeds:
 ``real``, ``real_synthetic``, ``real_synthetic_filtered``, ``synthetic``,
 ``real_ideal``. Evaluation: mIoU (``bench.world_segmenter.mean_iou``) on held-out
