@@ -25,6 +25,7 @@ ADAPTER_STEPS=${ADAPTER_STEPS:-1500}
 CHANNELS=${LATENT_CHANNELS:-8}
 PHASES=${PHASES:-vae unet adapter}
 mkdir -p "$RUNS"
+export PYTHONUNBUFFERED=1  # the logs follow the steps as they happen
 
 common=(--data world --world-version 2 --size 64x128 --device "$DEVICE" --threads "$THREADS"
         --log-every 20 --checkpoint-every 250)
