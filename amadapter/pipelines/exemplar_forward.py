@@ -65,10 +65,12 @@ def predict_with_exemplars(
     for the usual loss against the scheduler's target. ``timesteps`` (B,) is used
     for both a target and its exemplar; ``encoder_hidden_states`` (B, L, D) too.
     Freeze the UNet (``requires_grad_(False)``) and gradients reach only the adapter:
-    phi sees A detached, and A itself depends only on UNet weights.
+    phi sees A detached, and A itself depends only on UNet weights. Mode ``none``: the
+    targets read nothing (their prediction is the plain forward's), for comparisons.
     """
     b = target_latents.shape[0]
-    exemplar_row = torch.cat([torch.arange(b, 2 * b), torch.full((b,), -1)])
+    reads = torch.full((b,), -1) if mode == "none" else torch.arange(b, 2 * b)
+    exemplar_row = torch.cat([reads, torch.full((b,), -1)])
     out = unet_rows(
         unet,
         torch.cat([target_latents, exemplar_latents]),

@@ -42,8 +42,10 @@ class Stage2Options:
 
 
 def adapter_loss(pipe, conditioning: PromptConditioning, batch: dict, random: RowRandom,
-                 max_tokens: int | None = None) -> torch.Tensor:
-    """Noise-prediction loss of targets that read their exemplars through the adapter."""
+                 max_tokens: int | None = None, mode: str = "am_adapter", beta: float = 5.0) -> torch.Tensor:
+    """Noise-prediction loss of targets that read their exemplars through the adapter
+    (``mode``: another reading, e.g. ``categorical`` with class prior ``beta``, for
+    held-out comparisons: ``bench.heldout_loss``)."""
     device = pipe.unet.device
     target = encode_latents(pipe.vae, batch["image"])
     exemplar = encode_latents(pipe.vae, batch["exemplar_image"])
@@ -66,8 +68,9 @@ def adapter_loss(pipe, conditioning: PromptConditioning, batch: dict, random: Ro
         exemplar_control,
         batch["labels"].to(device),
         batch["exemplar_labels"].to(device),
-        mode="am_adapter",
+        mode=mode,
         max_tokens=max_tokens,
+        beta=beta,
     )
     return F.mse_loss(prediction.float(), diffusion_target(pipe.scheduler, target, target_noise, timesteps).float())
 
