@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from amadapter.evaluation.confusion import confusion_matrix
 from amadapter.evaluation.confusion import mean_iou as confusion_mean_iou
 from amadapter.models.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
-from amadapter.training.data import WorldScenes
+from amadapter.training.data import WorldScenes, to_uint8
 from amadapter.world.versions import WORLD_VERSIONS
 from pipeline.options import parse_size
 
@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> None:
                                      width=args.width))}  # fmt: skip
     if args.eval_frames:
         val = WorldScenes(*args.size, batch_size=args.eval_frames, split="val", seed=0, version=args.world_version)(0)
-        photos = np.rint((val["image"].permute(0, 2, 3, 1).numpy() + 1.0) * 127.5).astype(np.uint8)
-        result["val_miou_ground_truth"] = round(mean_iou(segment(model, photos), val["labels"].numpy()), 4)
+        result["val_miou_ground_truth"] = round(mean_iou(segment(model, to_uint8(val["image"])),
+                                                         val["labels"].numpy()), 4)
     print(json.dumps({**result, "seconds": round(time.perf_counter() - began, 1)}))
 
 

@@ -151,10 +151,10 @@ def build_source(args: argparse.Namespace, pairs: bool):
         world_args = dict(split=args.split or "train", seed=args.seed, version=args.world_version)
         if not pairs:
             return data.WorldScenes(height, width, args.batch_size, **world_args)
-        scene = data.WorldPairs(height, width, args.batch_size, **world_args)
-        crop = data.WorldCropPairs(height, width, args.batch_size, **world_args)
-        return {"scene": scene, "crop": crop,
-                "mixed": data.PairMixture([scene, crop], [1.0, 1.0], seed=args.seed)}[args.world_pairs]
+        kinds = {"scene": [data.WorldPairs], "crop": [data.WorldCropPairs],
+                 "mixed": [data.WorldPairs, data.WorldCropPairs]}[args.world_pairs]
+        sources = [kind(height, width, args.batch_size, **world_args) for kind in kinds]
+        return sources[0] if len(sources) == 1 else data.PairMixture(sources, [1.0] * len(sources), seed=args.seed)
     if not args.root:
         raise SystemExit(f"--data {args.data} needs --root")
     load_frame, count = frame_loader(args.root, args.data, args.split, args.label_format)

@@ -55,6 +55,11 @@ def to_batch(photos: list[np.ndarray], labels: list[np.ndarray], prefix: str = "
     return {f"{prefix}image": image, f"{prefix}labels": torch.from_numpy(np.stack(labels))}
 
 
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8: the inverse of ``to_batch``'s images."""
+    return np.rint((images.permute(0, 2, 3, 1).numpy() + 1.0) * 127.5).astype(np.uint8)
+
+
 def collate(samples: list[Sample]) -> dict[str, torch.Tensor]:
     """Rows from ``sample`` -> a batch (see the module docstring)."""
     batch = {}
@@ -86,14 +91,21 @@ class RowSource:
         return self.batch(step, range(self.batch_size))
 
 
-class WorldScenes(RowSource):
-    """Stage-1 batches of world scenes: random layout and style seeds of one split."""
+class _WorldSource(RowSource):
+    """Rows of world ``version`` (default ``default_version``) from the seeds of one split."""
+
+    default_version = 1
 
     def __init__(self, height: int, width: int, batch_size: int, split: str = "train", seed: int = 0,
-                 version: int = 1):
+                 version: int | None = None):
         self.height, self.width, self.batch_size = height, width, batch_size
         self.seeds = world.SPLIT_SEEDS[split]
-        self.seed, self.version = seed, check_version(version)
+        self.seed = seed
+        self.version = check_version(self.default_version if version is None else version)
+
+
+class WorldScenes(_WorldSource):
+    """Stage-1 batches of world scenes: random layout and style seeds of one split."""
 
     def sample(self, step: int, row: int) -> Sample:
         layout_seed, style_seed = _rng(self.seed, step, row).integers(self.seeds.start, self.seeds.stop, 2)
@@ -101,18 +113,12 @@ class WorldScenes(RowSource):
         return {"image": render_scene(scene, int(style_seed), self.version), "labels": scene.ids}
 
 
-class WorldPairs(RowSource):
+class WorldPairs(_WorldSource):
     """Stage-2 batches: per row one style rendered on two different layouts.
 
     The exemplar's photo is then exactly the appearance the target should take
     on, under a different geometry (in world v2 by the style's rule for any
     layout: side of the street and depth order)."""
-
-    def __init__(self, height: int, width: int, batch_size: int, split: str = "train", seed: int = 0,
-                 version: int = 1):
-        self.height, self.width, self.batch_size = height, width, batch_size
-        self.seeds = world.SPLIT_SEEDS[split]
-        self.seed, self.version = seed, check_version(version)
 
     def sample(self, step: int, row: int) -> Sample:
         rng = _rng(self.seed, step, row)
@@ -129,16 +135,13 @@ class WorldPairs(RowSource):
         return first, second
 
 
-class WorldCropPairs(RowSource):
+class WorldCropPairs(_WorldSource):
     """Stage-2 batches of crop pairs (the paper's pairs): per row one larger scene of a
     random seed of the split and two random windows of it (``amadapter.world.crops``),
-    drawn from the row's own stream, so a scene seen twice gives new windows."""
+    drawn from the row's own stream, so a scene seen twice gives new windows. World v2
+    unless told: on v1 a class-only matcher is already exact."""
 
-    def __init__(self, height: int, width: int, batch_size: int, split: str = "train", seed: int = 0,
-                 version: int = 2):
-        self.height, self.width, self.batch_size = height, width, batch_size
-        self.seeds = world.SPLIT_SEEDS[split]
-        self.seed, self.version = seed, check_version(version)
+    default_version = 2
 
     def sample(self, step: int, row: int) -> Sample:
         rng = _rng(self.seed, step, row)

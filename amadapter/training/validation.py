@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from amadapter.io.labels import IGNORE_ID
-from amadapter.training.data import WorldPairs
+from amadapter.training.data import WorldPairs, to_uint8
 from amadapter.training.loop import Validation
 
 METRIC = "colour_error"
@@ -38,9 +38,9 @@ def world_validation(pipe, height: int, width: int, pairs: int, mode: str, num_i
                      guidance_scale: float = 3.0, seed: int = 0, version: int = 1) -> Validation:
     """``Validation`` of ``pipe`` on ``pairs`` fixed val scene pairs of world ``version``, (height, width)."""
     batch = WorldPairs(height, width, pairs, split="val", seed=seed, version=version).batch(0, range(pairs))
-    truth = _uint8(batch["image"])
+    truth = to_uint8(batch["image"])
     targets = batch["labels"].numpy()
-    exemplars = list(_uint8(batch["exemplar_image"]))
+    exemplars = list(to_uint8(batch["exemplar_image"]))
     exemplar_labels = list(batch["exemplar_labels"].numpy())
     pipe.set_progress_bar_config(disable=True)
 
@@ -53,7 +53,3 @@ def world_validation(pipe, height: int, width: int, pairs: int, mode: str, num_i
 
     return Validation(METRIC, score)
 
-
-def _uint8(images) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8 (inverse of ``data.to_batch``)."""
-    return np.rint((images.permute(0, 2, 3, 1).numpy() + 1.0) * 127.5).astype(np.uint8)
