@@ -15,6 +15,7 @@ from amadapter.pipelines.model_factory import (
     record_trained_size,
 )
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
+from amadapter.pipelines.warm_start import take_vae, warm_start
 from accelerate import Accelerator
 
 from amadapter.training import data
@@ -37,6 +38,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a local Stable Diffusion 1.5 diffusers directory (replaces --model)")
     model.add_argument("--preset-overrides", type=json.loads, default=None,
                        help='JSON constructor overrides for a preset, e.g. \'{"unet": {"layers_per_block": 2}}\'')
+    model.add_argument("--warm-start", metavar="DIR",
+                       help="with a preset: start from this model directory's weights wherever the preset has "
+                            "the same tensors (grows a trained model; new transformer blocks start as identity)")
+    model.add_argument("--vae-from", metavar="DIR", help="take the VAE (weights, latent scaling) of this model directory")
     model.add_argument("--output", required=True, help="directory for the trained model (model-directory format)")
     model.add_argument("--save-fp16", action="store_true", help="store the final weights as float16 (half the size)")
 
@@ -130,15 +135,22 @@ def validation(args: argparse.Namespace, pipe: AMAdapterPipeline, mode: str) -> 
 
 
 def load_model(args: argparse.Namespace) -> AMAdapterPipeline:
-    """The starting model: an SD1.5 directory, a preset with fresh weights, or a model directory.
+    """The starting model: an SD1.5 directory, a preset with fresh weights (or grown from a
+    trained model), or a model directory; optionally with another directory's VAE.
 
     Weights are float32 for training whatever dtype a directory stores."""
     if args.stable_diffusion:
         pipe = from_stable_diffusion(args.stable_diffusion)
     elif args.model in PRESETS:
         pipe = build_pipeline(args.model, args.preset_overrides, seed=args.seed)
+        if args.warm_start:
+            warm_start(pipe, AMAdapterPipeline.from_pretrained(args.warm_start, dtype=torch.float32))
+    elif args.warm_start:
+        raise SystemExit("--warm-start needs a preset as --model (it grows the preset from DIR)")
     else:
         pipe = AMAdapterPipeline.from_pretrained(args.model, dtype=torch.float32)
+    if args.vae_from:
+        take_vae(pipe, args.vae_from)
     if args.gradient_checkpointing:
         pipe.unet.enable_gradient_checkpointing()
     return pipe
