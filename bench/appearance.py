@@ -21,7 +21,7 @@ Every mode (``none``, ``augmented``, ``categorical`` with beta chosen on val pai
   ``crop_class_only_floor``: the class-only matcher of ``metrics.class_only_image``.
 - **Layout**: mIoU of each mode's outputs (both suites pooled) by the cached world
   segmenter (``bench.world_segmenter``, trained on scenes of the run's world version,
-  ``--segmenter-steps`` and ``--segmenter-width``), and of the ground truth;
+  ``--segmenter-steps``, ``--segmenter-width``, ``-levels``, ``-coordinates``), and of the ground truth;
   ``--skip-miou`` leaves it out.
 
 World v1 stays the default until a model trained on v2 exists. ``--floors-only``
@@ -51,8 +51,7 @@ from amadapter.world import metrics
 from amadapter.world.crops import crop_pairs
 from amadapter.world.versions import WORLD_VERSIONS
 from bench.scene_suite import HEIGHT, WIDTH, chosen_exemplars, scene_suite, truth_and_transferable
-from bench.world_segmenter import WIDTH as SEGMENTER_WIDTH
-from bench.world_segmenter import load_or_train, mean_iou, segment
+from bench.world_segmenter import add_shape_arguments, load_or_train, mean_iou, segment, shape_from
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "amadapter" / "demo_model"
 MODES = ("none", "augmented", "categorical", "am_adapter")
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--floors-only", action="store_true", help="floors and share only; no diffusion")
     parser.add_argument("--skip-miou", action="store_true", help="no world segmenter, no mIoU")
     parser.add_argument("--segmenter-steps", type=int, default=3000)
-    parser.add_argument("--segmenter-width", type=int, default=SEGMENTER_WIDTH)
+    add_shape_arguments(parser, prefix="segmenter-")
     parser.add_argument("--segmenter-batch", type=int, default=8)
     parser.add_argument("--cache", default="out/bench_cache", help="where the trained segmenter is kept")
     parser.add_argument("--sheets", default="bench", help="folder of the contact sheets")
@@ -229,7 +228,7 @@ def model_figures(test: dict[str, dict], val: dict[str, dict], args) -> dict:
         contact_sheet(test[suite], outputs[suite], 8, Path(args.sheets) / f"appearance_{suite}_v{args.world_version}.png")
     if not args.skip_miou:
         segmenter = load_or_train(args.cache, args.segmenter_steps, args.segmenter_batch, (HEIGHT, WIDTH),
-                                  version=args.world_version, width=args.segmenter_width)
+                                  version=args.world_version, shape=shape_from(args, "segmenter-"))
         labels = np.concatenate([test[s]["target_labels"] for s in SUITES])
         for mode in MODES:
             predicted = segment(segmenter, np.concatenate([outputs[s][mode] for s in SUITES]))

@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +33,30 @@ from amadapter.training.data import WorldScenes, to_uint8
 from amadapter.world.versions import WORLD_VERSIONS
 from pipeline.options import parse_size
 
-WIDTH = 16  # SmallSegmenter width: about 0.12 M parameters
+@dataclass(frozen=True)
+class SegmenterShape:
+    """The ``SmallSegmenter`` architecture (the default: about 0.12 M parameters)."""
+
+    width: int = 16
+    levels: int = 3
+    coordinates: bool = False
+
+    def build(self) -> SmallSegmenter:
+        return SmallSegmenter(width=self.width, levels=self.levels, coordinates=self.coordinates)
+
+    def cache_fields(self) -> dict:
+        """The fields that name a cached segmenter (the default levels and input leave the
+        names of segmenters cached before they existed unchanged)."""
+        fields = {"width": self.width}
+        if (self.levels, self.coordinates) != (3, False):
+            fields.update(levels=self.levels, coordinates=self.coordinates)
+        return fields
 
 
 def train_segmenter(steps: int, batch_size: int, size: tuple[int, int], seed: int = 0,
-                    lr: float = 2e-3, version: int = 1, width: int = WIDTH) -> SmallSegmenter:
+                    lr: float = 2e-3, version: int = 1, shape: SegmenterShape = SegmenterShape()) -> SmallSegmenter:
     torch.manual_seed(seed)
-    model = SmallSegmenter(width=width)
+    model = shape.build()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     source = WorldScenes(*size, batch_size=batch_size, split="train", seed=seed + 12345, version=version)
     model.train()
@@ -55,9 +73,9 @@ def train_segmenter(steps: int, batch_size: int, size: tuple[int, int], seed: in
 
 
 def cache_path(cache_dir: str | Path, steps: int, batch_size: int, size: tuple[int, int],
-               seed: int = 0, version: int = 1, width: int = WIDTH) -> Path:
+               seed: int = 0, version: int = 1, shape: SegmenterShape = SegmenterShape()) -> Path:
     """Where the segmenter of this configuration is cached."""
-    config = {"steps": steps, "batch_size": batch_size, "size": list(size), "seed": seed, "width": width}
+    config = {"steps": steps, "batch_size": batch_size, "size": list(size), "seed": seed, **shape.cache_fields()}
     if version != 1:  # v1 segmenters keep the names they were cached under
         config["world_version"] = version
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
@@ -65,15 +83,14 @@ def cache_path(cache_dir: str | Path, steps: int, batch_size: int, size: tuple[i
 
 
 def load_or_train(cache_dir: str | Path, steps: int, batch_size: int, size: tuple[int, int],
-                  seed: int = 0, print_fn=print, version: int = 1, width: int = WIDTH) -> SmallSegmenter:
+                  seed: int = 0, print_fn=print, version: int = 1,
+                  shape: SegmenterShape = SegmenterShape()) -> SmallSegmenter:
     """The cached segmenter for this configuration, training it first if missing."""
-    path = cache_path(cache_dir, steps, batch_size, size, seed, version, width)
-    model = SmallSegmenter(width=width)
+    path = cache_path(cache_dir, steps, batch_size, size, seed, version, shape)
     if path.is_file():
-        model.load_state_dict(load_file(str(path)))
-        return model.eval()
+        return SmallSegmenter.from_state_dict(load_file(str(path))).eval()
     began = time.perf_counter()
-    model = train_segmenter(steps, batch_size, size, seed, version=version, width=width)
+    model = train_segmenter(steps, batch_size, size, seed, version=version, shape=shape)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     print_fn(f"trained the world segmenter ({steps} steps) in {time.perf_counter() - began:.0f} s -> {path}")
@@ -95,6 +112,20 @@ def mean_iou(predictions: np.ndarray, targets: np.ndarray) -> float:
     return confusion_mean_iou(confusion_matrix(predictions, targets))
 
 
+def add_shape_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    default = SegmenterShape()
+    parser.add_argument(f"--{prefix}width", type=int, default=default.width, help="SmallSegmenter width")
+    parser.add_argument(f"--{prefix}levels", type=int, default=default.levels,
+                        help="SmallSegmenter encoder levels (more: a larger receptive field)")
+    parser.add_argument(f"--{prefix}coordinates", action="store_true",
+                        help="give the segmenter each pixel's position as input")
+
+
+def shape_from(args: argparse.Namespace, prefix: str = "") -> SegmenterShape:
+    prefix = prefix.replace("-", "_")
+    return SegmenterShape(*(getattr(args, prefix + name) for name in ("width", "levels", "coordinates")))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", default="out/bench_cache")
@@ -102,17 +133,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=parse_size, default=(64, 128))
     parser.add_argument("--world-version", type=int, default=1, choices=WORLD_VERSIONS)
-    parser.add_argument("--width", type=int, default=WIDTH, help="SmallSegmenter width")
+    add_shape_arguments(parser)
     parser.add_argument("--eval-frames", type=int, default=256,
                         help="val-split ground-truth frames its mIoU is reported on (0: none)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: see README on shared machines)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
-    model = load_or_train(args.cache, args.steps, args.batch, args.size, version=args.world_version,
-                          width=args.width)  # fmt: skip
+    shape = shape_from(args)
+    model = load_or_train(args.cache, args.steps, args.batch, args.size, version=args.world_version, shape=shape)
     result = {"path": str(cache_path(args.cache, args.steps, args.batch, args.size, version=args.world_version,
-                                     width=args.width))}  # fmt: skip
+                                     shape=shape)), "segmenter": model.describe()}  # fmt: skip
     if args.eval_frames:
         val = WorldScenes(*args.size, batch_size=args.eval_frames, split="val", seed=0, version=args.world_version)(0)
         result["val_miou_ground_truth"] = round(mean_iou(segment(model, to_uint8(val["image"])),

@@ -36,6 +36,20 @@ def test_project_segmenter_from_directory_and_file(tmp_path, images):
     assert from_dir.weights_hash == from_file.weights_hash
 
 
+def test_a_deeper_project_segmenter_with_coordinates_loads_as_saved(tmp_path, images):
+    torch.manual_seed(0)
+    segmenter = SmallSegmenter(width=8, levels=4, coordinates=True).eval()
+    save_file(segmenter.state_dict(), str(tmp_path / "segmenter.safetensors"))
+    loaded = load_segmentation_model(tmp_path)
+    assert loaded.module.levels == 4 and loaded.module.coordinates
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), segmenter(images_to_tensor(images)))
+        # the two extra input channels are the coordinates: without their weights, other logits
+        logits = loaded(images)
+        loaded.module.enc1[0].weight[:, 3:] = 0
+        assert not torch.allclose(loaded(images), logits)
+
+
 def test_transformers_segformer_directory(tmp_path, images):
     torch.manual_seed(0)
     model = cityscapes_segformer(config=TINY_SEGFORMER).eval()

@@ -85,11 +85,9 @@ def load_segmentation_model(directory: str, device: str = "cpu") -> Segmentation
 
 def _project_segmenter(directory: str, device: str) -> SegmentationModel:
     state = load_file(os.path.join(directory, PROJECT_WEIGHTS))
-    width, classes = state["enc1.0.weight"].shape[0], state["head.weight"].shape[0]
-    _check_classes(directory, classes)
-    model = SmallSegmenter(num_classes=classes, width=width)
-    model.load_state_dict(state)
-    return SegmentationModel(f"SmallSegmenter(width={width})", model, device, images_to_tensor)
+    _check_classes(directory, state["head.weight"].shape[0])
+    model = SmallSegmenter.from_state_dict(state)
+    return SegmentationModel(model.describe(), model, device, images_to_tensor)
 
 
 def _transformers_segmenter(directory: str, device: str) -> SegmentationModel:

@@ -85,11 +85,8 @@ def _project_model(weights: Path) -> SmallSegmenter:
     state = load_file(str(weights))
     if "enc1.0.weight" not in state or "head.weight" not in state:
         raise FileNotFoundError(f"{weights}: not the project's segmenter (SmallSegmenter) weights")
-    num_classes, width = state["head.weight"].shape[0], state["enc1.0.weight"].shape[0]
-    _check_class_count(num_classes, weights)
-    model = SmallSegmenter(num_classes=num_classes, width=width)
-    model.load_state_dict(state)
-    return model
+    _check_class_count(state["head.weight"].shape[0], weights)
+    return SmallSegmenter.from_state_dict(state)
 
 
 def _transformers_model(directory: Path):
