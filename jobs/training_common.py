@@ -144,7 +144,9 @@ def load_model(args: argparse.Namespace) -> AMAdapterPipeline:
     elif args.model in PRESETS:
         pipe = build_pipeline(args.model, args.preset_overrides, seed=args.seed)
         if args.warm_start:
-            warm_start(pipe, AMAdapterPipeline.from_pretrained(args.warm_start, dtype=torch.float32))
+            new = warm_start(pipe, AMAdapterPipeline.from_pretrained(args.warm_start, dtype=torch.float32))
+            grown = ", ".join(f"{name} {len(tensors)} new tensors" for name, tensors in new.items()) or "nothing new"
+            print(f"warm start from {args.warm_start}: {grown}")
     elif args.warm_start:
         raise SystemExit("--warm-start needs a preset as --model (it grows the preset from DIR)")
     else:

@@ -72,7 +72,7 @@ def _save(pipe: AMAdapterPipeline, path) -> str:
     return str(path)
 
 
-def test_cli_grows_a_model_with_another_models_vae_and_trains_it(tmp_path, single_thread):
+def test_cli_grows_a_model_with_another_models_vae_and_trains_it(tmp_path, capsys, single_thread):
     trained = _save(_trained(seed=5), tmp_path / "trained")
     vae_source = build_pipeline("tiny", seed=9)
     vae_source.vae.register_to_config(scaling_factor=0.77)
@@ -82,6 +82,7 @@ def test_cli_grows_a_model_with_another_models_vae_and_trains_it(tmp_path, singl
         "--vae-from", vae_dir, "--size", f"{HEIGHT}x{WIDTH}", "--batch-size", "2", "--steps", "2",
         "--loader-workers", "0", "--log-every", "1", "--run-dir", str(tmp_path / "run"),
         "--output", str(tmp_path / "grown")])
+    assert f"warm start from {trained}: unet " in capsys.readouterr().out
     grown = AMAdapterPipeline.from_pretrained(tmp_path / "grown", dtype=torch.float32)
     assert grown.unet.config.down_block_types[0] == "CrossAttnDownBlock2D"
     assert grown.vae.config.scaling_factor == pytest.approx(0.77)

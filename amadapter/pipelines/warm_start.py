@@ -10,16 +10,12 @@ grown model first computes what the trained one did.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from diffusers import AutoencoderKL
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
 
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
-
-log = logging.getLogger(__name__)
 
 COMPONENTS = ("unet", "vae", "structure_encoder", "adapter", "prompt_embeds")
 
@@ -35,7 +31,6 @@ def warm_start(pipe: AMAdapterPipeline, trained: AMAdapterPipeline) -> dict[str,
             components[name] = source
             continue
         new_tensors[name] = _load_matching(fresh, source)
-        log.info("warm start: %s partly loaded, %d tensors new", name, len(new_tensors[name]))
     pipe.register_modules(**components)
     return new_tensors
 
