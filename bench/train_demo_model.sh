@@ -12,7 +12,7 @@
 #   cp -r ~/runs/v5/vae/checkpoints ~/runs/v5/vae/loss.jsonl ~/runs/v6/vae/
 #   RUNS=~/runs/v6 PHASES=vae VAE_STEPS=9000 VAE_SCHEDULE=cosine bash bench/train_demo_model.sh
 #   RUNS=~/runs/v6 PHASES="unet adapter" ATTENTION_LEVELS=3 WARM_START=~/runs/v5/unet/model \
-#     UNET_STEPS=6000 bash bench/train_demo_model.sh
+#     UNET_STEPS=2500 ADAPTER_STEPS=1000 bash bench/train_demo_model.sh
 #
 # Every phase keeps its checkpoints in RUNS/<phase> and resumes from the latest one, so
 # rerunning the script after an interruption continues where it stopped (a finished phase
@@ -51,14 +51,13 @@ phase() {  # phase NAME MODULE ARGS...: one training job, its log appended to RU
 }
 
 case $ATTENTION_LEVELS in
-  2) blocks='"down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-      "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]' ;;
-  3) blocks='"down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+  2) blocks='' ;;  # the demo preset's own blocks
+  3) blocks=', "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
       "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]' ;;
   *) echo "ATTENTION_LEVELS must be 2 or 3" >&2; exit 2 ;;
 esac
 architecture="{\"vae\": {\"latent_channels\": $CHANNELS},
-  \"unet\": {\"in_channels\": $CHANNELS, \"out_channels\": $CHANNELS, $blocks}}"
+  \"unet\": {\"in_channels\": $CHANNELS, \"out_channels\": $CHANNELS$blocks}}"
 
 phase vae jobs.train_structure --model demo --preset-overrides "$architecture" \
   --batch-size 8 --vae-steps "$VAE_STEPS" --vae-lr 2e-4 --vae-warmup-steps 50 --vae-schedule "$VAE_SCHEDULE" \

@@ -139,6 +139,8 @@ def load_model(args: argparse.Namespace) -> AMAdapterPipeline:
     trained model), or a model directory; optionally with another directory's VAE.
 
     Weights are float32 for training whatever dtype a directory stores."""
+    if args.warm_start and (args.stable_diffusion or args.model not in PRESETS):
+        raise SystemExit("--warm-start needs a preset as --model (it grows the preset from DIR)")
     if args.stable_diffusion:
         pipe = from_stable_diffusion(args.stable_diffusion)
     elif args.model in PRESETS:
@@ -147,8 +149,6 @@ def load_model(args: argparse.Namespace) -> AMAdapterPipeline:
             new = warm_start(pipe, AMAdapterPipeline.from_pretrained(args.warm_start, dtype=torch.float32))
             grown = ", ".join(f"{name} {len(tensors)} new tensors" for name, tensors in new.items()) or "nothing new"
             print(f"warm start from {args.warm_start}: {grown}")
-    elif args.warm_start:
-        raise SystemExit("--warm-start needs a preset as --model (it grows the preset from DIR)")
     else:
         pipe = AMAdapterPipeline.from_pretrained(args.model, dtype=torch.float32)
     if args.vae_from:

@@ -55,11 +55,11 @@ def test_a_grown_unet_first_computes_what_the_trained_one_did(single_thread):
 
 
 def test_take_vae_replaces_weights_and_scaling_and_checks_the_latent_channels(tmp_path, single_thread):
-    _trained(seed=3).save_pretrained(tmp_path / "other")
+    other = _save(_trained(seed=3), tmp_path / "other")
     pipe = build_pipeline("tiny", seed=0)
-    take_vae(pipe, str(tmp_path / "other"))
+    take_vae(pipe, other)
     assert pipe.vae.config.scaling_factor == pytest.approx(0.61)
-    reference = AMAdapterPipeline.from_pretrained(tmp_path / "other", dtype=torch.float32)
+    reference = AMAdapterPipeline.from_pretrained(other, dtype=torch.float32)
     for key, value in reference.vae.state_dict().items():
         torch.testing.assert_close(pipe.vae.state_dict()[key], value)
     wider = build_pipeline("tiny", {"vae": {"latent_channels": 8}, "unet": {"in_channels": 8, "out_channels": 8}})
@@ -97,7 +97,9 @@ def test_cli_grows_a_model_with_another_models_vae_and_trains_it(tmp_path, capsy
     assert image.shape == (1, HEIGHT, WIDTH, 3) and np.isfinite(image).all()
 
 
-def test_warm_start_needs_a_preset(tmp_path):
+@pytest.mark.parametrize("start", [["--model", "DIR"], ["--stable-diffusion", "DIR"]])
+def test_warm_start_needs_a_preset(tmp_path, start):
+    start = [str(tmp_path) if arg == "DIR" else arg for arg in start]
     with pytest.raises(SystemExit, match="needs a preset"):
-        train_structure_job.main(["--model", str(tmp_path), "--warm-start", str(tmp_path),
+        train_structure_job.main([*start, "--warm-start", str(tmp_path),
                                   "--run-dir", str(tmp_path / "run"), "--output", str(tmp_path / "out")])
