@@ -143,8 +143,7 @@ def _html(rows: list[PreviewRow], output: str) -> str:
         parts = [
             f"<b>{html.escape(row.key)}</b>",
             f"label: {html.escape(str(row.meta.get('source', '')))}",
-            f"exemplar: {html.escape(str(exemplar.get('key', '')))} "
-            f"(score {float(exemplar.get('score', float('nan'))):.3f})",
+            f"exemplar: {html.escape(str(exemplar.get('key', '')))} ({_provenance(exemplar)})",
             f"seed {row.meta.get('seed')}, {row.meta.get('steps')} steps, "
             f"guidance {row.meta.get('guidance')}",
         ]
@@ -162,6 +161,13 @@ def _html(rows: list[PreviewRow], output: str) -> str:
         f"<h1>{html.escape(output)}: first {len(rows)} samples</h1>"
         f"<table><tr>{head}</tr>\n{body}</table>\n"
     )
+
+
+def _provenance(exemplar: dict) -> str:
+    """How the exemplar was chosen: its retrieval score, or named by an ``--exemplar-map``
+    line (whose exemplars have no score)."""
+    score = exemplar.get("score")
+    return "named in the exemplar map" if score is None else f"score {float(score):.3f}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -163,3 +163,38 @@ def test_mapped_regions_render_as_the_pipeline_does(job):
 def test_rerun_renders_nothing(job):
     summary = run(job["argv"])
     assert summary.model_calls == 0 and summary.written == job["summary"].written
+
+
+def test_one_label_map_lent_with_different_photos_is_different_exemplars(tmp_path):
+    """Three lines lend one exemplar label map with three photos (its own, another frame's,
+    a missing one) in one batch: each target reads its own photo, and only the line whose
+    photo is missing fails, naming that photo. The preview is on, as in the README."""
+    targets = export_world(tmp_path, 3, "test", H, W)
+    pool = export_world(tmp_path, 2, "val", H, W)
+    label = "gtFine/test/world/{}_gtFine_labelTrainIds.png".format
+    photos = {
+        targets[0]: f"leftImg8bit/val/world/{pool[0]}_leftImg8bit.png",
+        targets[1]: "gone.png",
+        targets[2]: f"leftImg8bit/val/world/{pool[1]}_leftImg8bit.png",
+    }
+    lines = [_line(label(t), {**_region(pool[0], classes="rest"), "photo": p}) for t, p in photos.items()]
+    (tmp_path / "map.jsonl").write_text("\n".join(lines) + "\n")
+    model = tmp_path / "model"
+    build_pipeline("tiny").save_pretrained(str(model))
+    output = tmp_path / "out"
+    summary = run([
+        "--runner=DirectRunner", "--exemplar-map", str(tmp_path / "map.jsonl"), "--model", str(model),
+        "--steps", "1", "--size", f"{H}x{W}", "--batch-size", "4", "--image-format", "png",
+        "--output", str(output),
+    ])  # fmt: skip
+    rows = {Path(r["source"]).name: r for r in read_manifest(str(output / "manifest.parquet")).to_pylist()}
+    status = {t: rows[Path(label(t)).name]["status"] for t in targets}
+    assert status == {targets[0]: "written", targets[1]: "failed", targets[2]: "written"}
+    failed = rows[Path(label(targets[1])).name]
+    assert failed["error_code"] == "unreadable_image" and "gone.png" in failed["error"]
+    metas = [json.loads(s["json"]) for s in wds.WebDataset(sorted(map(str, output.glob("aug-*.tar"))), shardshuffle=False)]
+    read = {Path(m["source"]).name: Path(m["exemplar"]["photo"]).name for m in metas}
+    assert read == {Path(label(t)).name: Path(photos[t]).name for t in (targets[0], targets[2])}
+    # The preview (on, as in the README's command) captions named exemplars, which have no score.
+    page = Path(summary.preview).read_text()
+    assert page.count("named in the exemplar map") == 2 and "score" not in page

@@ -19,9 +19,10 @@ for the line itself, the target's own error for an unreadable label map), so inp
 = lines. Exemplar files are read where the batch is rendered (``transforms.load_batch``):
 a missing photo or an overlapping mask fails that target there, with its own row.
 
-Keys: the target frame's name plus a hash of the label path as written and the
-regions, so one label map may appear on several lines with different regions (one
-sample each); identical lines are one input.
+Keys: a target's is its frame's name plus a hash of the label path as written and
+the regions, so one label map may appear on several lines with different regions (one
+sample each); identical lines are one input. An exemplar's hashes its label path and
+its photo, so one label map lent with two photos is two exemplars.
 """
 
 from __future__ import annotations
@@ -219,4 +220,7 @@ def _source(label: str, base: str, dataset: str, label_format, where: str, photo
         raise ExemplarMapError(
             where, f"cannot tell the label format of {label} (a {dataset} name?); give --label-format"
         )
-    return LabelSource(safe_key(posixpath.basename(label), label), _resolve(label, base), photo, fmt, dataset)
+    # An exemplar is its photo AND its label map: two lines may pair one label map with two
+    # photos, and the batch decodes (and the model reads) each distinct key once.
+    identity = json.dumps([label, photo])
+    return LabelSource(safe_key(posixpath.basename(label), identity), _resolve(label, base), photo, fmt, dataset)
