@@ -42,8 +42,14 @@ from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from jobs.preview import write_preview  # noqa: E402
 from pipeline.augment_graph import MANIFEST, build_augment  # noqa: E402
 from pipeline.dask_select import select_runner  # noqa: E402
+from pipeline.help_page import help_text  # noqa: E402
 from pipeline.launch_checks import LaunchError  # noqa: E402
-from pipeline.options import AugmentOptions, UnknownOptionError, parse_augment_options  # noqa: E402
+from pipeline.options import (  # noqa: E402
+    AugmentOptions,
+    OptionValueError,
+    UnknownOptionError,
+    parse_augment_options,
+)
 from transforms.fileio import remove_temporaries  # noqa: E402
 from transforms.fingerprint import FingerprintMismatchError  # noqa: E402
 from transforms.manifest import read_manifest  # noqa: E402
@@ -122,7 +128,11 @@ class AugmentSummary:
 
 def run(argv: list[str] | None = None) -> AugmentSummary | None:
     """Build and run the job; returns the summary, or None when only submitted."""
-    augment = parse_augment_options(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(help_text())
+        raise SystemExit(EXIT_OK)
+    augment = parse_augment_options(argv)
     began = time.perf_counter()
     pipeline = beam.Pipeline(runner=select_runner(augment), options=augment)
     build_augment(pipeline, augment)
@@ -192,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     progress.propagate = False
     try:
         summary = run(argv)
-    except (UnknownOptionError, LaunchError, FingerprintMismatchError) as error:
+    except (UnknownOptionError, OptionValueError, LaunchError, FingerprintMismatchError) as error:
         print(f"[augment] error: {error}", file=sys.stderr)
         return EXIT_BAD_LAUNCH
     except RunStoppingError as error:  # raised on a worker; runners that keep the type

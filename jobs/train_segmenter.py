@@ -43,7 +43,7 @@ from amadapter.training.segmenters import (
     save_segmenter,
     segmenter_loss,
 )
-from pipeline.options import parse_size
+from pipeline.options import parse_finite, parse_size
 from transforms.label_sources import DATASETS
 from transforms.training_frames import frame_loader
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--segformer-config", help="segformer: JSON file of SegformerConfig fields (default: MiT-B0)"
     )
     parser.add_argument(
-        "--lr", type=float, default=None,
+        "--lr", type=parse_finite, default=None,
         help="AdamW rate (default: 2e-3 small; segformer 6e-5 with --init, else 1e-3)",
     )
     parser.add_argument("--seed", type=int, default=0)

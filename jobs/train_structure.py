@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 
 from amadapter.training.stage1 import Stage1Options, train_structure
-from pipeline.options import parse_size
+from pipeline.options import parse_finite, parse_size
 from jobs.training_common import (
     add_common_arguments,
     add_phase_arguments,
@@ -43,13 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     add_phase_arguments(parser, "UNet + structure encoder", steps=6000, lr=2e-4)
     add_phase_arguments(parser, "VAE (0 steps: keep the model's VAE)", steps=0, lr=5e-4, prefix="vae-")
     parser.add_argument("--vae-crop", type=parse_size, default=None, help="HxW random crop for VAE steps")
-    parser.add_argument("--vae-kl-weight", type=float, default=1e-6)
-    parser.add_argument("--vae-mse-weight", type=float, default=1.0, help="MSE term added to the L1 loss")
-    parser.add_argument("--uncond-prob", type=float, default=0.1, help="prompt dropout for guidance")
-    parser.add_argument("--reference-prob", type=float, default=0.0,
+    parser.add_argument("--vae-kl-weight", type=parse_finite, default=1e-6)
+    parser.add_argument("--vae-mse-weight", type=parse_finite, default=1.0, help="MSE term added to the L1 loss")
+    parser.add_argument("--uncond-prob", type=parse_finite, default=0.1, help="prompt dropout for guidance")
+    parser.add_argument("--reference-prob", type=parse_finite, default=0.0,
                         help="train on pairs; a conditional target reads its exemplar with this probability "
                              "(from-scratch models; 0 for Stable Diffusion, which reads exemplars natively)")
-    parser.add_argument("--reference-beta", type=float, default=10.0,
+    parser.add_argument("--reference-beta", type=parse_finite, default=10.0,
                         help="categorical class prior of the reading targets")
     parser.add_argument("--freeze-unet", action="store_true", help="train only the structure encoder")
     args = parser.parse_args(argv)

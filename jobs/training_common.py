@@ -23,7 +23,7 @@ from amadapter.training.distributed import MIXED_PRECISION, make_accelerator
 from amadapter.training.loop import OPTIMIZERS, PhaseOptions, Validation
 from amadapter.training.validation import world_validation
 from amadapter.world.versions import WORLD_VERSIONS
-from pipeline.options import parse_size
+from pipeline.options import parse_finite, parse_size
 from transforms.training_frames import frame_loader
 
 DATASETS = ("world", "cityscapes", "bdd100k", "folder")
@@ -72,7 +72,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--gradient-accumulation", type=int, default=1, help="micro-steps per optimizer step")
     run.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw",
                      help="adamw8bit: bitsandbytes' 8-bit AdamW (install bitsandbytes)")
-    run.add_argument("--ema-decay", type=float, default=None,
+    run.add_argument("--ema-decay", type=parse_finite, default=None,
                      help="keep an EMA of the trained weights (e.g. 0.999); the saved model uses it")
     run.add_argument("--validate-every", type=int, default=0,
                      help="steps between validations on fixed world val pairs (colour error; 0: off); "
@@ -92,11 +92,11 @@ def add_phase_arguments(parser: argparse.ArgumentParser, name: str, steps: int, 
                         prefix: str = "") -> None:
     group = parser.add_argument_group(f"{name} optimisation")
     group.add_argument(f"--{prefix}steps", type=int, default=steps, help="total optimisation steps")
-    group.add_argument(f"--{prefix}lr", type=float, default=lr, help="peak learning rate (AdamW)")
+    group.add_argument(f"--{prefix}lr", type=parse_finite, default=lr, help="peak learning rate (AdamW)")
     group.add_argument(f"--{prefix}warmup-steps", type=int, default=0)
     group.add_argument(f"--{prefix}schedule", choices=("constant", "cosine"), default="constant")
-    group.add_argument(f"--{prefix}weight-decay", type=float, default=0.0)
-    group.add_argument(f"--{prefix}grad-clip", type=float, default=1.0)
+    group.add_argument(f"--{prefix}weight-decay", type=parse_finite, default=0.0)
+    group.add_argument(f"--{prefix}grad-clip", type=parse_finite, default=1.0)
 
 
 def phase_options(args: argparse.Namespace, prefix: str = "") -> PhaseOptions:

@@ -24,7 +24,9 @@ log line. ``parse_augment_options`` makes them an error instead, with Beam's
 
 from __future__ import annotations
 
+import argparse
 import difflib
+import math
 import importlib
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -33,7 +35,7 @@ from amadapter.filtering.pixel_filter import DEFAULT_MARGIN, DEFAULT_MIN_KEPT
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.io.sample_format import IMAGE_FORMATS
 from amadapter.pipelines.exemplar_regions import UNASSIGNED
-from transforms.label_sources import DATASETS
+from transforms.label_sources import DATASETS, DEFAULT_SPLIT
 from transforms.retrieve_exemplars import DEFAULT_EXEMPLARS_PER_TARGET
 
 DEVICES = ("cpu", "cuda", "mps")
@@ -65,6 +67,11 @@ class UnknownOptionError(ValueError):
     """Command-line arguments that no options class parses (Beam would drop them)."""
 
 
+class OptionValueError(argparse.ArgumentTypeError, ValueError):
+    """An option's value that does not parse (``--guidance nan``, ``--steps x``); argparse
+    shows an ``ArgumentTypeError``'s own message, and callers may catch a ``ValueError``."""
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``"64x128"`` -> ``(64, 128)`` (height, width)."""
     try:
@@ -80,7 +87,7 @@ def parse_bool(text: str) -> bool:
     """``true``/``false`` (also 1/0, yes/no): Flex Templates pass booleans as values."""
     value = text.strip().lower()
     if value not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError(f"expected true or false, got {text!r}")
+        raise OptionValueError(f"expected true or false, got {text!r}")
     return value in ("true", "1", "yes")
 
 
@@ -97,17 +104,31 @@ def alias_labels_flag(argv: list[str]) -> list[str]:
     return out
 
 
+def parse_finite(text: str) -> float:
+    """A finite number: ``nan`` and ``inf`` parse as floats but would render other images
+    and write ``NaN`` (not JSON) into every sample's json."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionValueError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise OptionValueError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def parse_rate(text: str) -> float:
     """A fraction in [0, 1]."""
-    value = float(text)
+    value = parse_finite(text)
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"expected a fraction between 0 and 1, got {text!r}")
+        raise OptionValueError(f"expected a fraction between 0 and 1, got {text!r}")
     return value
 
 
 def parse_augment_options(argv: list[str]) -> "AugmentOptions":
     """The job's options from ``argv`` (``--labels`` aliased); raises ``UnknownOptionError``
-    for any argument that neither the job nor Beam nor a runner parses."""
+    for any argument that neither the job nor Beam nor a runner parses, and
+    ``OptionValueError`` for a value that does not parse (argparse would print the usage of
+    every Beam option and exit)."""
     argv = alias_labels_flag(argv)
     unknown = unknown_arguments(argv)
     if unknown:
@@ -152,7 +173,11 @@ def _parse_known(argv: list[str]) -> tuple[list[str], list[str]]:
     parsers = []
     PipelineOptions([]).get_all_options(add_extra_args_fn=parsers.append)
     parser = parsers[0]
-    _, unknown = parser.parse_known_args(argv)
+    parser.exit_on_error = False  # a bad value raises here instead of exiting with the usage
+    try:
+        _, unknown = parser.parse_known_args(argv)
+    except argparse.ArgumentError as error:
+        raise OptionValueError(str(error)) from None
     known = [flag for action in parser._actions for flag in action.option_strings]
     return unknown, known
 
@@ -165,195 +190,214 @@ def _add(parser, name: str, **kwargs) -> None:
 
 
 class AugmentOptions(PipelineOptions):
-    """Options of ``python -m jobs.augment`` (``--help`` lists them)."""
+    """Options of ``python -m jobs.augment``, in the groups ``--help`` shows
+    (``OPTION_GROUPS``); a default that depends on other choices is said in its help."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        # Inputs.
-        _add(
-            parser,
-            "label-maps",
-            default=None,
-            help="Root of the target label maps (alias --labels; local, gs:// or s3://). "
-            "Default: a small procedural world exported into OUTPUT/_world.",
-        )
-        _add(parser, "dataset", default="cityscapes", choices=DATASETS, help="Layout of --labels.")
-        _add(parser, "split", default=None, help="Split subfolder (cityscapes/bdd100k: train).")
-        _add(
-            parser,
-            "label-format",
-            default=None,
-            choices=("ids", "train_ids", "color"),
-            help="Label encoding (required for --dataset folder).",
-        )
-        _add(
-            parser,
-            "exemplars",
-            default=None,
-            help="Root of the exemplar pool (photos + label maps); an index is built from it "
-            "at start. Default: the --labels root itself (each target's own frame excluded).",
-        )
-        _add(parser, "exemplars-dataset", default=None, choices=DATASETS, help="Default --dataset.")
-        _add(parser, "exemplars-split", default=None, help="Default: --split.")
-        _add(parser, "index", default=None, help="A prebuilt index (jobs.build_index) instead.")
-        _add(
-            parser,
-            "exemplar-map",
-            default=None,
-            help="JSON Lines file naming the targets and, per target, which exemplar lends "
-            "which classes or painted region (README: 'Choosing exemplars yourself'); instead "
-            "of --labels and retrieval. Label formats follow --dataset / --label-format.",
-        )
-        _add(
-            parser,
-            "exemplars-per-target",
-            type=int,
-            default=DEFAULT_EXEMPLARS_PER_TARGET,
-            help="Retrieved exemplars per target: the first by layout, each next one lending "
-            "the target classes the ones before lack (bench/RESULTS.md measures 1 vs 2).",
-        )
-        _add(
-            parser,
-            "unassigned",
-            default="first",
-            choices=UNASSIGNED,
-            help="What target pixels no exemplar region claims read: the first exemplar, or "
-            "none (the target's own tokens only).",
-        )
-        # Model and sampling.
-        _add(
-            parser,
-            "model",
-            default=None,
-            help="Checkpoint directory (local or remote). Default: the bundled demo model.",
-        )
-        _add(parser, "samples-per-label", type=int, default=1, help="Samples per label map.")
-        _add(
-            parser,
-            "exemplar-topk",
-            type=int,
-            default=1,
-            help="1: the best exemplar; k > 1: a seeded draw among the best k, per sample.",
-        )
-        _add(
-            parser,
-            "steps",
-            type=int,
-            default=None,
-            help="DDIM steps (default 20, the paper's).",
-        )
-        _add(parser, "guidance", type=float, default=7.5, help="Classifier-free guidance scale.")
-        _add(
-            parser,
-            "size",
-            default=None,
-            help="Output HxW, e.g. 512x1024; a multiple of the model's latent grid "
-            "(default: the size the model was trained at).",
-        )
-        _add(
-            parser,
-            "seed",
-            type=int,
-            default=0,
-            help="Run seed; each sample's seed is " "derived from it and the sample key.",
-        )
-        # Output.
-        _add(parser, "output", default=DEFAULT_OUTPUT, help="Output folder or bucket prefix.")
-        _add(parser, "shard-size", type=int, default=64, help="Samples per shard.")
-        _add(parser, "shard-prefix", default=DEFAULT_SHARD_PREFIX, help="Shard file prefix.")
-        _add(parser, "image-format", default="jpg", choices=IMAGE_FORMATS, help="Image encoding.")
-        _add(
-            parser,
-            "preview-count",
-            type=int,
-            default=8,
-            help="Samples in the preview written after the run (0: none).",
-        )
-        _add(
-            parser,
-            "exemplar-path",
-            default=DEFAULT_EXEMPLAR_PATH,
-            choices=EXEMPLAR_PATHS,
-            help="How exemplar rows enter the denoising: 'inverted' (DDIM inversion, one more "
-            "UNet row per step on a cache miss) or 'noised' (forward-noised per step, no "
-            "inversion); bench/RESULTS.md compares them.",
-        )
-        _add_quality_filter_args(parser)
-        # Execution.
-        _add(parser, "batch-size", type=int, default=8, help="Targets per model call.")
-        _add(parser, "device", default="cpu", choices=DEVICES, help="Torch device of the workers.")
-        _add(
-            parser,
-            "dtype",
-            default=None,
-            choices=DTYPES,
-            help="Model dtype on the device (default: float16 on cuda, else float32).",
-        )
-        _add(
-            parser,
-            "torch-threads",
-            type=int,
-            default=1,
-            help="Torch intra-op threads per worker process. 1 suits CPU workers (Beam runs "
-            "about one SDK process per core) and shared machines, where spinning threads "
-            "contend; raise it for one process on an otherwise idle machine. Part of the "
-            "options a resumed run must repeat: float results may depend on it.",
-        )
-        _add(
-            parser,
-            "model-copies",
-            type=int,
-            default=None,
-            help="Copies of the model per worker machine, shared across its processes "
-            "(GPU workers: e.g. 1 per GPU, or 2 on a large GPU to overlap CPU work).",
-        )
-        _add(
-            parser,
-            "share-model",
-            type=parse_bool,
-            nargs="?",
-            const=True,
-            default=False,
-            help="Load one model per machine shared by all SDK processes (large models); "
-            "a bare flag or true/false.",
-        )
-        _add(
-            parser,
-            "max-failure-rate",
-            type=parse_rate,
-            default=DEFAULT_MAX_FAILURE_RATE,
-            help="Exit non-zero (after writing the manifest) when more than this fraction of "
-            "the inputs failed, or when every model call failed.",
-        )
-        _add(
-            parser,
-            "accelerator",
-            default=DEFAULT_ACCELERATOR,
-            help="Beam accelerator resource hint for the synthesis step, used with "
-            "--device cuda.",
-        )
-        _add(parser, "overwrite", action="store_true", help="Discard OUTPUT's shards; render all.")
+        for title, add_group in OPTION_GROUPS:
+            add_group(parser.add_argument_group(title))
 
 
-def _add_quality_filter_args(parser) -> None:
+def _add_input_args(group) -> None:
+    _add(
+        group,
+        "label-maps",
+        default=None,
+        help="Root of the target label maps (alias --labels; local, gs:// or s3://). "
+        "Default: a small procedural world exported into OUTPUT/_world.",
+    )
+    _add(group, "dataset", default="cityscapes", choices=DATASETS, help="Layout of --labels.")
+    _add(
+        group,
+        "split",
+        default=None,
+        help=f"Split subfolder. Default: {DEFAULT_SPLIT} for cityscapes and bdd100k, the "
+        "whole root for folder.",
+    )
+    _add(
+        group,
+        "label-format",
+        default=None,
+        choices=("ids", "train_ids", "color"),
+        help="Label encoding. Default: cityscapes labelIds (else labelTrainIds) files, "
+        "bdd100k masks; required for --dataset folder.",
+    )
+
+
+def _add_exemplar_args(group) -> None:
+    _add(
+        group,
+        "exemplars",
+        default=None,
+        help="Root of the exemplar pool (photos + label maps); an index is built from it "
+        "at start. Default: the --labels root itself (each target's own frame excluded).",
+    )
+    _add(group, "exemplars-dataset", default=None, choices=DATASETS,
+         help="Layout of --exemplars. Default: --dataset.")  # fmt: skip
+    _add(group, "exemplars-split", default=None, help="Split of --exemplars. Default: --split.")
+    _add(group, "index", default=None,
+         help="A prebuilt index (jobs.build_index) instead of --exemplars. Default: none.")  # fmt: skip
+    _add(
+        group,
+        "exemplar-map",
+        default=None,
+        help="JSON Lines file naming the targets and, per target, which exemplar lends "
+        "which classes or painted region (README: 'Choosing exemplars yourself'); instead "
+        "of --labels and retrieval. Label formats follow --dataset / --label-format. "
+        "Default: none.",
+    )
+    _add(
+        group,
+        "exemplars-per-target",
+        type=int,
+        default=DEFAULT_EXEMPLARS_PER_TARGET,
+        help="Retrieved exemplars per target: the first by layout, each next one lending "
+        "the target classes the ones before lack (bench/RESULTS.md measures 1 vs 2).",
+    )
+    _add(
+        group,
+        "exemplar-topk",
+        type=int,
+        default=1,
+        help="1: the best exemplar; k > 1: a seeded draw among the best k, per sample.",
+    )
+    _add(
+        group,
+        "unassigned",
+        default="first",
+        choices=UNASSIGNED,
+        help="What target pixels no exemplar region claims read: the first exemplar, or "
+        "none (the target's own tokens only).",
+    )
+
+
+def _add_model_args(group) -> None:
+    _add(
+        group,
+        "model",
+        default=None,
+        help="Checkpoint directory (local or remote). Default: the bundled demo model.",
+    )
+    _add(group, "samples-per-label", type=int, default=1, help="Samples per label map.")
+    _add(group, "steps", type=int, default=None, help="DDIM steps. Default: 20, the paper's.")
+    _add(group, "guidance", type=parse_finite, default=7.5, help="Classifier-free guidance scale.")
+    _add(
+        group,
+        "size",
+        default=None,
+        help="Output HxW, e.g. 512x1024; a multiple of the model's latent grid. "
+        "Default: the size the model was trained at.",
+    )
+    _add(
+        group,
+        "seed",
+        type=int,
+        default=0,
+        help="Run seed; each sample's seed is derived from it and the sample key.",
+    )
+    _add(
+        group,
+        "exemplar-path",
+        default=DEFAULT_EXEMPLAR_PATH,
+        choices=EXEMPLAR_PATHS,
+        help="How exemplar rows enter the denoising: 'inverted' (DDIM inversion, one more "
+        "UNet row per step on a cache miss) or 'noised' (forward-noised per step, no "
+        "inversion); bench/RESULTS.md compares them.",
+    )
+
+
+def _add_output_args(group) -> None:
+    _add(group, "output", default=DEFAULT_OUTPUT, help="Output folder or bucket prefix.")
+    _add(group, "shard-size", type=int, default=64, help="Samples per shard.")
+    _add(group, "shard-prefix", default=DEFAULT_SHARD_PREFIX, help="Shard file prefix.")
+    _add(group, "image-format", default="jpg", choices=IMAGE_FORMATS, help="Image encoding.")
+    _add(
+        group,
+        "preview-count",
+        type=int,
+        default=8,
+        help="Samples in the preview written after the run (0: none).",
+    )
+    _add(group, "overwrite", action="store_true", help="Discard OUTPUT's shards; render all.")
+
+
+def _add_runtime_args(group) -> None:
+    _add(group, "batch-size", type=int, default=8, help="Targets per model call.")
+    _add(group, "device", default="cpu", choices=DEVICES, help="Torch device of the workers.")
+    _add(
+        group,
+        "dtype",
+        default=None,
+        choices=DTYPES,
+        help="Model dtype on the device. Default: float16 on cuda, else float32.",
+    )
+    _add(
+        group,
+        "torch-threads",
+        type=int,
+        default=1,
+        help="Torch intra-op threads per worker process. 1 suits CPU workers (Beam runs "
+        "about one SDK process per core) and shared machines, where spinning threads "
+        "contend; raise it for one process on an otherwise idle machine. Part of the "
+        "options a resumed run must repeat: float results may depend on it.",
+    )
+    _add(
+        group,
+        "model-copies",
+        type=int,
+        default=None,
+        help="Copies of the model per worker machine, shared across its processes "
+        "(GPU workers: e.g. 1 per GPU, or 2 on a large GPU to overlap CPU work). "
+        "Default: one per process, or one per machine with --share-model.",
+    )
+    _add(
+        group,
+        "share-model",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="Load one model per machine shared by all SDK processes (large models); "
+        "a bare flag or true/false.",
+    )
+    _add(
+        group,
+        "max-failure-rate",
+        type=parse_rate,
+        default=DEFAULT_MAX_FAILURE_RATE,
+        help="Exit non-zero (after writing the manifest) when more than this fraction of "
+        "the inputs failed, or when every model call failed.",
+    )
+    _add(
+        group,
+        "accelerator",
+        default=DEFAULT_ACCELERATOR,
+        help="Beam accelerator resource hint for the synthesis step, used with "
+        "--device cuda.",
+    )
+
+
+def _add_filter_args(group) -> None:
     """The quality filter's options (``transforms.quality_filter``, README "Quality filter")."""
     _add(
-        parser,
+        group,
         "filter-segmenter",
         default=None,
         help="Directory of a segmentation model (jobs.train_segmenter's output or a "
-        "transformers checkpoint, e.g. a Cityscapes SegFormer): turns on the quality filter.",
+        "transformers checkpoint, e.g. a Cityscapes SegFormer): turns on the quality filter. "
+        "Default: no filter.",
     )
     _add(
-        parser,
+        group,
         "filter-margin",
-        type=float,
+        type=parse_finite,
         default=DEFAULT_MARGIN,
         help="A pixel becomes ignore (255) when its loss is above this times its class's "
         "mean loss on real images.",
     )
     _add(
-        parser,
+        group,
         "filter-min-kept",
         type=parse_rate,
         default=DEFAULT_MIN_KEPT,
@@ -361,20 +405,31 @@ def _add_quality_filter_args(parser) -> None:
         "(manifest status 'filtered').",
     )
     _add(
-        parser,
+        group,
         "filter-reference",
         default=None,
         help="Root of the real photos the reference losses are measured on "
         "(default: the exemplar pool).",
     )
-    _add(parser, "filter-reference-dataset", default=None, choices=DATASETS,
+    _add(group, "filter-reference-dataset", default=None, choices=DATASETS,
          help="Layout of --filter-reference (default: the pool's).")  # fmt: skip
-    _add(parser, "filter-reference-split", default=None,
+    _add(group, "filter-reference-split", default=None,
          help="Split of --filter-reference (default: the pool's).")  # fmt: skip
     _add(
-        parser,
+        group,
         "filter-reference-count",
         type=int,
         default=DEFAULT_FILTER_REFERENCE_COUNT,
         help="At most this many reference frames, evenly spaced over them by key.",
     )
+
+
+# --help shows the job's options in these groups, in this order (pipeline.help_page).
+OPTION_GROUPS = (
+    ("inputs", _add_input_args),
+    ("exemplars", _add_exemplar_args),
+    ("model and sampling", _add_model_args),
+    ("output", _add_output_args),
+    ("quality filter", _add_filter_args),
+    ("runtime", _add_runtime_args),
+)

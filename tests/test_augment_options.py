@@ -1,6 +1,8 @@
 """AugmentOptions: both spellings of every option, the --labels alias, the Flex Template
-parameters, --help, misspelled options as errors, and the dtype default."""
+parameters, --help (grouped, defaults shown, runners listed), misspelled options and bad
+values as errors, and the dtype default."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -9,7 +11,9 @@ import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipeline.options import (
+    OPTION_GROUPS,
     AugmentOptions,
+    OptionValueError,
     UnknownOptionError,
     alias_labels_flag,
     parse_augment_options,
@@ -55,18 +59,40 @@ def test_every_flex_template_parameter_is_an_option():
     assert {p["name"] for p in metadata["parameters"]} <= set(known)
 
 
-def test_help_lists_the_options(capsys):
-    with pytest.raises(SystemExit):
-        AugmentOptions(["--help"])
-    text = capsys.readouterr().out
-    for flag in (
-        "--label-maps",
-        "--samples-per-label",
-        "--exemplar-topk",
-        "--batch-size",
-        "--model-copies",
-    ):
-        assert flag in text
+def _job_actions() -> list:
+    parser = argparse.ArgumentParser()
+    AugmentOptions._add_argparse_args(parser)
+    return [a for a in parser._actions if a.dest != "help"]
+
+
+def test_help_shows_the_job_options_first_in_groups_with_defaults_then_runners_then_beam():
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.augment", "--help"], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    titles = [title + ":" for title, _ in OPTION_GROUPS]
+    positions = [text.index("\n" + t + "\n") for t in titles]
+    runners, beam = text.index("runners (--runner"), text.index("Beam's own options:")
+    assert positions == sorted(positions) and positions[-1] < runners < beam
+    for action in _job_actions():  # every job option is in the job's part, once
+        flag = action.option_strings[0]
+        assert text.count(f"\n  {flag} ") + text.count(f"\n  {flag}\n") == 1, flag
+        assert text.index(f"\n  {flag}") < runners, flag
+    for name in ("DirectRunner", "multi_threading", "multi_processing", "DaskRunner",
+                 "--dask_client_address", "DataflowRunner", "FlinkRunner", "SparkRunner"):  # fmt: skip
+        assert name in text[runners:beam], name
+    for beam_flag in ("--runner RUNNER", "--direct_num_workers", "--temp_location"):
+        assert beam_flag in text[beam:], beam_flag
+
+
+def test_every_job_option_says_its_default():
+    """A default is shown by the help page, or, where it depends on other choices, said in
+    the option's own help; bare flags (off unless given) need neither."""
+    for action in _job_actions():
+        if action.nargs == 0:
+            continue
+        assert action.default is not None or "default" in action.help.lower(), action.option_strings[0]
 
 
 def test_a_misspelled_option_is_an_error_with_beams_suggestion():
@@ -93,8 +119,34 @@ def test_beam_and_runner_options_are_known():
 
 def test_max_failure_rate_is_a_fraction():
     assert parse_augment_options(["--max-failure-rate", "0.1"]).max_failure_rate == 0.1
-    with pytest.raises(SystemExit):
+    with pytest.raises(OptionValueError, match="between 0 and 1"):
         parse_augment_options(["--max-failure-rate", "1.5"])
+
+
+FLOAT_OPTIONS = ("--guidance", "--filter-margin", "--filter-min-kept", "--max-failure-rate")
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e999", "infinity"])
+@pytest.mark.parametrize("flag", FLOAT_OPTIONS)
+def test_no_float_option_takes_a_non_number(flag, value):
+    with pytest.raises(OptionValueError, match=f"{flag}.*finite|{flag}.*between"):
+        parse_augment_options([f"{flag}={value}"])
+
+
+def test_every_float_option_is_checked_finite():
+    """The list above is every float-valued option of the job (a new one must join it)."""
+    floats = {a.option_strings[0] for a in _job_actions() if isinstance(a.default, float)}
+    assert floats == set(FLOAT_OPTIONS)
+
+
+def test_a_bad_value_exits_2_with_one_named_error_line():
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.augment", "--guidance", "nan"], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1] == (
+        "[augment] error: argument --guidance: expected a finite number, got 'nan'"
+    )
 
 
 def test_dtype_defaults_to_float16_on_cuda_only():
