@@ -79,6 +79,7 @@ class AugmentSummary:
     seconds: float
     manifest: str
     preview: str | None
+    preview_count: int  # --preview-count: 0 turns the preview off
     failure_codes: dict  # error code -> number of failed inputs
     failure_examples: dict  # error code -> the error text of one of them
     max_failure_rate: float
@@ -102,8 +103,13 @@ class AugmentSummary:
                 else []
             ),
             f"manifest {self.manifest}",
-            f"preview  {self.preview}" if self.preview else "preview  (no samples written)",
+            f"preview  {self._preview_line()}",
         ]
+
+    def _preview_line(self) -> str:
+        if self.preview:
+            return self.preview
+        return "(off: --preview-count 0)" if self.preview_count == 0 else "(no samples written)"
 
     @property
     def failure(self) -> str | None:
@@ -175,6 +181,7 @@ def _summary(
         seconds=seconds,
         manifest=manifest_path,
         preview=preview,
+        preview_count=augment.preview_count,
         failure_codes={c["values"]: c["counts"] for c in counts},
         failure_examples=examples,
         max_failure_rate=augment.max_failure_rate,

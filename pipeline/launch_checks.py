@@ -20,7 +20,8 @@ from amadapter.pipelines.model_factory import trained_size
 from amadapter.pipelines.pipeline_amadapter import latent_grid
 from pipeline.options import parse_size
 from transforms.fileio import exists, read_bytes
-from transforms.label_sources import label_globs
+from transforms.label_sources import label_globs, searched_split
+from transforms.read_exemplar_map import numbered_lines
 
 MODEL_INDEX = "model_index.json"  # present in every checkpoint directory
 POSITIVE_OPTIONS = (  # None where the option has no default value
@@ -109,8 +110,8 @@ def _check_counts(options) -> None:
 
 
 def _check_exemplar_map(options, path: str) -> None:
-    """The map exists, is the only source of targets and exemplars, and its label files'
-    format can be told."""
+    """The map exists, holds a line (an empty root is refused alike), is the only source of
+    targets and exemplars, and its label files' format can be told."""
     flags = {"label_maps": "--labels", "exemplars": "--exemplars", "index": "--index"}
     clashing = [flag for name, flag in flags.items() if getattr(options, name)]
     if clashing:
@@ -121,6 +122,8 @@ def _check_exemplar_map(options, path: str) -> None:
         raise LaunchError("--exemplar-map with --dataset folder needs --label-format")
     if not exists(path):
         raise LaunchError(f"--exemplar-map {path}: no such file")
+    if next(numbered_lines(path), None) is None:  # reads up to the first line only
+        raise LaunchError(f"--exemplar-map {path}: holds no lines (one JSON object per target)")
 
 
 def _check_label_root(flag: str, root: str, dataset: str, split, label_format) -> None:
@@ -134,7 +137,7 @@ def _check_label_root(flag: str, root: str, dataset: str, split, label_format) -
     matches = FileSystems.match(list(globs.values()), limits=[1] * len(globs))
     if not any(m.metadata_list for m in matches):
         raise LaunchError(
-            f"{flag} {root}: holds no {dataset} label maps (split {split!r}); looked for "
+            f"{flag} {root}: holds no {dataset} label maps ({searched_split(dataset, split)}); looked for "
             + " and ".join(globs.values())
         )
 

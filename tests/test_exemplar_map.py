@@ -160,6 +160,11 @@ def test_mapped_regions_render_as_the_pipeline_does(job):
         assert np.array_equal(got, expected), name
 
 
+def test_the_summary_says_the_preview_was_off_not_that_nothing_was_written(job):
+    assert job["summary"].written > 0
+    assert job["summary"].lines()[-1] == "preview  (off: --preview-count 0)"
+
+
 def test_rerun_renders_nothing(job):
     summary = run(job["argv"])
     assert summary.model_calls == 0 and summary.written == job["summary"].written

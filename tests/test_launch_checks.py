@@ -3,6 +3,8 @@ starts (nothing written), the size comes from the model's config files alone, an
 trained checkpoint records the size it was trained at."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,11 @@ import pytest
 from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.world.export import export_world
 from jobs import train_structure as train_structure_job
-from jobs.augment import run
+from jobs.augment import EXIT_BAD_LAUNCH, main, run
 from pipeline.augment_graph import DEFAULT_MODEL_DIR, resolve_inputs
 from pipeline.launch_checks import LaunchError, check_launch, nearest_valid_sizes, output_size
 from pipeline.options import parse_augment_options
-from tests.conftest import CITYSCAPES_ROOT
+from tests.conftest import CITYSCAPES_ROOT, REPO
 from transforms.synthesis_handler import Renderer
 
 # Stable Diffusion 1.5's own config values (runwayml/stable-diffusion-v1-5), without weights.
@@ -134,3 +136,39 @@ def test_a_missing_exemplar_map_stops_before_the_pipeline_starts(tiny_model, tmp
         run(argv)
     with pytest.raises(LaunchError, match=r"--dataset folder needs --label-format"):
         run(argv + ["--dataset", "folder"])
+
+
+def test_an_empty_exemplar_map_is_refused_like_an_empty_root(world, tiny_model, tmp_path):
+    """Both have no inputs: exit 2 before the pipeline starts, naming the file or root."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "map.jsonl").write_text("\n  \n\n")  # blank lines are not lines
+    common = ["--runner=DirectRunner", "--model", tiny_model, "--output", str(tmp_path / "out")]
+    assert main(common + ["--exemplar-map", str(tmp_path / "map.jsonl")]) == EXIT_BAD_LAUNCH
+    assert main(common + ["--labels", str(tmp_path / "empty")]) == EXIT_BAD_LAUNCH
+    with pytest.raises(LaunchError, match=r"--exemplar-map .*map.jsonl: holds no lines"):
+        run(common + ["--exemplar-map", str(tmp_path / "map.jsonl")])
+
+
+def test_an_empty_root_names_the_split_it_searched(tiny_model, tmp_path):
+    (tmp_path / "empty").mkdir()
+    argv = ["--labels", str(tmp_path / "empty"), "--model", tiny_model, "--output", str(tmp_path / "out")]
+    with pytest.raises(LaunchError, match=r"holds no cityscapes label maps \(split 'train'\)"):
+        run(argv)
+    with pytest.raises(LaunchError, match=r"holds no folder label maps \(the whole root\)"):
+        run(argv + ["--dataset", "folder", "--label-format", "ids"])
+
+
+def test_dask_runner_without_dask_is_one_line_and_exit_2(world, tiny_model, tmp_path):
+    """Where the dask extra is not installed (its modules made unimportable here), asking
+    for DaskRunner says so in one line, no traceback."""
+    blocked = "import sys; sys.modules.update(dask=None, distributed=None); "
+    argv = job_argv(world, tiny_model, tmp_path / "out")[1:] + [
+        "--runner=DaskRunner", "--dask_client_address", "127.0.0.1:1",
+    ]
+    code = blocked + f"from jobs.augment import main; sys.exit(main({argv!r}))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == EXIT_BAD_LAUNCH, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "[augment] error: --runner=DaskRunner needs dask.distributed, which is not installed here"
+    )

@@ -71,8 +71,16 @@ def list_label_sources(
     else:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     if not sources:
-        raise EmptyRootError(root, f"no {dataset} label maps found (split {split!r})")
+        raise EmptyRootError(root, f"no {dataset} label maps found ({searched_split(dataset, split)})")
     return sorted(sources, key=lambda s: s.key)
+
+
+def searched_split(dataset: str, split: str | None) -> str:
+    """Where a listing looked, for messages: "split 'train'" (the layouts' default filled
+    in), or "the whole root" for a folder dataset without a split."""
+    if split is None and dataset != "folder":
+        split = DEFAULT_SPLIT
+    return "the whole root" if split is None else f"split {split!r}"
 
 
 def label_globs(

@@ -76,7 +76,7 @@ class ReadExemplarMap(beam.PTransform):
         parsed = (
             pbegin
             | "MapFile" >> beam.Create([self._path])
-            | "Lines" >> beam.FlatMap(_numbered_lines)
+            | "Lines" >> beam.FlatMap(numbered_lines)
             | "Spread" >> beam.Reshuffle()
             | "Parse"
             >> beam.ParDo(_ParseLine(self._path, self._dataset, self._label_format)).with_outputs(
@@ -92,7 +92,7 @@ class ReadExemplarMap(beam.PTransform):
         return ReadExemplarMapResult(records=unique, failures=parsed[_FAILURES])
 
 
-def _numbered_lines(path: str):
+def numbered_lines(path: str):
     """(line number from 1, text) of every non-blank line; read as a stream, not held."""
     with open_file(path) as stream:
         for number, raw in enumerate(stream, 1):
