@@ -19,7 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from amadapter.pipelines.model_factory import trained_size
 from amadapter.pipelines.pipeline_amadapter import latent_grid
 from pipeline.options import parse_size
-from transforms.fileio import exists, read_bytes
+from transforms.fileio import exists, list_input_files, read_bytes
 from transforms.label_sources import label_globs, searched_split
 from transforms.read_exemplar_map import numbered_lines
 
@@ -134,8 +134,7 @@ def _check_label_root(flag: str, root: str, dataset: str, split, label_format) -
         globs = label_globs(root, dataset, split, label_format)
     except ValueError as error:
         raise LaunchError(f"{flag} {root}: {error}") from None
-    matches = FileSystems.match(list(globs.values()), limits=[1] * len(globs))
-    if not any(m.metadata_list for m in matches):
+    if not any(list_input_files(glob, limit=1) for glob in globs.values()):
         raise LaunchError(
             f"{flag} {root}: holds no {dataset} label maps ({searched_split(dataset, split)}); looked for "
             + " and ".join(globs.values())

@@ -33,7 +33,11 @@ def _check_cityscapes_failures(failures):
         "unknown_000000_000001": "unknown_label_id",
         "rgb_000000_000001": "not_a_label_map",
         "mismatch_000000_000001": "size_mismatch",
+        "loop_000000_000001": "unreadable_image",  # a symlink loop: cannot be stat'ed
+        "dangling_000000_000001": "unreadable_image",  # a link to nothing
     }, got
+    loop = next(f for f in failures if "loop_" in f.source)
+    assert "Too many levels of symbolic links" in loop.message
     mismatch = next(f for f in failures if "mismatch" in f.source)
     assert "mismatch_000000_000001_leftImg8bit.png" in mismatch.message
     assert all(f.source in f.message for f in failures)
@@ -56,6 +60,10 @@ def test_read_label_maps_turns_each_bad_input_into_a_failure_row(tmp_path):
     )
     (label_dir / "notpng").mkdir()
     (label_dir / "notpng" / "notpng_000000_000001_gtFine_labelIds.png").write_bytes(b"GIF89a...")
+    (label_dir / "links").mkdir()
+    loop = label_dir / "links" / "loop_000000_000001_gtFine_labelIds.png"
+    loop.symlink_to(loop.name)
+    (label_dir / "links" / "dangling_000000_000001_gtFine_labelIds.png").symlink_to(tmp_path / "gone.png")
 
     colours = tmp_path / "colours"
     save_image(colours / "ok.png", labels.train_ids_to_colors(np.array([[0, 18]], dtype=np.uint8)))

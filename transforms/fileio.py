@@ -8,18 +8,41 @@ under a final name (a writer killed mid-way leaves only a ``*.tmp-*`` file).
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
+import re
 import uuid
 from typing import BinaryIO, Iterator
 
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
 TEMP_INFIX = ".tmp-"  # a temporary file is named f"{final name}{TEMP_INFIX}{random}"
+_GLOB_START = re.compile(r"[*?[]")
 
 
 def list_files(pattern: str) -> list[str]:
     """Paths matching a glob (``*``, ``?``, ``**``), sorted; empty when none match."""
     return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def list_input_files(pattern: str, limit: int | None = None) -> list[str]:
+    """``list_files`` for inputs (at most ``limit``): a local listing also keeps the names
+    that cannot be stat'ed (a symlink loop, a dangling link), which Beam's ``match`` drops
+    without a word; reading one then fails by name (``UnreadableImageError``), so it gets a
+    manifest row like any bad input. Object stores have no links: Beam lists them."""
+    if FileSystems.get_scheme(pattern) is not None:
+        return sorted(m.path for m in FileSystems.match([pattern], [limit])[0].metadata_list)
+    if _GLOB_START.search(pattern) is None:
+        return [pattern] if os.path.lexists(pattern) else []
+    folder = os.path.dirname(pattern[: _GLOB_START.search(pattern).start()])
+    named = (
+        FileMetadata(os.path.join(parent, name), 0)
+        for parent, _, names in os.walk(folder)  # Beam's own walk: links to folders not entered
+        for name in names
+    )
+    matches = FileSystems.get_filesystem(pattern).match_files(named, pattern)
+    return sorted(m.path for m in itertools.islice(matches, limit))
 
 
 def open_file(path: str) -> BinaryIO:

@@ -2,6 +2,8 @@
 
 All file access goes through Beam's ``FileSystems``, so a root may be a local
 folder or a ``gs://`` / ``s3://`` prefix (with the matching Beam extra installed).
+Every name that matches is listed, also a symlink loop or a dangling link
+(``transforms.fileio.list_input_files``): it fails by name when it is read.
 
 Layouts (``split`` names a subfolder; cityscapes and bdd100k default to ``"train"``):
 
@@ -37,7 +39,7 @@ from apache_beam.io.filesystems import FileSystems
 from amadapter.io.errors import EmptyRootError
 from amadapter.io.keys import safe_key
 from amadapter.io.label_io import LABEL_FORMATS
-from transforms.fileio import list_files
+from transforms.fileio import list_input_files
 from transforms.records import LabelSource
 
 DATASETS = ("cityscapes", "bdd100k", "folder")
@@ -132,10 +134,10 @@ def _cityscapes(root: str, split: str, label_format: str | None) -> list[LabelSo
     chosen: dict[str, tuple[str, str]] = {}  # frame path relative to root -> (path, format)
     for fmt, pattern in label_globs(root, "cityscapes", split, label_format).items():
         suffix = CITYSCAPES_LABEL_SUFFIX[fmt]
-        for path in list_files(pattern):
+        for path in list_input_files(pattern):
             chosen[_relative(path, root)[: -len(suffix)]] = (path, fmt)
     photo_pattern = FileSystems.join(root, "leftImg8bit", split, "*", "*" + CITYSCAPES_PHOTO_SUFFIX)
-    photos = set(list_files(photo_pattern))
+    photos = set(list_input_files(photo_pattern))
     sources = []
     for frame_rel, (path, fmt) in chosen.items():
         _, _, city, frame = frame_rel.split("/")
@@ -154,9 +156,9 @@ def _cityscapes(root: str, split: str, label_format: str | None) -> list[LabelSo
 
 def _bdd100k(root: str, split: str, label_format: str | None) -> list[LabelSource]:
     ((label_format, pattern),) = label_globs(root, "bdd100k", split, label_format).items()
-    photos = set(list_files(FileSystems.join(root, "images", "10k", split, "*.jpg")))
+    photos = set(list_input_files(FileSystems.join(root, "images", "10k", split, "*.jpg")))
     sources = []
-    for path in list_files(pattern):
+    for path in list_input_files(pattern):
         name = posixpath.basename(path)[: -len(".png")]
         photo = FileSystems.join(root, "images", "10k", split, name + ".jpg")
         sources.append(
@@ -174,7 +176,7 @@ def _bdd100k(root: str, split: str, label_format: str | None) -> list[LabelSourc
 def _folder(root: str, split: str | None, label_format: str | None) -> list[LabelSource]:
     ((_, pattern),) = label_globs(root, "folder", split, label_format).items()
     sources = []
-    for path in list_files(pattern):
+    for path in list_input_files(pattern):
         relative = _relative(path, root)[: -len(".png")]
         sources.append(
             LabelSource(
