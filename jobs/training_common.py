@@ -71,7 +71,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--gradient-checkpointing", action="store_true", help="trade UNet compute for memory")
     run.add_argument("--gradient-accumulation", type=int, default=1, help="micro-steps per optimizer step")
     run.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw",
-                     help="adamw8bit: bitsandbytes' 8-bit AdamW (install bitsandbytes)")
+                     help="adamw8bit: bitsandbytes' 8-bit AdamW (install bitsandbytes); sgd: SGD with momentum "
+                          "0.9, whose step is linear in the gradients to the gradient, so two runs that should agree "
+                          "(e.g. 1 and 2 processes) differ only by float rounding (Adam's ~lr-sized "
+                          "step amplifies rounding in near-zero gradients)")
     run.add_argument("--ema-decay", type=parse_finite, default=None,
                      help="keep an EMA of the trained weights (e.g. 0.999); the saved model uses it")
     run.add_argument("--validate-every", type=int, default=0,

@@ -41,7 +41,8 @@ from amadapter.training.loader import Shard, micro_batches
 from amadapter.training.noise import RowRandom
 
 LOG_FILE = "loss.jsonl"
-OPTIMIZERS = ("adamw", "adamw8bit")
+OPTIMIZERS = ("adamw", "adamw8bit", "sgd")
+SGD_MOMENTUM = 0.9
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class PhaseOptions:
     loader_workers: int = 0  # DataLoader worker processes (0: batches built in the step loop)
     prefetch_factor: int = 2  # batches each worker builds ahead
     ema_decay: float | None = None  # None: no EMA; else the saved model holds the moving average
-    optimizer: str = "adamw"  # or "adamw8bit" (needs bitsandbytes)
+    optimizer: str = "adamw"  # or "adamw8bit" (needs bitsandbytes), or "sgd"
     validate_every: int = 0  # steps between validations (0: none)
 
 
@@ -102,6 +103,8 @@ def make_optimizer(options: PhaseOptions, params: list[nn.Parameter]) -> torch.o
         except ImportError as err:
             raise SystemExit("--optimizer adamw8bit needs bitsandbytes (pip install bitsandbytes)") from err
         return bitsandbytes.optim.AdamW8bit(params, lr=options.lr, weight_decay=options.weight_decay)
+    if options.optimizer == "sgd":  # steps linear in the gradients: runs compare at rounding
+        return torch.optim.SGD(params, lr=options.lr, momentum=SGD_MOMENTUM, weight_decay=options.weight_decay)
     raise ValueError(f"unknown optimizer {options.optimizer!r}; choose one of {OPTIMIZERS}")
 
 
