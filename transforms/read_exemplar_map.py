@@ -204,6 +204,8 @@ def _path_field(obj: dict, name: str, where: str) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or not value:
         raise ExemplarMapError(where, f'"{name}" must be a path')
+    if "\x00" in value:  # no filesystem takes it: open() would raise a ValueError, not a row
+        raise ExemplarMapError(where, f'"{name}" holds a NUL character: {value!r}')
     return value
 
 

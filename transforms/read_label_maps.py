@@ -38,6 +38,10 @@ from transforms.records import FailedInput, LabelRecord, LabelSource
 # "ignore": never open it; "check": when it exists, its size must equal the label map's
 # (read from its header only); "require": it must exist, and its size must match.
 PHOTO_POLICIES = ("ignore", "check", "require")
+# What opening one input raises when that input cannot be read: missing, vanished, no
+# permission (BeamIOError is an OSError), or a scheme whose filesystem is not installed
+# (Beam raises ValueError for gs:// without apache-beam[gcp], s3:// without boto3).
+READ_ERRORS = (OSError, ValueError)
 _FAILURES = "failures"
 
 
@@ -148,7 +152,7 @@ def read_input_bytes(path: str) -> bytes:
     """All bytes of an input file; a missing or unreadable file is ``UnreadableImageError``."""
     try:
         return read_bytes(path)
-    except OSError as error:  # missing, vanished, no permission (BeamIOError is an OSError)
+    except READ_ERRORS as error:
         raise UnreadableImageError(path, f"cannot read the file: {error}") from None
 
 
@@ -156,5 +160,5 @@ def _photo_size(path: str) -> tuple[int, int]:
     try:
         with open_file(path) as stream:
             return peek_image_size(stream, path)
-    except OSError as error:
+    except READ_ERRORS as error:
         raise UnreadableImageError(path, f"cannot read the file: {error}") from None
