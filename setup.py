@@ -28,7 +28,7 @@ setup(
         "accelerate>=1.0",  # multi-GPU / multi-machine training (jobs.train_*)
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "hypothesis>=6.100"],
         # `--runner=DaskRunner` (pipeline.dask_runner): the version tests/test_dask_cluster.py
         # runs; Beam's own apache-beam[dask] extra only asks for >=2024.4.2.
         "dask": ["dask[distributed]==2026.8.0"],
