@@ -319,7 +319,16 @@ def _add_output_args(group) -> None:
         default=8,
         help="Samples in the preview written after the run (0: none).",
     )
-    _add(group, "overwrite", action="store_true", help="Discard OUTPUT's shards; render all.")
+    _add(
+        group,
+        "overwrite",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="Discard OUTPUT's shards; render all. A bare flag or true/false (Flex Templates "
+        "pass a value).",
+    )
 
 
 def _add_runtime_args(group) -> None:

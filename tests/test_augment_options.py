@@ -4,6 +4,7 @@ values as errors, and the dtype default."""
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 
@@ -53,10 +54,35 @@ def test_options_survive_the_trip_to_workers():
         parse_size("512")
 
 
-def test_every_flex_template_parameter_is_an_option():
+def _flex_parameters() -> dict:
     metadata = json.loads((REPO / "deploy" / "dataflow" / "metadata.json").read_text())
-    known = AugmentOptions([]).get_all_options(current_only=True)
-    assert {p["name"] for p in metadata["parameters"]} <= set(known)
+    return {p["name"]: p for p in metadata["parameters"]}
+
+
+def test_flex_template_parameters_are_exactly_the_job_options():
+    """Both ways: a parameter the job does not know is dropped by Beam; an option without a
+    parameter cannot be set from the template."""
+    known = {a.dest for a in _job_actions()}
+    assert set(_flex_parameters()) == known
+
+
+def test_flex_template_regexes_accept_the_defaults_of_optional_parameters():
+    """A user who types an optional parameter's default is not refused by its regex
+    (required ones, label_maps and output, are buckets on Dataflow: no local default)."""
+    parameters = _flex_parameters()
+    for action in _job_actions():
+        parameter = parameters[action.dest]
+        if not parameter["isOptional"] or action.default is None:
+            continue
+        text = str(action.default).lower() if isinstance(action.default, bool) else str(action.default)
+        assert all(re.fullmatch(r, text) for r in parameter.get("regexes", [])), (action.dest, text)
+
+
+def test_a_flex_template_passes_every_option_as_name_equals_value():
+    """What the launcher passes (``--name=value``, booleans as true/false) parses."""
+    options = AugmentOptions(["--overwrite=true", "--share_model=false", "--preview_count=0"])
+    assert (options.overwrite, options.share_model, options.preview_count) == (True, False, 0)
+    assert AugmentOptions(["--overwrite"]).overwrite is True and AugmentOptions([]).overwrite is False
 
 
 def _job_actions() -> list:
