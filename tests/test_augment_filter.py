@@ -179,7 +179,7 @@ def test_a_directory_without_a_segmenter_or_a_map_without_a_reference_stops_the_
     with pytest.raises(LaunchError, match="not a segmenter directory"):
         build_augment(beam.Pipeline(), parse_augment_options(argv + ["--output", str(tmp_path / "o")]))
     exemplar_map = tmp_path / "map.jsonl"
-    exemplar_map.write_text("")
+    exemplar_map.write_text('{"label": "t_gtFine_labelIds.png", "regions": []}\n')  # a line: not empty
     mapped = ["--runner=DirectRunner", "--exemplar-map", str(exemplar_map), "--model",
               str(setup["base"] / "model"), "--filter-segmenter", str(setup["base"] / "segmenter"),
               "--output", str(tmp_path / "mapped")]  # fmt: skip
