@@ -1,6 +1,6 @@
 """AM-Adapter: exemplar-based synthesis of driving scenes that follow a label map.
 
-Pure PyTorch + diffusers; knows nothing of Beam (see DESIGN.md section 4).
+Pure PyTorch + diffusers; knows nothing of Beam (docs/architecture.md: the floors).
 
 The model's public classes are exported here: checkpoints name their custom
 components under the library "amadapter" in ``model_index.json``, and diffusers'

@@ -1,8 +1,8 @@
 """Read a pool entry as an ``Exemplar``: its label map and photo, decoded and checked.
 
-Called once per distinct exemplar of a shard, before the synthesis step
-(``transforms.plan_shards``), so that an unreadable exemplar fails only the
-targets that use it. Inside the model call, an error would fail a whole batch.
+Called once per distinct exemplar of a batch by ``transforms.load_batch``, right before
+that batch's model call, so that an unreadable exemplar fails only the targets that use
+it (an error inside the model call would fail the whole batch).
 """
 
 from __future__ import annotations

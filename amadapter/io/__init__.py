@@ -1,1 +1,2 @@
-"""Labels, label decoding, keys, named errors, the sample format: bytes and arrays, no torch."""
+"""Labels, label decoding, keys, named errors, the sample format: bytes and arrays (and the
+label resizing of ``resize.py``, the one module here on torch)."""

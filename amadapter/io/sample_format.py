@@ -1,4 +1,4 @@
-"""The sample format inside a shard (DESIGN section 5), encoded and decoded.
+"""The sample format inside a shard (README "Output format"), encoded and decoded.
 
 A sample is three tar members sharing one ``__key__`` (``amadapter.io.keys``):
 

@@ -1,6 +1,6 @@
 """Exemplar retrieval: for each target label map, the pool entry whose layout matches best.
 
-Ours (the paper never published its rule; DESIGN.md section 5): the score is
+Ours (the paper never published its rule): the score is
 class-wise IoU on 32x64 nearest-downsampled maps plus coverage of the target's
 classes (``score.py``). A query scans the whole pool with one int8 product over
 coarse class placements (``candidates.py``), bounds the exact score of the
