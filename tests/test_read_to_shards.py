@@ -13,8 +13,7 @@ from transforms.assign_shards import AssignShards
 from transforms.manifest import read_manifest
 from transforms.read_label_maps import ReadLabelMaps
 from transforms.records import LabelRecord, Sample
-from transforms.shards import read_shard_stats
-from transforms.write_shards import WriteShards
+from tests.shard_writing import shard_stats, write_keyed_shards
 from tests.conftest import CITYSCAPES_ROOT
 from tests.layouts import cityscapes_frame
 
@@ -46,8 +45,8 @@ def test_every_input_ends_up_written_or_failed(tmp_path):
             (read.records | beam.Map(colour_sample), read.failures)
             | beam.Flatten()
             | AssignShards(5)
-            | WriteShards(output, "town", image_format="png")
         )
+        written = write_keyed_shards(written, output, "town")
         written | AssembleManifest(output, "town", os.path.join(output, "manifest.parquet"))
 
     manifest = read_manifest(os.path.join(output, "manifest.parquet")).to_pylist()
@@ -59,7 +58,7 @@ def test_every_input_ends_up_written_or_failed(tmp_path):
         "town_000099_000019_gtFine_labelIds.png": "unknown_label_id",
         "town_000098_000019_gtFine_labelIds.png": "size_mismatch",
     }
-    per_shard = [read_shard_stats(output, "town", i) for i in range(3)]
+    per_shard = [shard_stats(output, "town", i) for i in range(3)]
     assert [s["count"] + len(s["failed"]) for s in per_shard] == [5, 5, 4]  # inputs per shard
     assert sorted(r["shard"] for r in manifest if r["status"] == "written") == sorted(
         f"town-{i:06d}.tar" for i, s in enumerate(per_shard) for _ in range(s["count"])

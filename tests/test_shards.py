@@ -28,12 +28,11 @@ from transforms.manifest import read_manifest
 from transforms.records import FailedInput, Sample
 from transforms.shards import (
     completed_shards,
-    read_shard_stats,
     shard_is_complete,
     shard_path,
     write_shard,
 )
-from transforms.write_shards import WriteShards
+from tests.shard_writing import shard_stats, write_keyed_shards
 
 SHARD_SIZE = 10
 TRAIN_VALUES = np.array(list(range(19)) + [IGNORE_ID], dtype=np.uint8)
@@ -85,7 +84,7 @@ def read_with_tarfile(path) -> dict[str, tuple[np.ndarray, np.ndarray, dict]]:
 
 @pytest.fixture(scope="module")
 def beam_run(tmp_path_factory):
-    """One DirectRunner run: 53 samples + 3 failures -> AssignShards -> WriteShards -> manifest."""
+    """One DirectRunner run: 53 samples + 3 failures -> AssignShards -> the job's shard writer -> manifest."""
     output = str(tmp_path_factory.mktemp("shards"))
     samples, failures = make_samples(53), make_failures(3)
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
@@ -93,8 +92,8 @@ def beam_run(tmp_path_factory):
             pipeline
             | beam.Create(samples + failures, reshuffle=False)
             | AssignShards(SHARD_SIZE)
-            | WriteShards(output, "aug", image_format="png")
         )
+        written = write_keyed_shards(written, output, "aug")
         written | AssembleManifest(output, "aug", os.path.join(output, "manifest.parquet"))
     return output, samples, failures
 
@@ -124,7 +123,7 @@ def test_beam_run_writes_sorted_shards_with_stats_and_manifest(beam_run):
 
     by_key = {s.key: s for s in samples}
     for index in range(6):
-        stats = read_shard_stats(output, "aug", index)
+        stats = shard_stats(output, "aug", index)
         assert shard_keys(stats) == {k for k, i in expected_shard.items() if i == index}
         in_tar = read_with_tarfile(shard_path(output, "aug", index))
         assert stats["count"] == len(in_tar) and [w["key"] for w in stats["written"]] == sorted(

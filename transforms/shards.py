@@ -86,7 +86,7 @@ def write_shard(
     """Write shard ``index`` atomically, then its manifest part, then its stats file (with
     ``fingerprint``, when given); return the stats.
 
-    ``samples`` must come in strictly increasing key order (``WriteShards`` sorts
+    ``samples`` must come in strictly increasing key order (``WriteShardResults`` sorts
     them); they are streamed, never all held in memory. Each ``Sample.meta`` must
     hold ``"source"``. ``failures`` are the inputs of this shard that produced no
     sample; they are recorded in the stats. A shard may hold no samples. Failures with
@@ -155,10 +155,6 @@ def _rows(failures: Iterable[FailedInput]) -> list[dict]:
 def shard_is_complete(output: str, prefix: str, index: int) -> bool:
     """True when shard ``index`` was fully written (its stats file, the commit marker, exists)."""
     return exists(stats_path(output, prefix, index)) and exists(shard_path(output, prefix, index))
-
-
-def read_shard_stats(output: str, prefix: str, index: int) -> dict:
-    return read_stats_file(stats_path(output, prefix, index))
 
 
 def read_stats_file(path: str) -> dict:

@@ -1,8 +1,8 @@
 """Write each rendered shard as soon as it arrives: ``ShardResult -> shard index``.
 
-Unlike ``WriteShards`` (which groups samples by shard with a shuffle), the input
-is already one element per shard, so this step fuses with the synthesis step
-before it and a shard is committed right after it is rendered. The writing
+The input is already one element per shard (no grouping shuffle), so this step
+fuses with the synthesis step before it and a shard is committed right after it
+is rendered. The writing
 itself is ``transforms.shards.write_shard`` (atomic tar, manifest part, then the
 stats file with the run's render fingerprint).
 """

@@ -133,10 +133,3 @@ def render_v2(scene: Layout, appearance: StyleV2) -> np.ndarray:
             shade = 1.0 + (0.0 if c in HAZE_CLASSES else base.shading[c]) * (yy[where] - 0.5)
             image[where] = colour[where] * shade[:, None] + (base.texture_amplitude[c] * pattern)[:, None] * base.texture_tint[c]
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
-
-
-def scene_v2(layout_seed: int, style_seed: int, height: int = 64, width: int = 128):
-    """(photo, label map, layout with instances) of one v2 frame."""
-    parts = layout_parts(layout_seed, height, width)
-    return render_v2(parts, style_v2(style_seed)), parts.ids, parts
-
