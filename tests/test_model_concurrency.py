@@ -108,3 +108,17 @@ def test_inversion_cache_retries_after_a_failed_computation():
     with pytest.raises(RuntimeError):
         cache.get_or_compute("k", fail)
     assert cache.get_or_compute("k", lambda: torch.zeros(1)).tolist() == [0.0]
+
+
+def test_a_call_changes_no_shared_module_state(monkeypatch):
+    """The attention processors are installed when the pipeline is made; a call neither
+    installs them again (set_attn_processor while other threads run forwards) nor moves
+    the shared weights (no device/dtype arguments)."""
+    pipe = tiny_pipeline()
+    installs = []
+    monkeypatch.setattr(pipe.unet, "set_attn_processor", lambda *a, **k: installs.append(a))
+    call = dict(_calls()[0], num_inference_steps=1)
+    pipe(**call)
+    assert installs == []
+    with pytest.raises(TypeError, match="device"):
+        pipe(**call, device="cpu")

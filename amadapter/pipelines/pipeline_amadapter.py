@@ -33,8 +33,9 @@ call needs travels with the call: its attention plan through
 (``structure_guidance``), its timesteps in its own scheduler copy. The shared
 state is read-only weights, a thread-safe inversion cache and a locked hash
 memo, so concurrent calls give the same bytes as the same calls made one at a
-time. Moving the pipeline (``device``/``dtype`` arguments, ``.to``) changes the
-shared weights: do it once, before sharing.
+time. The attention processors are installed once, when the pipeline is made;
+a call only reads them. Moving the pipeline (``.to``) changes the shared weights:
+do it once, before sharing (a call takes no device or dtype for that reason).
 
 Checkpoint format (``save_pretrained`` / ``from_pretrained``): a directory with
 ``model_index.json`` and one subfolder per component: ``unet``, ``vae``,
@@ -135,7 +136,7 @@ class AMAdapterPipeline(DiffusionPipeline):
             tokenizer=tokenizer,
             prompt_embeds=prompt_embeds,
         )
-        AugmentedAttention.of(unet)
+        self._attention = AugmentedAttention.of(unet)  # installed here, never during a call
         install_structure_guidance(unet)
         self.inversion_cache = InversionCache()
         self._weight_hashes: dict[tuple[str, ...], tuple[tuple, str]] = {}
@@ -255,8 +256,6 @@ class AMAdapterPipeline(DiffusionPipeline):
         categorical_beta: float = 5.0,
         adapter_max_tokens: int | None = None,
         control_scale: float = 1.0,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
         output_type: str = "np",
         return_dict: bool = True,
     ) -> AMAdapterPipelineOutput | tuple:
@@ -292,8 +291,6 @@ class AMAdapterPipeline(DiffusionPipeline):
             categorical_beta: the bias of mode "categorical".
             adapter_max_tokens: override of the adapter's token limit.
             control_scale: structure guidance strength.
-            device, dtype: if given, the pipeline is moved there first (this changes
-                the shared weights: not for concurrent callers, see the module docstring).
             output_type: "np", "pil", "pt" or "latent".
         """
         if mode not in MODES:
@@ -302,8 +299,6 @@ class AMAdapterPipeline(DiffusionPipeline):
             raise ValueError(f"unknown exemplar_path {exemplar_path!r}; choose one of {EXEMPLAR_PATHS}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"unknown output_type {output_type!r}; choose one of {OUTPUT_TYPES}")
-        if device is not None or dtype is not None:
-            self.to(device=device, dtype=dtype)
         device, dtype = self.unet.device, self.unet.dtype
 
         size = (height, width) if height is not None and width is not None else None
@@ -368,7 +363,7 @@ class AMAdapterPipeline(DiffusionPipeline):
 
         # one plan for the whole loop: C and row indices are computed once per call,
         # not once per step; it reaches the processors as an argument of each forward
-        plan = AugmentedAttention.of(self.unet).plan(
+        plan = self._attention.plan(
             exemplar_row, mode, (h, w), row_labels, self.adapter, adapter_max_tokens, categorical_beta, row_slots
         )
         with structure_control(self.unet, row_control, control_scale):

@@ -111,10 +111,13 @@ def train_adapter(
     def step_loss(batch: dict, random: RowRandom) -> torch.Tensor:
         return adapter_loss(pipe, conditioning, batch, random, options.max_tokens)
 
-    run_phase(run_dir, "adapter", trainable, trainable, source, step_loss, options.adapter, accelerator,
-              seed=options.seed, resume_from=latest, phase_order=PHASES, validation=validation, print_fn=print_fn)
+    try:
+        run_phase(run_dir, "adapter", trainable, trainable, source, step_loss, options.adapter, accelerator,
+                  seed=options.seed, resume_from=latest, phase_order=PHASES, validation=validation,
+                  print_fn=print_fn)
+    finally:  # the returned (or, on an error, the caller's) pipeline samples without it
+        pipe.adapter.gradient_checkpointing = False
     pipe.adapter.requires_grad_(False)
-    pipe.adapter.gradient_checkpointing = False
     pipe.adapter.eval()
     return pipe
 
