@@ -31,7 +31,7 @@ import torch
 from amadapter.io.labels import IGNORE_ID
 from amadapter.pipelines.exemplar_regions import ExemplarRegion
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
-from amadapter.training.validation import colour_error
+from amadapter.world.metrics import colour_error
 from bench.appearance import DEFAULT_MODEL
 from bench.scene_suite import HEIGHT, WIDTH, chosen_exemplars, scene_suite, truth_and_transferable
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from amadapter import world
-from amadapter.models.class_cost import resize_labels_nearest
+from amadapter.io.resize import resize_labels_nearest
 from amadapter.pipelines.exemplar_crop import centred_box, class_keeping_box, crop
 from amadapter.retrieval.coverage import class_pixels
 from amadapter.retrieval.descriptor import downsample_nearest

@@ -27,7 +27,7 @@ from amadapter import world
 from amadapter.pipelines.exemplar_regions import ExemplarRegion
 from amadapter.io.labels import IGNORE_ID
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
-from amadapter.training.validation import colour_error
+from amadapter.world.metrics import colour_error
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "amadapter" / "demo_model"
 LENT = (world.ROAD, world.SKY)  # the classes exemplar A lends

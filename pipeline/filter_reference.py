@@ -38,7 +38,7 @@ from amadapter.filtering import (
     measure_reference_losses,
 )
 from amadapter.io.errors import EmptyRootError, InputError
-from amadapter.models.class_cost import resize_labels_nearest
+from amadapter.io.resize import resize_labels_nearest
 from amadapter.retrieval.store import IndexStore
 from pipeline.launch_checks import LaunchError
 from transforms.exemplar_pool import pool_sources

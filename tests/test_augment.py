@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from amadapter.models.class_cost import resize_labels_nearest
+from amadapter.io.resize import resize_labels_nearest
 from amadapter.data import shards
 from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.retrieval import ExemplarIndex

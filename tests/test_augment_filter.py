@@ -20,7 +20,7 @@ from amadapter.data import shards
 from amadapter.filtering import load_segmentation_model
 from amadapter.io.labels import IGNORE_ID
 from amadapter.io.sample_format import decode_sample
-from amadapter.models.class_cost import resize_labels_nearest
+from amadapter.io.resize import resize_labels_nearest
 from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.world.export import export_world
 from jobs.augment import EXIT_BAD_LAUNCH, main, run

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from amadapter.models.class_cost import class_cost, resize_labels_nearest
+from amadapter.io.resize import resize_labels_nearest
+from amadapter.models.class_cost import class_cost
 from tests.model_helpers import single_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("single_thread")

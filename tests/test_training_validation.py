@@ -8,7 +8,8 @@ import numpy as np
 from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.training.checkpoints import best_checkpoint
 from amadapter.training.loop import LOG_FILE
-from amadapter.training.validation import colour_error, world_validation
+from amadapter.training.validation import world_validation
+from amadapter.world.metrics import colour_error
 from jobs import train_structure as train_structure_job
 
 

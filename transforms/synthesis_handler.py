@@ -65,7 +65,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 from diffusers.utils import logging as diffusers_logging
 
-from amadapter.models.class_cost import resize_labels_nearest
+from amadapter.io.resize import resize_labels_nearest
 from amadapter.pipelines.model_factory import trained_size
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH
 from amadapter.io.labels import CLASS_NAMES

@@ -6,8 +6,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
+from torch.nn import functional as F
 
-from amadapter.models.class_cost import resize_labels_nearest
+
+def resize_labels_nearest(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, H, W)`` integer label maps -> ``(N, h, w)`` uint8, nearest at pixel centres.
+
+    Uses PyTorch's "nearest-exact" (source index floor((i + 0.5) * H / h)), which
+    keeps a map centred when the size ratio is not an integer."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels.to(torch.uint8)
+    # float32 holds 0..255 exactly, so the round trip keeps every ID
+    resized = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest-exact")
+    return resized[:, 0].to(torch.uint8)
 
 
 def resize_photo(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -56,7 +56,8 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from amadapter.models.class_cost import class_cost, resize_labels_nearest
+from amadapter.io.resize import resize_labels_nearest
+from amadapter.models.class_cost import class_cost
 from amadapter.models.matcher import AppearanceMatchingAdapter
 
 MODES = ("none", "augmented", "categorical", "am_adapter")

@@ -1,4 +1,4 @@
-"""The categorical matching cost C and the nearest resize of label maps.
+"""The categorical matching cost C.
 
 C[q, x] = 1 where query token q (target grid) and exemplar token x (exemplar
 grid) carry the same train ID at that layer's resolution, else 0; positions
@@ -12,21 +12,9 @@ Tokens are in row-major order, as in the UNet's ``(h, w) -> h * w`` flattening.
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 from amadapter.io.labels import IGNORE_ID
-
-
-def resize_labels_nearest(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``(N, H, W)`` integer label maps -> ``(N, h, w)`` uint8, nearest at pixel centres.
-
-    Uses PyTorch's "nearest-exact" (source index floor((i + 0.5) * H / h)), which
-    keeps a map centred when the size ratio is not an integer."""
-    if tuple(labels.shape[-2:]) == tuple(size):
-        return labels.to(torch.uint8)
-    # float32 holds 0..255 exactly, so the round trip keeps every ID
-    resized = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest-exact")
-    return resized[:, 0].to(torch.uint8)
+from amadapter.io.resize import resize_labels_nearest
 
 
 def class_cost(

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from amadapter.io.labels import CLASS_NAMES, NUM_CLASSES
 from amadapter.models.segformer import IMAGENET_MEAN, IMAGENET_STD, pixel_values
 from amadapter.models.segmenter import SmallSegmenter, images_to_tensor
-from amadapter.pipelines.content_hash import weights_hash
+from amadapter.models.content_hash import weights_hash
 
 PROJECT_WEIGHTS = "segmenter.safetensors"  # the project segmenter's file inside a directory
 PROJECT, TRANSFORMERS = "project", "transformers"

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from amadapter.pipelines.content_hash import tensor_hash
+from amadapter.models.content_hash import tensor_hash
 from amadapter.pipelines.inversion import ddim_invert
 from amadapter.pipelines.inversion_cache import inversion_key
 from amadapter.pipelines.structure_guidance import structure_control

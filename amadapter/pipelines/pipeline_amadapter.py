@@ -58,8 +58,8 @@ from torch.nn import functional as F
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from amadapter.models.attention_processors import MODES, NO_SLOT, AugmentedAttention
-from amadapter.models.class_cost import resize_labels_nearest
-from amadapter.pipelines.content_hash import tensor_hash, weights_fingerprint, weights_hash
+from amadapter.io.resize import resize_labels_nearest
+from amadapter.models.content_hash import tensor_hash, weights_fingerprint, weights_hash
 from amadapter.pipelines.exemplar_crop import centred_box, crop
 from amadapter.pipelines.exemplar_regions import region_slots
 from amadapter.pipelines.exemplar_start import (

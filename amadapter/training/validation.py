@@ -18,20 +18,9 @@ import numpy as np
 from amadapter.io.labels import IGNORE_ID
 from amadapter.training.data import WorldPairs, to_uint8
 from amadapter.training.loop import Validation
+from amadapter.world.metrics import colour_error
 
 METRIC = "colour_error"
-
-
-def colour_error(output: np.ndarray, truth: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over the classes of ``labels`` of |mean RGB(output) - mean RGB(truth)| on that class."""
-    errors = []
-    for c in np.unique(labels):
-        if c == IGNORE_ID:
-            continue
-        region = labels == c
-        diff = output[region].astype(np.float64).mean(0) - truth[region].astype(np.float64).mean(0)
-        errors.append(np.linalg.norm(diff))
-    return float(np.mean(errors))
 
 
 def world_validation(pipe, height: int, width: int, pairs: int, mode: str, num_inference_steps: int = 10,

@@ -20,9 +20,20 @@ from __future__ import annotations
 import numpy as np
 
 from amadapter.io.labels import IGNORE_ID
-from amadapter.training.validation import colour_error
 
 MIN_INSTANCE_PIXELS = 16  # an instance counts when at least this many pixels show in both crops
+
+
+def colour_error(output: np.ndarray, truth: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over the classes of ``labels`` of |mean RGB(output) - mean RGB(truth)| on that class."""
+    errors = []
+    for c in np.unique(labels):
+        if c == IGNORE_ID:
+            continue
+        region = labels == c
+        diff = output[region].astype(np.float64).mean(0) - truth[region].astype(np.float64).mean(0)
+        errors.append(np.linalg.norm(diff))
+    return float(np.mean(errors))
 
 
 def shared_instances(target_instances: np.ndarray, exemplar_instances: np.ndarray,
