@@ -6,7 +6,10 @@ Inception's pool3; the name of the feature space must travel with the number).
 computed in float64 with symmetric eigendecompositions only (S_a^1/2 S_b S_a^1/2 is
 symmetric positive semi-definite, so its square root's trace is the sum of the square
 roots of its eigenvalues): no scipy, no complex parts to discard, and exact for
-singular covariances (fewer samples than feature dimensions).
+singular covariances (fewer samples than feature dimensions). torchmetrics' FID agrees
+(its ``_compute_fid``: 4e-15 relative at 500x64, 1e-8 at 40x64, 5e-8 at 200x2048), but its
+metric takes images and runs the extractor itself, while the evaluation extracts features
+once for FID, KID and the per-sample scores.
 """
 
 from __future__ import annotations
