@@ -176,7 +176,7 @@ def test_a_directory_without_a_segmenter_or_a_map_without_a_reference_stops_the_
     (empty / "notes.txt").write_text("weights elsewhere")
     argv = [a if a != str(setup["base"] / "segmenter") else str(empty) for a in setup["argv"]]
     assert main(argv + ["--output", str(tmp_path / "out")]) == EXIT_BAD_LAUNCH
-    with pytest.raises(LaunchError, match="not a segmenter directory"):
+    with pytest.raises(LaunchError, match="not a segmentation model"):
         build_augment(beam.Pipeline(), parse_augment_options(argv + ["--output", str(tmp_path / "o")]))
     exemplar_map = tmp_path / "map.jsonl"
     exemplar_map.write_text('{"label": "t_gtFine_labelIds.png", "regions": []}\n')  # a line: not empty

@@ -57,7 +57,7 @@ def test_the_project_format_loads_with_its_width_from_the_weights(tmp_path):
     model = load_segmentation_model(str(tmp_path / "seg"))
     photo, _ = scenes(1)[0]
     expected = saved(torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255.0)
-    assert model.kind == "SmallSegmenter(width=8)"
+    assert (model.kind, model.description) == ("project", "SmallSegmenter(width=8)")
     assert torch.allclose(model.logits(photo[None]), expected.detach(), atol=1e-4)
 
 
@@ -66,7 +66,7 @@ def test_a_transformers_segformer_gives_train_id_logits_at_the_image_size(tmp_pa
     model = load_segmentation_model(str(tmp_path / "segformer"))
     photo, _ = scenes(1)[0]
     logits = model.logits(photo[None])
-    assert model.kind == "SegformerForSemanticSegmentation"
+    assert (model.kind, model.description) == ("transformers", "SegformerForSemanticSegmentation")
     assert logits.shape == (1, NUM_CLASSES, *SIZE) and logits.dtype == torch.float32
     # ImageNet normalisation (no preprocessor_config.json), logits upsampled bilinearly
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -90,7 +90,7 @@ def test_a_checkpoint_naming_the_cityscapes_classes_is_reordered_to_train_ids(tm
 
 
 def test_other_directories_are_a_named_error(tmp_path):
-    with pytest.raises(SegmenterFormatError, match="not a segmenter directory"):
+    with pytest.raises(SegmenterFormatError, match="not a segmentation model"):
         load_segmentation_model(str(tmp_path))
     save_tiny_segformer(tmp_path / "ten", num_labels=10)
     with pytest.raises(SegmenterFormatError, match="predicts 10 classes"):

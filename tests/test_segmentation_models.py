@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from amadapter.models.segformer import cityscapes_segformer, pixel_values
 from amadapter.models.segmenter import SmallSegmenter, images_to_tensor
-from amadapter.models.segmentation_models import load_segmentation_model
+from amadapter.models.segmentation_models import SegmenterFormatError, load_segmentation_model
 
 TINY_SEGFORMER = dict(
     hidden_sizes=[8, 16, 16, 16], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 1, 1],
@@ -70,10 +70,10 @@ def test_rejects_other_class_spaces_and_non_models(tmp_path):
     model = cityscapes_segformer(config=TINY_SEGFORMER)
     model.config.id2label = {i: f"ade-{i}" for i in range(19)}
     model.save_pretrained(ade)
-    with pytest.raises(ValueError, match="not the Cityscapes train classes"):
+    with pytest.raises(SegmenterFormatError, match="not the Cityscapes train classes"):
         load_segmentation_model(ade)
     save_file(SmallSegmenter(num_classes=5, width=8).state_dict(), str(tmp_path / "five.safetensors"))
-    with pytest.raises(ValueError, match="predicts 5 classes"):
+    with pytest.raises(SegmenterFormatError, match="predicts 5 classes"):
         load_segmentation_model(tmp_path / "five.safetensors")
-    with pytest.raises(FileNotFoundError, match="not a segmentation model"):
+    with pytest.raises(SegmenterFormatError, match="not a segmentation model"):
         load_segmentation_model(tmp_path / "missing")

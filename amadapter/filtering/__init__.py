@@ -1,5 +1,5 @@
 """The quality filter for synthetic samples: a segmentation model (the project's own or a
-transformers checkpoint), per-pixel losses, per-class reference losses on real images,
+transformers checkpoint, loaded by ``amadapter.models.segmentation_models``), per-pixel losses, per-class reference losses on real images,
 and the rule that turns implausible pixels into ignore. Pure PyTorch, no Beam."""
 
 from amadapter.filtering.pixel_filter import (
@@ -10,7 +10,7 @@ from amadapter.filtering.pixel_filter import (
     filter_pixels,
 )
 from amadapter.filtering.pixel_losses import ReferenceLosses, measure_reference_losses, pixel_losses
-from amadapter.filtering.segmentation_model import (
+from amadapter.models.segmentation_models import (
     SegmentationModel,
     SegmenterFormatError,
     load_segmentation_model,

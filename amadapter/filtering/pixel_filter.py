@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from amadapter.filtering.pixel_losses import ReferenceLosses, pixel_losses
-from amadapter.filtering.segmentation_model import SegmentationModel
+from amadapter.models.segmentation_models import SegmentationModel
 from amadapter.io.labels import IGNORE_ID
 
 DEFAULT_MARGIN = 1.25  # FreeMask's

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from amadapter.filtering.segmentation_model import SegmentationModel
+from amadapter.models.segmentation_models import SegmentationModel
 from amadapter.io.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
 
 

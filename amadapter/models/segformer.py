@@ -55,9 +55,12 @@ def pixel_values(
     images: torch.Tensor,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    scale: float | None = None,
 ) -> torch.Tensor:
-    """uint8 ``(B, H, W, 3)`` -> float ``(B, 3, H, W)``, scaled to [0, 1] and normalised."""
-    x = images.permute(0, 3, 1, 2).float() / 255.0
+    """uint8 ``(B, H, W, 3)`` -> float ``(B, 3, H, W)``, scaled to [0, 1] (or times a
+    processor's ``rescale_factor``) and normalised."""
+    x = images.permute(0, 3, 1, 2).float()
+    x = x / 255.0 if scale is None else x * scale
     def channels(values):
         return torch.tensor(values, device=x.device).view(1, 3, 1, 1)
 
