@@ -65,7 +65,7 @@ from transforms.plan_shards import plan_shard
 from transforms.read_label_maps import read_label_record
 from transforms.records import LentExemplar
 from transforms.retrieve_exemplars import RetrievedTarget, match_source
-from transforms.synthesis_handler import Renderer
+from transforms.renderer import Renderer
 
 BATCH_SIZE = 8
 SHARD_SIZE = 64

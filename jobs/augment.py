@@ -55,11 +55,8 @@ from transforms.fileio import remove_temporaries  # noqa: E402
 from transforms.fingerprint import FingerprintMismatchError  # noqa: E402
 from transforms.manifest import read_manifest  # noqa: E402
 from transforms.shards import completed_shards  # noqa: E402
-from transforms.synthesis_handler import (  # noqa: E402
-    METRICS_NAMESPACE,
-    SYNTHESIS_FAILED,
-    RunStoppingError,
-)
+from transforms.job_metrics import METRICS_NAMESPACE  # noqa: E402
+from transforms.synthesis_failures import SYNTHESIS_FAILED, RunStoppingError  # noqa: E402
 
 TEMPLATE_LAUNCH_ENV = "FLEX_TEMPLATE_PYTHON_PY_FILE"
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_LAUNCH = 0, 1, 2

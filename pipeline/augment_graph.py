@@ -82,13 +82,10 @@ from transforms.records import FailedInput
 from transforms.read_exemplar_map import ReadExemplarMap
 from transforms.retrieve_exemplars import RetrieveExemplars, RetrievedTarget
 from transforms.skip_finished import SkipFinishedShards, survey_output
-from transforms.synthesis_handler import (
-    METRICS_NAMESPACE,
-    SynthesisModelHandler,
-    default_dtype,
-    raise_if_run_stopping,
-    synthesis_failures,
-)
+from transforms.job_metrics import METRICS_NAMESPACE
+from transforms.renderer import default_dtype
+from transforms.synthesis_failures import raise_if_run_stopping, synthesis_failures
+from transforms.synthesis_handler import SynthesisModelHandler
 from transforms.synthesis_request import ShardResult
 from transforms.write_shard_results import WriteShardResults
 
@@ -276,6 +273,7 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
     )
     synthesize = RunInference(handler).with_exception_handling()
     rendered, dead_letters = plan.work | "Synthesize" >> synthesize
+    rendered = rendered | "StopIfRunStopping" >> beam.Map(raise_if_run_stopping)
     if plan.quality_filter is not None:
         rendered = rendered | "FilterSamples" >> beam.ParDo(FilterSamples(plan.quality_filter))
     writer = WriteShardResults(output, prefix, options.image_format, plan.fingerprint)
@@ -338,8 +336,8 @@ def _count(element, counter):
 
 
 def _failed_shard(dead_letter) -> ShardResult:
-    """``(ShardWork, (exception type, repr, traceback))`` -> the shard with every target failed."""
-    work, (error_type, error, _) = dead_letter
-    raise_if_run_stopping(error_type, error)
+    """``(ShardWork, (exception type, repr, traceback))`` -> the shard with every target failed
+    (an exception outside a batch's model call: the handler turns those into rows itself)."""
+    work, (_, error, _) = dead_letter
     failures = list(work.failures) + synthesis_failures(work.requests, error)
     return ShardResult(work.shard, (), tuple(failures))

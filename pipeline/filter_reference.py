@@ -47,7 +47,7 @@ from transforms.fingerprint import checkpoint_sha256
 from transforms.load_exemplars import load_exemplar
 from transforms.quality_filter import QualityFilterSpec
 from transforms.records import LabelSource
-from transforms.synthesis_handler import local_model_directory
+from transforms.fileio import local_model_directory
 
 FILTER_DIR = "_filter"
 REFERENCE_FILE = "reference_losses.json"

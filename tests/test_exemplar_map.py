@@ -21,7 +21,7 @@ from jobs.augment import run
 from transforms.expand_samples import sample_seed
 from transforms.manifest import read_manifest
 from transforms.read_label_maps import read_photo
-from transforms.synthesis_handler import Renderer
+from transforms.renderer import Renderer
 
 H, W = 16, 32
 ROAD, SKY = 0, 10

@@ -20,13 +20,10 @@ from amadapter.world.export import export_world
 from jobs.augment import EXIT_OK, EXIT_RUN_FAILED, main, run
 from transforms.label_sources import list_label_sources
 from transforms.manifest import read_manifest
-from transforms.synthesis_handler import (
-    SYNTHESIS_FAILED,
-    BatchTooLargeError,
-    Renderer,
-    SynthesisModelHandler,
-    local_model_directory,
-)
+from transforms.fileio import local_model_directory
+from transforms.renderer import Renderer
+from transforms.synthesis_failures import SYNTHESIS_FAILED, BatchTooLargeError
+from transforms.synthesis_handler import SynthesisModelHandler
 
 TARGETS, SHARD_SIZE, BATCH_SIZE = 8, 4, 2
 

@@ -17,7 +17,7 @@ from pipeline.augment_graph import DEFAULT_MODEL_DIR, resolve_inputs
 from pipeline.launch_checks import LaunchError, check_launch, nearest_valid_sizes, output_size
 from pipeline.options import parse_augment_options
 from tests.conftest import CITYSCAPES_ROOT, REPO
-from transforms.synthesis_handler import Renderer
+from transforms.renderer import Renderer
 
 # Stable Diffusion 1.5's own config values (runwayml/stable-diffusion-v1-5), without weights.
 SD15_UNET = {"block_out_channels": [320, 640, 1280, 1280], "sample_size": 64}

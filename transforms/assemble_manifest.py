@@ -18,7 +18,7 @@ from apache_beam.metrics import Metrics
 from transforms.fileio import atomic_writer, open_file
 from transforms.manifest import MANIFEST_SCHEMA, STATUSES
 from transforms.shards import completed_shards, part_path
-from transforms.synthesis_handler import METRICS_NAMESPACE
+from transforms.job_metrics import METRICS_NAMESPACE
 
 
 def assemble_manifest(output: str, prefix: str, path: str) -> int:

@@ -3,6 +3,8 @@
 Writes are atomic: bytes go to a temporary name beside the target and are
 renamed into place only when complete, so a reader never sees a partial file
 under a final name (a writer killed mid-way leaves only a ``*.tmp-*`` file).
+A remote model directory is read through a local copy (``local_model_directory``):
+diffusers, transformers and safetensors open local paths only.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import contextlib
 import itertools
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from typing import BinaryIO, Iterator
 
@@ -89,3 +93,24 @@ def remove_temporaries(folder: str) -> list[str]:
     if leftovers:
         FileSystems.delete(leftovers)
     return leftovers
+
+
+@contextlib.contextmanager
+def local_model_directory(path: str):
+    """``path`` itself when local; else a copy of the remote directory in a local temporary
+    folder, removed on exit (once loaded, the weights live in memory)."""
+    if FileSystems.get_scheme(path) is None:
+        yield path
+        return
+    local = tempfile.mkdtemp(prefix="amadapter-model-")
+    try:
+        root = path.rstrip("/") + "/"
+        for remote in list_files(root + "**"):
+            target = os.path.join(local, remote[len(root) :])
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open_file(remote) as source, open(target, "wb") as sink:
+                while chunk := source.read(1 << 24):
+                    sink.write(chunk)
+        yield local
+    finally:
+        shutil.rmtree(local, ignore_errors=True)

@@ -30,7 +30,8 @@ from amadapter.filtering import QualityFilter, ReferenceLosses, load_segmentatio
 from amadapter.io.errors import SampleFilteredError
 from amadapter.io.shard_format import FILTER_META_KEY, SOURCE_META_KEY
 from transforms.records import FailedInput, Sample
-from transforms.synthesis_handler import METRICS_NAMESPACE, local_model_directory
+from transforms.fileio import local_model_directory
+from transforms.job_metrics import METRICS_NAMESPACE
 from transforms.synthesis_request import ShardResult
 
 

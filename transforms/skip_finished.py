@@ -42,7 +42,8 @@ from transforms.fileio import delete, exists, list_files
 from transforms.fingerprint import FingerprintMismatchError, fingerprint_differences
 from transforms.manifest import MANIFEST_FILE
 from transforms.shards import completed_shards, read_stats_file, stats_path
-from transforms.synthesis_handler import METRICS_NAMESPACE, SYNTHESIS_FAILED
+from transforms.job_metrics import METRICS_NAMESPACE
+from transforms.synthesis_failures import SYNTHESIS_FAILED
 
 LOG = logging.getLogger("augment")
 _READERS = 16

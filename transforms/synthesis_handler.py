@@ -1,8 +1,10 @@
 """``SynthesisModelHandler``: the augment job's RunInference ``ModelHandler``.
 
-What the model does lives here (load ``AMAdapterPipeline`` once per worker
-process, render pre-formed batches); how Beam schedules it lives in
-``RunInference`` (shared models, resource hints, the dead-letter output).
+The handler loads the model (a ``transforms.renderer.Renderer``, once per worker
+process) and runs a shard's pre-formed batches through it, one model call each; the
+samples are built by ``transforms.sample_building``, failed calls become rows by
+``transforms.synthesis_failures``. How Beam schedules it lives in ``RunInference``
+(shared models, resource hints, the dead-letter output).
 
 - **One shard per element.** Each element is a ``ShardWork``: one shard's targets
   (references: each batch is decoded right before its model call,
@@ -33,9 +35,10 @@ process, render pre-formed batches); how Beam schedules it lives in
   (``transforms.skip_finished``). Anything failing outside a batch goes to
   RunInference's dead-letter output (``with_exception_handling``).
 - **Out of memory before any batch succeeded** is not a per-batch failure: every
-  batch would fail the same way, so the handler raises ``BatchTooLargeError``
-  (naming ``--batch-size``) and the run stops (``raise_if_run_stopping`` on the
-  dead-letter path). Out of memory after a success fails that batch only.
+  batch would fail the same way, so the handler returns a ``BatchTooLargeError``
+  (naming ``--batch-size``) as the shard's ``stop`` and the graph's next step raises
+  it (``transforms.synthesis_failures``). Out of memory after a success fails that
+  batch only.
 - **Dtype**: float16 on cuda unless one is given (``default_dtype``), float32 elsewhere.
 - **Remote checkpoints** are copied to a local temporary folder for the load and
   the copy is removed once the weights are in memory.
@@ -48,67 +51,24 @@ process, render pre-formed batches); how Beam schedules it lives in
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import ctypes
 import logging
-import os
-import shutil
-import tempfile
 import time
 from typing import Any, Sequence
 
-import numpy as np
 import torch
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
-from diffusers.utils import logging as diffusers_logging
 
-from amadapter.io.resize import resize_labels_nearest
-from amadapter.pipelines.model_factory import trained_size
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH
-from amadapter.io.labels import CLASS_NAMES
-from amadapter.io.shard_format import SOURCE_META_KEY
-from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
-from transforms.fileio import list_files, open_file
-from transforms.records import FailedInput, Sample
+from transforms.fileio import local_model_directory
+from transforms.job_metrics import METRICS_NAMESPACE
 from transforms.load_batch import load_batch
-from transforms.synthesis_request import (
-    Exemplar,
-    LentPart,
-    ShardResult,
-    ShardWork,
-    SynthesisRequest,
-    request_regions,
-)
+from transforms.renderer import TORCH_DTYPES, Renderer, default_dtype, distinct_exemplars
+from transforms.sample_building import build_sample
+from transforms.synthesis_failures import BatchTooLargeError, synthesis_failures
+from transforms.synthesis_request import ShardResult, ShardWork, SynthesisRequest
 
-METRICS_NAMESPACE = "augment"
-SYNTHESIS_FAILED = "synthesis_failed"  # FailedInput.error_code of targets whose batch failed
 LOG = logging.getLogger("augment")
-TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-class RunStoppingError(RuntimeError):
-    """A failure that every later batch would repeat: the run stops instead of
-    writing ``synthesis_failed`` rows (see ``raise_if_run_stopping``)."""
-
-
-class BatchTooLargeError(RunStoppingError):
-    """Out of memory in the first model call of a worker: the batch (or size) is too large."""
-
-
-def default_dtype(device: str) -> str:
-    """float16 on CUDA (half the memory, the tensor cores' type), float32 elsewhere."""
-    return "float16" if device.startswith("cuda") else "float32"
-
-
-def raise_if_run_stopping(error_type: type, error: str) -> None:
-    """Re-raise a ``RunStoppingError`` that RunInference's dead-letter output caught
-    (``error_type``, ``error``: its type and its repr, ``Name('message')``), so that it
-    fails the run."""
-    if issubclass(error_type, RunStoppingError):
-        raise error_type(ast.literal_eval(error[len(error_type.__name__) :]))
 
 
 class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
@@ -188,8 +148,8 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
                 samples.extend(self._render(requests, model, size))
             except Exception as error:  # noqa: BLE001 - one batch's failure is data, see docstring
                 if isinstance(error, torch.cuda.OutOfMemoryError):  # torch.OutOfMemoryError too
-                    if not self._rendered_once:
-                        raise self._too_large(requests, size) from error
+                    if not self._rendered_once:  # a value, not an exception (synthesis_failures)
+                        return [ShardResult(batch.shard, (), (), stop=self._too_large(requests, size))]
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()  # give the next batch the memory this one held
                 LOG.warning("shard %d: a batch of %d failed: %r", batch.shard, len(requests), error)
@@ -236,7 +196,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
             "size": list(size),
             "dtype": self._dtype,
         }
-        return [_sample(request, image, size, provenance) for request, image in zip(batch, pixels)]
+        return [build_sample(request, image, size, provenance) for request, image in zip(batch, pixels)]
 
     def should_skip_batching(self) -> bool:
         return True  # every element already holds its batches (see the module docstring)
@@ -248,166 +208,3 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         if self._device == "cuda" and self._accelerator:
             return {"accelerator": self._accelerator}
         return {}
-
-
-class Renderer:
-    """The loaded model behind one small method interface, so that with
-    ``share_model``/``model_copies`` Beam can proxy it from another process
-    (arguments and results are picklable records and arrays)."""
-
-    def __init__(self, pipe: AMAdapterPipeline):
-        self._pipe = pipe
-        self._pipe.set_progress_bar_config(disable=True)
-        self._hash = pipe.model_hash()  # hashed once at load, not inside the first batch
-
-    @classmethod
-    def load(cls, directory: str, device: str = "cpu", dtype: str = "float32") -> "Renderer":
-        """Load a local checkpoint directory onto ``device`` in ``dtype`` (``TORCH_DTYPES``)."""
-        diffusers_logging.set_verbosity_error()  # loader notices are not the job's progress
-        diffusers_logging.disable_progress_bar()
-        pipe = AMAdapterPipeline.from_pretrained(directory, dtype=TORCH_DTYPES[dtype])
-        return cls(pipe.to(device=device))
-
-    def model_hash(self) -> str:
-        return self._hash
-
-    def native_size(self) -> tuple[int, int]:
-        """The image size the model was trained at (``model_factory.trained_size``)."""
-        return trained_size(self._pipe.unet.config, self._pipe.vae.config)
-
-    def render(
-        self,
-        batch: Sequence[SynthesisRequest],
-        steps: int,
-        guidance: float,
-        size: tuple[int, int],
-        exemplar_path: str = DEFAULT_EXEMPLAR_PATH,
-        unassigned: str = "first",
-    ) -> np.ndarray:
-        """One model call for a batch: (B, H, W, 3) uint8 images, in the batch's order.
-        Each distinct exemplar is passed once, with an assignment of targets to it."""
-        exemplars = distinct_exemplars(batch)
-        index = {e.key: i for i, e in enumerate(exemplars)}
-        assignment = [
-            index[r.exemplar.key]
-            if len(r.parts) == 1 and r.parts[0].lent.is_rest
-            else request_regions(r, index.__getitem__)
-            for r in batch
-        ]
-        images = self._pipe(
-            target_labels=[r.target.record.train_ids for r in batch],
-            exemplar_images=[e.image for e in exemplars],
-            exemplar_labels=[e.labels for e in exemplars],
-            assignment=assignment,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            exemplar_path=exemplar_path,
-            unassigned=unassigned,
-            seeds=[r.target.seed for r in batch],
-            height=size[0],
-            width=size[1],
-            output_type="np",
-        ).images
-        pixels = (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        return_freed_memory()  # in the process that holds the model (a shared one too)
-        return pixels
-
-
-def _libc_malloc_trim():
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim  # glibc only
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLOC_TRIM = _libc_malloc_trim()
-
-
-def return_freed_memory() -> None:
-    """Give the heap pages freed by a model call back to the OS (glibc's ``malloc_trim``).
-
-    Each batch allocates tensors of its own shapes (rows = 2 x targets + exemplars)
-    and glibc keeps the freed pages: in a 320-image run of the demo model, RSS
-    between shards rose to 940 MB without this call and stayed at 640 MB with it
-    (bench/RESULTS.md). A no-op where the C library is not glibc.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def synthesis_failures(batch: Sequence[SynthesisRequest], error: str) -> list[FailedInput]:
-    """One ``FailedInput`` per target of a batch whose model call raised ``error``."""
-    return [
-        FailedInput(
-            r.target.key,
-            r.target.source,
-            SYNTHESIS_FAILED,
-            f"{SYNTHESIS_FAILED}: {r.target.source}: model call failed: {error}",
-        )
-        for r in batch
-    ]
-
-
-def distinct_exemplars(batch: Sequence[SynthesisRequest]) -> list[Exemplar]:
-    """The batch's exemplars in order of first use, each once."""
-    exemplars: dict[str, Exemplar] = {}
-    for request in batch:
-        for part in request.parts:
-            exemplars.setdefault(part.exemplar.key, part.exemplar)
-    return list(exemplars.values())
-
-
-def _lent_record(part: LentPart) -> dict:
-    """What the sample's json says of one exemplar: which it is and what it lent."""
-    lent = part.lent
-    if lent.classes is not None:
-        lends = {"classes": [CLASS_NAMES[c] for c in lent.classes]}
-    elif lent.mask_path is not None:
-        lends = {"mask": lent.mask_path}
-    else:
-        lends = "rest"
-    return {
-        "key": part.exemplar.key,
-        "photo": part.exemplar.photo_path,
-        "label": part.exemplar.label_path,
-        "score": lent.score,
-        "lends": lends,
-    }
-
-
-def _sample(request: SynthesisRequest, image: np.ndarray, size, provenance: dict) -> Sample:
-    target = request.target
-    labels = torch.from_numpy(target.record.train_ids)[None]
-    label = resize_labels_nearest(labels, size)[0].numpy()
-    meta = {
-        SOURCE_META_KEY: target.source,
-        "label_key": target.record.key,
-        "sample_index": target.index,
-        "seed": target.seed,
-        "exemplar": _lent_record(request.parts[0]),  # the primary one, as before
-        "exemplars": [_lent_record(part) for part in request.parts],
-        "source_size": list(target.record.train_ids.shape),
-        **provenance,
-    }
-    return Sample(target.key, image, label, meta)
-
-
-@contextlib.contextmanager
-def local_model_directory(path: str):
-    """``path`` itself when local; else a copy of the remote directory in a local temporary
-    folder, removed on exit (once loaded, the weights live in memory)."""
-    if FileSystems.get_scheme(path) is None:
-        yield path
-        return
-    local = tempfile.mkdtemp(prefix="amadapter-model-")
-    try:
-        root = path.rstrip("/") + "/"
-        for remote in list_files(root + "**"):
-            target = os.path.join(local, remote[len(root) :])
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open_file(remote) as source, open(target, "wb") as sink:
-                while chunk := source.read(1 << 24):
-                    sink.write(chunk)
-        yield local
-    finally:
-        shutil.rmtree(local, ignore_errors=True)

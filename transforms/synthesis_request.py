@@ -86,11 +86,14 @@ class ShardWork:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ShardResult:
-    """A rendered shard, ready to write: ``samples`` in any order, plus ``failures``."""
+    """A rendered shard, ready to write: ``samples`` in any order, plus ``failures``; or, with
+    ``stop`` (a ``transforms.synthesis_failures.RunStoppingError``), the error that stops the
+    run there, raised by the next step instead of writing the shard."""
 
     shard: int
     samples: tuple[Sample, ...]
     failures: tuple[FailedInput, ...]
+    stop: Exception | None = None
 
 
 def request_regions(request: SynthesisRequest, index_of=None) -> list[ExemplarRegion]:
