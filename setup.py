@@ -7,7 +7,7 @@ setup(
     version="0.1.0",
     description="Exemplar-based synthetic data for driving-scene segmentation (AM-Adapter on Beam)",
     python_requires=">=3.10",
-    packages=find_packages(include=["amadapter", "amadapter.*", "transforms", "pipeline", "jobs"])
+    packages=find_packages(include=["amadapter", "amadapter.*", "storage", "transforms", "pipeline", "jobs"])
     # The demo model's folders hold only data; as namespace packages setuptools ships them
     # without warning that data folders are "absent from the packages configuration".
     + find_namespace_packages(include=["amadapter.demo_model", "amadapter.demo_model.*"]),

@@ -60,9 +60,9 @@ from bench.world_segmenter import mean_iou, segment
 from jobs.augment import run as run_augment
 from jobs.train_segmenter import train
 from pipeline.augment_graph import DEFAULT_MODEL_DIR
-from transforms.fingerprint import FingerprintMismatchError, checkpoint_sha256
-from transforms.records import Sample
-from transforms.shards import write_shard
+from storage.fingerprint import FingerprintMismatchError, checkpoint_sha256
+from storage.records import Sample
+from storage.shards import write_shard
 
 ARMS = ("real", "real_synthetic", "real_synthetic_filtered", "synthetic", "real_ideal")
 SIZE = (64, 128)  # the bundled model's trained size

@@ -33,8 +33,8 @@ from amadapter.data import decoded_samples
 from amadapter.world.export import export_world
 from bench.world_segmenter import cache_path, load_or_train
 from jobs.evaluate import main as evaluate
-from transforms.records import Sample
-from transforms.shards import write_shard
+from storage.records import Sample
+from storage.shards import write_shard
 
 SIZE = (64, 128)
 SEGMENTER = {"steps": 3000, "batch_size": 8}  # bench.appearance's default: one cached model

@@ -59,11 +59,11 @@ from pipeline.default_world import POOL_SPLIT, TARGET_SPLIT, WORLD_POOL, WORLD_S
 from pipeline.exemplar_index import prepare_index
 from transforms.assign_shards import assign_shards
 from transforms.expand_samples import expand_targets, label_key
-from transforms.label_sources import list_label_sources
+from storage.label_sources import list_label_sources
 from transforms.load_batch import load_batch
 from transforms.plan_shards import plan_shard
-from transforms.read_label_maps import read_label_record
-from transforms.records import LentExemplar
+from storage.input_reads import read_label_record
+from storage.records import LentExemplar
 from transforms.retrieve_exemplars import RetrievedTarget, match_source
 from transforms.renderer import Renderer
 

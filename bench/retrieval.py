@@ -58,7 +58,7 @@ def _in_fresh_process(function, *args):
 
 
 def pool_sources(n: int) -> Iterator:
-    from transforms.records import LabelSource
+    from storage.records import LabelSource
 
     for i in range(n):
         seed = pool_seed(i)

@@ -46,8 +46,8 @@ from pipeline.default_world import POOL_SPLIT
 from pipeline.exemplar_index import prepare_index
 from pipeline.options import AugmentOptions, alias_labels_flag
 from transforms.assemble_manifest import AssembleManifest
-from transforms.records import FailedInput
-from transforms.shards import write_shard
+from storage.records import FailedInput
+from storage.shards import write_shard
 from bench.memory import peak_rss_mb
 
 SAMPLES = 10  # keys per label map

@@ -18,7 +18,7 @@ model call failed (the manifest is written first, and the summary names the
 most common error); 2 when the options or inputs are wrong before the pipeline
 starts (a misspelled option, a root with no label maps, a size off the model's
 latent grid: ``pipeline.launch_checks``; an output rendered with another
-fingerprint: ``transforms.fingerprint``). Out of memory in the first model call
+fingerprint: ``storage.fingerprint``). Out of memory in the first model call
 stops the run with an error naming ``--batch-size``.
 """
 
@@ -51,10 +51,10 @@ from pipeline.options import (  # noqa: E402
     UnknownOptionError,
     parse_augment_options,
 )
-from transforms.fileio import remove_temporaries  # noqa: E402
-from transforms.fingerprint import FingerprintMismatchError  # noqa: E402
-from transforms.manifest import read_manifest  # noqa: E402
-from transforms.shards import completed_shards  # noqa: E402
+from storage.fileio import remove_temporaries  # noqa: E402
+from storage.fingerprint import FingerprintMismatchError  # noqa: E402
+from storage.manifest import read_manifest  # noqa: E402
+from storage.shards import completed_shards  # noqa: E402
 from transforms.job_metrics import METRICS_NAMESPACE  # noqa: E402
 from transforms.synthesis_failures import SYNTHESIS_FAILED, RunStoppingError  # noqa: E402
 

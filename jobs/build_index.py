@@ -47,11 +47,11 @@ from jobs.process_exit import exit_without_finalizing  # noqa: E402
 from pipeline.dask_select import select_runner  # noqa: E402
 from pipeline.index_graph import add_index_build, write_todo  # noqa: E402
 from pipeline.options import unknown_arguments  # noqa: E402
-from transforms.exemplar_pool import pool_labels, pool_sources  # noqa: E402
-from transforms.fileio import list_files, read_bytes  # noqa: E402
+from storage.exemplar_pool import pool_labels, pool_sources  # noqa: E402
+from storage.fileio import list_files, read_bytes  # noqa: E402
 from transforms.index_parts import index_buckets  # noqa: E402
-from transforms.label_sources import DATASETS  # noqa: E402
-from transforms.records import LabelSource  # noqa: E402
+from storage.label_sources import DATASETS  # noqa: E402
+from storage.records import LabelSource  # noqa: E402
 
 PROGRESS_EVERY = 5000
 

@@ -51,10 +51,10 @@ from amadapter.io.resize import resize_pair, resize_photo
 from amadapter.models.segmentation_models import load_segmentation_model
 from amadapter.pipelines.exemplar_crop import centred_box, crop
 from pipeline.options import parse_size
-from transforms.fileio import write_atomically
-from transforms.label_sources import DATASETS
-from transforms.photo_sources import list_photos
-from transforms.read_label_maps import read_photo
+from storage.fileio import write_atomically
+from storage.label_sources import DATASETS
+from storage.photo_sources import list_photos
+from storage.input_reads import read_photo
 
 EVAL_JSON, SAMPLES_JSONL, REPORT_HTML = "eval.json", "samples.jsonl", "report.html"
 UNREADABLE_SHARD = "unreadable_shard"  # the code of a shard (or sample in it) that cannot be read

@@ -28,8 +28,8 @@ from amadapter.io.sample_format import decode_sample
 from amadapter.io.resize import resize_photo
 from amadapter.io.thumbnails import enlarge, png_bytes
 from pipeline.options import DEFAULT_SHARD_PREFIX
-from transforms.fileio import list_files, open_file, write_atomically
-from transforms.read_label_maps import read_photo
+from storage.fileio import list_files, open_file, write_atomically
+from storage.input_reads import read_photo
 
 PREVIEW_PNG = "preview.png"
 PREVIEW_HTML = "preview.html"

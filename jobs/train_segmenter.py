@@ -11,7 +11,7 @@ It shows the intended use of the output: shards are streamed with
 ``DataLoader`` with several workers; each worker reads its own shards and its
 own share of the real frames, and the two streams are interleaved one sample
 from each in turn. Real frames are read with the project's dataset readers
-(``transforms.training_frames``: cityscapes, bdd100k or folder layouts, local or
+(``storage.training_frames``: cityscapes, bdd100k or folder layouts, local or
 on a bucket); an unreadable frame is skipped with its named error.
 The model (``amadapter.training.segmenters``): ``--arch small`` (default), the project's
 ``SmallSegmenter``, saved as ``--out/segmenter.safetensors``; ``--arch segformer``, a
@@ -44,8 +44,8 @@ from amadapter.training.segmenters import (
     segmenter_loss,
 )
 from pipeline.options import parse_finite, parse_size
-from transforms.label_sources import DATASETS
-from transforms.training_frames import frame_loader
+from storage.label_sources import DATASETS
+from storage.training_frames import frame_loader
 
 LOG = logging.getLogger("train_segmenter")
 SYNTHETIC, REAL = 0, 1  # the source tag each sample carries

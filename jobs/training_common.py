@@ -24,7 +24,7 @@ from amadapter.training.loop import OPTIMIZERS, PhaseOptions, Validation
 from amadapter.training.validation import world_validation
 from amadapter.world.versions import WORLD_VERSIONS
 from pipeline.options import parse_finite, parse_size
-from transforms.training_frames import frame_loader
+from storage.training_frames import frame_loader
 
 DATASETS = ("world", "cityscapes", "bdd100k", "folder")
 WORLD_PAIRS = ("scene", "crop", "mixed")

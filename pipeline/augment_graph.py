@@ -5,7 +5,7 @@ with the input count is gathered on one worker: elements carry paths, never
 decoded pixels, through every shuffle, and carry their shard index along. Stages:
 
 0. On the launcher, before the graph: the render fingerprint
-   (``transforms.fingerprint``) and the output's finished shards
+   (``storage.fingerprint``) and the output's finished shards
    (``transforms.skip_finished.survey_output``). A finished shard with another
    fingerprint stops the run here, before any model work
    (``FingerprintMismatchError``); ``--overwrite`` discards the output's shards.
@@ -73,12 +73,12 @@ from pipeline.options import AugmentOptions
 from transforms.assemble_manifest import AssembleManifest
 from transforms.assign_shards import AssignShards
 from transforms.expand_samples import ExpandSamples, TargetRef, label_key
-from transforms.fingerprint import render_fingerprint
-from transforms.manifest import MANIFEST_FILE
+from storage.fingerprint import render_fingerprint
+from storage.manifest import MANIFEST_FILE
 from transforms.plan_shards import PlanShards
 from transforms.quality_filter import FilterSamples, QualityFilterSpec
 from transforms.read_label_maps import ReadLabelMaps
-from transforms.records import FailedInput
+from storage.records import FailedInput
 from transforms.read_exemplar_map import ReadExemplarMap
 from transforms.retrieve_exemplars import RetrieveExemplars, RetrievedTarget
 from transforms.skip_finished import SkipFinishedShards, survey_output
@@ -311,7 +311,7 @@ def _prepare_pool(inputs: AugmentInputs, output: str) -> tuple[str | None, Empty
 
 
 def _pool_identity(options: AugmentOptions, inputs: AugmentInputs) -> str:
-    """The exemplar pool as the user named it (``transforms.fingerprint``)."""
+    """The exemplar pool as the user named it (``storage.fingerprint``)."""
     if inputs.exemplar_map is not None:
         return f"exemplar map {inputs.exemplar_map}"  # appended lines are new inputs
     if options.label_maps is None:

@@ -20,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 from amadapter.io.errors import EmptyPoolError, EmptyRootError
 from amadapter.retrieval import build_index
 from amadapter.retrieval.store import IndexFormatError
-from transforms.exemplar_pool import pool_labels, pool_sources
+from storage.exemplar_pool import pool_labels, pool_sources
 
 INDEX_DIR = "_index"
 LOG = logging.getLogger("augment")

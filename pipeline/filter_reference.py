@@ -41,13 +41,13 @@ from amadapter.io.errors import EmptyRootError, InputError
 from amadapter.io.resize import resize_labels_nearest
 from amadapter.retrieval.store import IndexStore
 from pipeline.launch_checks import LaunchError
-from transforms.exemplar_pool import pool_sources
-from transforms.fileio import exists, read_bytes, write_atomically
-from transforms.fingerprint import checkpoint_sha256
+from storage.exemplar_pool import pool_sources
+from storage.fileio import exists, read_bytes, write_atomically
+from storage.fingerprint import checkpoint_sha256
 from transforms.load_exemplars import load_exemplar
 from transforms.quality_filter import QualityFilterSpec
-from transforms.records import LabelSource
-from transforms.fileio import local_model_directory
+from storage.records import LabelSource
+from storage.fileio import local_model_directory
 
 FILTER_DIR = "_filter"
 REFERENCE_FILE = "reference_losses.json"

@@ -19,9 +19,9 @@ from typing import Iterable
 
 import apache_beam as beam
 
-from transforms.fileio import read_bytes, write_atomically
+from storage.fileio import read_bytes, write_atomically
 from transforms.index_parts import WriteIndexParts
-from transforms.records import LabelSource
+from storage.records import LabelSource
 
 TODO_PER_FILE = 10_000  # sources per work file: one element of the graph's Create each
 

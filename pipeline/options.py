@@ -35,7 +35,7 @@ from amadapter.filtering.pixel_filter import DEFAULT_MARGIN, DEFAULT_MIN_KEPT
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.io.sample_format import IMAGE_FORMATS
 from amadapter.pipelines.exemplar_regions import UNASSIGNED
-from transforms.label_sources import DATASETS, DEFAULT_SPLIT
+from storage.label_sources import DATASETS, DEFAULT_SPLIT
 from transforms.retrieve_exemplars import DEFAULT_EXEMPLARS_PER_TARGET
 
 DEVICES = ("cpu", "cuda", "mps")

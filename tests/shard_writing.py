@@ -6,8 +6,8 @@ makes its samples another way keys them with ``AssignShards`` and groups them he
 
 import apache_beam as beam
 
-from transforms.records import FailedInput, Sample
-from transforms.shards import read_stats_file, stats_path
+from storage.records import FailedInput, Sample
+from storage.shards import read_stats_file, stats_path
 from transforms.synthesis_request import ShardResult
 from transforms.write_shard_results import WriteShardResults
 

@@ -12,8 +12,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.assign_shards import BUCKETS, AssignShards, FreeShards, assign_shards, bucket_of
 from transforms.expand_samples import label_key
-from transforms.records import FailedInput
-from transforms.shards import stats_path, write_shard
+from storage.records import FailedInput
+from storage.shards import stats_path, write_shard
 
 SHARD_SIZE = 7
 

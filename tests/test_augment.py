@@ -26,9 +26,9 @@ from jobs.augment import run
 from pipeline.augment_graph import DEFAULT_MODEL_DIR
 from pipeline.exemplar_index import prepare_index
 from tests.conftest import REPO
-from transforms.label_sources import list_label_sources
-from transforms.manifest import read_manifest
-from transforms.read_label_maps import read_label_record
+from storage.label_sources import list_label_sources
+from storage.manifest import read_manifest
+from storage.input_reads import read_label_record
 
 SIZE = "16x32"
 TARGETS, POOL = 8, 6

@@ -30,10 +30,10 @@ from pipeline.filter_reference import evenly_spaced, reference_sources
 from pipeline.launch_checks import LaunchError
 from pipeline.options import parse_augment_options
 from tests.test_quality_filter import save_small_segmenter
-from transforms.fingerprint import FingerprintMismatchError, checkpoint_sha256
-from transforms.label_sources import list_label_sources
-from transforms.manifest import read_manifest
-from transforms.read_label_maps import read_label_record
+from storage.fingerprint import FingerprintMismatchError, checkpoint_sha256
+from storage.label_sources import list_label_sources
+from storage.manifest import read_manifest
+from storage.input_reads import read_label_record
 
 TARGETS, POOL, MARGIN = 8, 6, 1.25
 

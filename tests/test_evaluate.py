@@ -15,8 +15,8 @@ from amadapter import world
 from amadapter.io.labels import NUM_CLASSES
 from amadapter.models.segmenter import SmallSegmenter
 from jobs.evaluate import main
-from transforms.records import Sample
-from transforms.shards import write_shard
+from storage.records import Sample
+from storage.shards import write_shard
 
 SIZE = (32, 64)
 MISSING_EXEMPLAR = "/nonexistent/exemplar.png"

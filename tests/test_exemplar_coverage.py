@@ -18,9 +18,9 @@ from amadapter.retrieval.coverage import class_pixels, cover_classes
 from amadapter.world.export import export_world
 from jobs.augment import run
 from pipeline.exemplar_index import prepare_index
-from transforms.label_sources import list_label_sources
-from transforms.manifest import read_manifest
-from transforms.read_label_maps import read_label_record
+from storage.label_sources import list_label_sources
+from storage.manifest import read_manifest
+from storage.input_reads import read_label_record
 from transforms.retrieve_exemplars import COVERAGE_CANDIDATES
 
 

@@ -19,8 +19,8 @@ from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.world.export import export_world
 from jobs.augment import run
 from transforms.expand_samples import sample_seed
-from transforms.manifest import read_manifest
-from transforms.read_label_maps import read_photo
+from storage.manifest import read_manifest
+from storage.input_reads import read_photo
 from transforms.renderer import Renderer
 
 H, W = 16, 32

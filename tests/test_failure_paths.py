@@ -18,9 +18,9 @@ import pipeline.augment_graph
 from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.world.export import export_world
 from jobs.augment import EXIT_OK, EXIT_RUN_FAILED, main, run
-from transforms.label_sources import list_label_sources
-from transforms.manifest import read_manifest
-from transforms.fileio import local_model_directory
+from storage.label_sources import list_label_sources
+from storage.manifest import read_manifest
+from storage.fileio import local_model_directory
 from transforms.renderer import Renderer
 from transforms.synthesis_failures import SYNTHESIS_FAILED, BatchTooLargeError
 from transforms.synthesis_handler import SynthesisModelHandler

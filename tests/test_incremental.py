@@ -16,8 +16,8 @@ from jobs.augment import EXIT_BAD_LAUNCH, main, run
 from pipeline.augment_graph import build_augment
 from pipeline.exemplar_index import prepare_index
 from pipeline.options import AugmentOptions, alias_labels_flag
-from transforms.fingerprint import FingerprintMismatchError
-from transforms.manifest import read_manifest
+from storage.fingerprint import FingerprintMismatchError
+from storage.manifest import read_manifest
 
 FIRST, GROWN = 6, 10  # label maps before and after the input grows
 

@@ -23,7 +23,7 @@ from pipeline.augment_graph import resolve_inputs
 from pipeline.launch_checks import LaunchError, check_launch
 from pipeline.options import AugmentOptions, OptionValueError, UnknownOptionError, parse_augment_options
 from transforms.read_exemplar_map import MappedLabel, _ParseLine, parse_map_line
-from transforms.records import FailedInput
+from storage.records import FailedInput
 
 REPEATABLE = settings(derandomize=True, database=None, deadline=None, max_examples=300,
                       suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from transforms.manifest import MANIFEST_SCHEMA, read_manifest, write_manifest
+from storage.manifest import MANIFEST_SCHEMA, read_manifest, write_manifest
 
 WRITTEN = dict(
     key="b", source="/d/b.png", status="written", shard="x-000000.tar", error_code=None, error=None

@@ -23,7 +23,7 @@ from pipeline.augment_graph import build_augment
 from pipeline.options import AugmentOptions
 from tests.conftest import REPO
 
-PACKAGES = ("amadapter", "transforms", "pipeline", "jobs")
+PACKAGES = ("amadapter", "storage", "transforms", "pipeline", "jobs")
 DEMO_MODEL = Path("amadapter") / "demo_model"
 
 # Run by the fresh interpreter from a folder outside the repo: import every module of the

@@ -1,4 +1,4 @@
-"""transforms.photo_sources lists the real photos of the three layouts (the real Cityscapes
+"""storage.photo_sources lists the real photos of the three layouts (the real Cityscapes
 sample in ../shared/data), and jobs.evaluate.fit_photo crops them to the outputs' aspect
 before resizing."""
 
@@ -9,7 +9,7 @@ from PIL import Image
 from amadapter.io.errors import EmptyRootError
 from jobs.evaluate import fit_photo
 from tests.conftest import BDD_ROOT, CITYSCAPES_ROOT
-from transforms.photo_sources import list_photos
+from storage.photo_sources import list_photos
 
 
 def test_cityscapes_photos_and_a_bdd_root_without_images():

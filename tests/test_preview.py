@@ -6,8 +6,8 @@ from PIL import Image
 from amadapter import world
 from amadapter.io.labels import train_ids_to_colors
 from jobs.preview import COLUMNS, GUTTER, MIN_TILE_HEIGHT, main
-from transforms.records import Sample
-from transforms.shards import write_shard
+from storage.records import Sample
+from storage.shards import write_shard
 
 
 def test_preview_rows_show_overlay_exemplar_and_result(tmp_path):

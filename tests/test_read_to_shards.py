@@ -10,9 +10,9 @@ from amadapter.data import shards
 from amadapter.io.labels import train_ids_to_colors
 from transforms.assemble_manifest import AssembleManifest
 from transforms.assign_shards import AssignShards
-from transforms.manifest import read_manifest
+from storage.manifest import read_manifest
 from transforms.read_label_maps import ReadLabelMaps
-from transforms.records import LabelRecord, Sample
+from storage.records import LabelRecord, Sample
 from tests.shard_writing import shard_stats, write_keyed_shards
 from tests.conftest import CITYSCAPES_ROOT
 from tests.layouts import cityscapes_frame

@@ -11,8 +11,8 @@ from tests.layouts import cityscapes_frame
 from tests.test_retrieval_index import POOL_LAYOUTS, read_train_ids, sources, write_pool
 from tests.test_retrieval_score import CAR, street
 from transforms.expand_samples import expand_targets
-from transforms.read_label_maps import read_label_record
-from transforms.records import LabelSource
+from storage.input_reads import read_label_record
+from storage.records import LabelSource
 from transforms.retrieve_exemplars import RetrieveExemplars
 
 

@@ -13,9 +13,9 @@ from amadapter.retrieval.store import META_FILE, IndexFormatError
 from tests.conftest import CITYSCAPES_ROOT
 from tests.layouts import cityscapes_frame, save_image
 from tests.test_retrieval_score import CAR, PERSON, POLE, street
-from transforms.label_sources import list_label_sources
-from transforms.read_label_maps import read_label_record
-from transforms.records import LabelSource
+from storage.label_sources import list_label_sources
+from storage.input_reads import read_label_record
+from storage.records import LabelSource
 
 POOL_LAYOUTS = {
     "aachen_000000_000001": [(CAR, 0.55, 0.85, 0.05, 0.35)],  # car left

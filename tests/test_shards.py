@@ -24,9 +24,9 @@ from tests.conftest import REPO
 from amadapter.io.shard_format import shard_keys
 from transforms.assemble_manifest import AssembleManifest
 from transforms.assign_shards import AssignShards, assign_shards
-from transforms.manifest import read_manifest
-from transforms.records import FailedInput, Sample
-from transforms.shards import (
+from storage.manifest import read_manifest
+from storage.records import FailedInput, Sample
+from storage.shards import (
     completed_shards,
     shard_is_complete,
     shard_path,
@@ -231,7 +231,7 @@ KILLED_WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from tests.test_shards import make_samples
-    from transforms.shards import write_shard
+    from storage.shards import write_shard
 
     output, ready = sys.argv[1], Path(sys.argv[2])
 

@@ -3,8 +3,8 @@ import pytest
 
 from amadapter.io.errors import EmptyRootError, UnreadableImageError
 from amadapter.io.keys import is_safe_key
-from transforms.label_sources import list_label_sources
-from transforms.read_label_maps import read_label_record, read_photo
+from storage.label_sources import list_label_sources
+from storage.input_reads import read_label_record, read_photo
 from tests.conftest import (
     BDD_MASK,
     BDD_ROOT,

@@ -16,8 +16,8 @@ from amadapter.models.segmentation_models import load_segmentation_model
 from jobs.train_segmenter import main
 from tests.conftest import CITYSCAPES_ROOT
 from tests.test_segmentation_models import TINY_SEGFORMER
-from transforms.records import Sample
-from transforms.shards import write_shard
+from storage.records import Sample
+from storage.shards import write_shard
 
 SIZE = (16, 32)
 

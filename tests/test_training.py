@@ -25,7 +25,7 @@ from amadapter.world.crops import crop_pair
 from amadapter.world.export import export_world
 from jobs import train_adapter as train_adapter_job
 from jobs import train_structure as train_structure_job
-from transforms.training_frames import frame_loader
+from storage.training_frames import frame_loader
 
 from conftest import CITYSCAPES_ROOT
 

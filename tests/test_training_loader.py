@@ -12,7 +12,7 @@ from amadapter.training.loader import Shard, micro_batches
 from amadapter.training.loop import LOG_FILE, PhaseOptions
 from amadapter.training.stage1 import Stage1Options, train_structure
 from amadapter.pipelines.model_factory import build_pipeline
-from transforms.training_frames import frame_loader
+from storage.training_frames import frame_loader
 
 from conftest import CITYSCAPES_ROOT
 

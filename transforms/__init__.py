@@ -1,4 +1,5 @@
 """Beam PTransforms and DoFns: read label maps, retrieve exemplars, synthesise, write shards.
 
-Depends on ``amadapter`` (the model and pure-numpy library), never the other way round.
+Depends on ``storage`` (files, layouts, formats) and ``amadapter`` (the model and
+library), never the other way round.
 """

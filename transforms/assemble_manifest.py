@@ -15,9 +15,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
-from transforms.fileio import atomic_writer, open_file
-from transforms.manifest import MANIFEST_SCHEMA, STATUSES
-from transforms.shards import completed_shards, part_path
+from storage.fileio import atomic_writer, open_file
+from storage.manifest import MANIFEST_SCHEMA, STATUSES
+from storage.shards import completed_shards, part_path
 from transforms.job_metrics import METRICS_NAMESPACE
 
 

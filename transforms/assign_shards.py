@@ -40,7 +40,7 @@ import apache_beam as beam
 import numpy as np
 
 from amadapter.io.shard_format import shard_keys
-from transforms.shards import read_stats_file
+from storage.shards import read_stats_file
 
 BUCKETS = 1 << 16
 _FRESH = "fresh"

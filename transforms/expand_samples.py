@@ -18,9 +18,9 @@ import re
 
 import apache_beam as beam
 
-from transforms.read_label_maps import read_label_record
+from storage.input_reads import read_label_record
 from transforms.read_exemplar_map import MappedLabel
-from transforms.records import LabelRecord, LabelSource, LentExemplar
+from storage.records import LabelRecord, LabelSource, LentExemplar
 
 _SAMPLE_SUFFIX = re.compile(r"-s[0-9]+$")
 

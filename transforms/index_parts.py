@@ -28,9 +28,9 @@ import apache_beam as beam
 from amadapter.io.errors import InputError
 from amadapter.retrieval.build import row_batch, summarise
 from amadapter.retrieval.store import ROWS_PER_GROUP, IndexStore
-from transforms.exemplar_pool import pool_labels
-from transforms.fileio import write_atomically
-from transforms.records import LabelSource
+from storage.exemplar_pool import pool_labels
+from storage.fileio import write_atomically
+from storage.records import LabelSource
 
 # Entries per bucket: a worker holds one bucket's small maps (~2.3 kB an entry, ~40 MB).
 ROWS_PER_BUCKET = 4 * ROWS_PER_GROUP

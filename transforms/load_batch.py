@@ -19,8 +19,8 @@ from amadapter.io.label_io import decode_region_mask
 from amadapter.pipelines.exemplar_regions import region_slots
 from transforms.expand_samples import load_target
 from transforms.load_exemplars import load_exemplar
-from transforms.read_label_maps import read_input_bytes
-from transforms.records import FailedInput, LentExemplar
+from storage.input_reads import read_input_bytes
+from storage.records import FailedInput, LentExemplar
 from transforms.retrieve_exemplars import RetrievedTarget
 from transforms.synthesis_request import Exemplar, LentPart, SynthesisRequest, request_regions
 

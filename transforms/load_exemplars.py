@@ -7,8 +7,8 @@ it (an error inside the model call would fail the whole batch).
 
 from __future__ import annotations
 
-from transforms.read_label_maps import read_label_record, read_photo
-from transforms.records import LabelSource
+from storage.input_reads import read_label_record, read_photo
+from storage.records import LabelSource
 from transforms.synthesis_request import Exemplar
 
 

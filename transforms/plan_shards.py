@@ -13,7 +13,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from transforms.batch_by_exemplar import cut_batches
-from transforms.records import FailedInput
+from storage.records import FailedInput
 from transforms.retrieve_exemplars import RetrievedTarget
 from transforms.synthesis_request import ShardWork
 

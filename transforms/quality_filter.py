@@ -29,8 +29,8 @@ from apache_beam.utils.shared import Shared
 from amadapter.filtering import QualityFilter, ReferenceLosses, load_segmentation_model
 from amadapter.io.errors import SampleFilteredError
 from amadapter.io.shard_format import FILTER_META_KEY, SOURCE_META_KEY
-from transforms.records import FailedInput, Sample
-from transforms.fileio import local_model_directory
+from storage.records import FailedInput, Sample
+from storage.fileio import local_model_directory
 from transforms.job_metrics import METRICS_NAMESPACE
 from transforms.synthesis_request import ShardResult
 
@@ -38,7 +38,7 @@ from transforms.synthesis_request import ShardResult
 @dataclasses.dataclass(frozen=True)
 class QualityFilterSpec:
     """What every worker needs to filter: the segmenter directory (local or remote) and its
-    sha256 (``transforms.fingerprint.checkpoint_sha256``), the reference losses and where
+    sha256 (``storage.fingerprint.checkpoint_sha256``), the reference losses and where
     they were measured (``reference_source``, as the user named it), the rule's
     ``margin`` and ``min_kept``, and the torch ``device``."""
 

@@ -39,10 +39,10 @@ from apache_beam.io.filesystems import FileSystems
 from amadapter.io.errors import ExemplarMapError, InputError
 from amadapter.io.keys import safe_key
 from amadapter.io.labels import CLASS_NAMES, NUM_CLASSES
-from transforms.fileio import open_file
-from transforms.label_sources import CITYSCAPES_LABEL_SUFFIX, label_format_of
-from transforms.read_label_maps import read_label_record
-from transforms.records import FailedInput, LabelSource, LentExemplar
+from storage.fileio import open_file
+from storage.label_sources import CITYSCAPES_LABEL_SUFFIX, label_format_of
+from storage.input_reads import read_label_record
+from storage.records import FailedInput, LabelSource, LentExemplar
 
 REST = "rest"
 _FAILURES = "failures"

@@ -37,8 +37,8 @@ from amadapter.retrieval import ExemplarIndex, ExemplarMatch, draw
 from amadapter.retrieval.coverage import class_pixels, cover_classes
 from amadapter.retrieval.index import DEFAULT_CANDIDATES
 from transforms.expand_samples import TargetRef
-from transforms.read_label_maps import read_label_record
-from transforms.records import FailedInput, LabelSource, LentExemplar
+from storage.input_reads import read_label_record
+from storage.records import FailedInput, LabelSource, LentExemplar
 
 FAILURES = "failures"
 COVERAGE_CANDIDATES = 16  # the best layout matches a coverage exemplar is chosen among

@@ -11,7 +11,7 @@ import torch
 from amadapter.io.labels import CLASS_NAMES
 from amadapter.io.resize import resize_labels_nearest
 from amadapter.io.shard_format import SOURCE_META_KEY
-from transforms.records import Sample
+from storage.records import Sample
 from transforms.synthesis_request import LentPart, SynthesisRequest
 
 

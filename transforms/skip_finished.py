@@ -1,9 +1,9 @@
 """Resume: what a rerun finds in its output, and dropping the inputs of shards it reuses.
 
 ``survey_output`` runs on the launcher, before the graph is built. A shard is
-finished when its stats file (the commit marker, ``transforms.shards``) exists
+finished when its stats file (the commit marker, ``storage.shards``) exists
 beside its tar. Every finished shard must carry this run's render fingerprint
-(``transforms.fingerprint``), else ``FingerprintMismatchError`` stops the run
+(``storage.fingerprint``), else ``FingerprintMismatchError`` stops the run
 before any model work, naming the fields that differ. A finished shard is
 reused unless it holds a target whose model call failed (``synthesis_failed``:
 possibly transient, e.g. out of GPU memory): such a shard is rendered again,
@@ -38,10 +38,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from amadapter.io.shard_format import PART_SUFFIX, STATS_SUFFIX, shard_name
-from transforms.fileio import delete, exists, list_files
-from transforms.fingerprint import FingerprintMismatchError, fingerprint_differences
-from transforms.manifest import MANIFEST_FILE
-from transforms.shards import completed_shards, read_stats_file, stats_path
+from storage.fileio import delete, exists, list_files
+from storage.fingerprint import FingerprintMismatchError, fingerprint_differences
+from storage.manifest import MANIFEST_FILE
+from storage.shards import completed_shards, read_stats_file, stats_path
 from transforms.job_metrics import METRICS_NAMESPACE
 from transforms.synthesis_failures import SYNTHESIS_FAILED
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from transforms.records import FailedInput
+from storage.records import FailedInput
 from transforms.synthesis_request import ShardResult, SynthesisRequest
 
 SYNTHESIS_FAILED = "synthesis_failed"  # FailedInput.error_code of targets whose batch failed

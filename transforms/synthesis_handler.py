@@ -60,7 +60,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH
-from transforms.fileio import local_model_directory
+from storage.fileio import local_model_directory
+from storage.records import Sample
 from transforms.job_metrics import METRICS_NAMESPACE
 from transforms.load_batch import load_batch
 from transforms.renderer import TORCH_DTYPES, Renderer, default_dtype, distinct_exemplars

@@ -18,7 +18,7 @@ import numpy as np
 from amadapter.pipelines.exemplar_regions import ExemplarRegion
 
 from transforms.expand_samples import Target
-from transforms.records import FailedInput, LentExemplar, Sample
+from storage.records import FailedInput, LentExemplar, Sample
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

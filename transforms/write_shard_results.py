@@ -3,7 +3,7 @@
 The input is already one element per shard (no grouping shuffle), so this step
 fuses with the synthesis step before it and a shard is committed right after it
 is rendered. The writing
-itself is ``transforms.shards.write_shard`` (atomic tar, manifest part, then the
+itself is ``storage.shards.write_shard`` (atomic tar, manifest part, then the
 stats file with the run's render fingerprint).
 """
 
@@ -13,7 +13,7 @@ import logging
 
 import apache_beam as beam
 
-from transforms.shards import write_shard
+from storage.shards import write_shard
 from transforms.synthesis_request import ShardResult
 
 LOG = logging.getLogger("augment")

@@ -1,6 +1,6 @@
 """The shard format, without I/O: file names, tar members, stats and their manifest rows.
 
-``transforms.shards`` writes and reads shards through Beam's ``FileSystems`` with these;
+``storage.shards`` writes and reads shards through Beam's ``FileSystems`` with these;
 ``amadapter.data`` (the trainer's reader) and anyone else can use them without Beam.
 """
 
@@ -33,7 +33,7 @@ def shard_keys(stats: dict) -> set[str]:
 
 
 def manifest_rows(stats: dict) -> list[dict]:
-    """The manifest rows (``transforms.manifest``) of one finished shard, from its stats."""
+    """The manifest rows (``storage.manifest``) of one finished shard, from its stats."""
     written = [
         dict(
             key=w["key"],

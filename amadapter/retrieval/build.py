@@ -28,7 +28,7 @@ from amadapter.retrieval.store import ROWS_PER_GROUP, IndexStore, RowBatch
 
 
 class PoolSource(Protocol):
-    """What the builder needs to know of a pool entry (``transforms.records.LabelSource``
+    """What the builder needs to know of a pool entry (``storage.records.LabelSource``
     has exactly these fields)."""
 
     key: str

@@ -25,7 +25,7 @@ World sources take the world's ``version`` (``amadapter.world.versions``; 1 by
 default, whose rows are what they always were).
 
 Real frames come through ``load_frame(index) -> (photo, train_ids)`` supplied by
-the caller (the jobs read dataset roots with ``transforms.label_sources`` and
+the caller (the jobs read dataset roots with ``storage.label_sources`` and
 ``amadapter.io.label_io``), so this module never touches file systems. A frame that
 fails to load with an ``InputError`` is skipped, remembered in ``skipped`` (of
 the process that met it: each loader worker keeps its own), and the next frame

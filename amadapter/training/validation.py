@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from amadapter.io.labels import IGNORE_ID
 from amadapter.training.data import WorldPairs, to_uint8
 from amadapter.training.loop import Validation
 from amadapter.world.metrics import colour_error

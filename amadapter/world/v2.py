@@ -28,7 +28,7 @@ import numpy as np
 from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
 from amadapter.world import (
     ROAD, SIDEWALK, SKY, TERRAIN, TEXTURE_HSTRIPES, TEXTURE_NOISE, TEXTURE_VSTRIPES, Layout, Style,
-    _upsample, layout_parts, style,
+    _upsample, style,
 )  # fmt: skip
 
 VERSION = 2

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from transforms.fileio import exists
-from transforms.label_sources import list_label_sources
-from transforms.read_label_maps import read_label_record
-from transforms.records import LabelSource
+from storage.fileio import exists
+from storage.label_sources import list_label_sources
+from storage.input_reads import read_label_record
+from storage.records import LabelSource
 
 FOLDER_PHOTO_EXTENSIONS = (".jpg", ".jpeg")
 

@@ -3,7 +3,7 @@
 All file access goes through Beam's ``FileSystems``, so a root may be a local
 folder or a ``gs://`` / ``s3://`` prefix (with the matching Beam extra installed).
 Every name that matches is listed, also a symlink loop or a dangling link
-(``transforms.fileio.list_input_files``): it fails by name when it is read.
+(``storage.fileio.list_input_files``): it fails by name when it is read.
 
 Layouts (``split`` names a subfolder; cityscapes and bdd100k default to ``"train"``):
 
@@ -39,8 +39,8 @@ from apache_beam.io.filesystems import FileSystems
 from amadapter.io.errors import EmptyRootError
 from amadapter.io.keys import safe_key
 from amadapter.io.label_io import LABEL_FORMATS
-from transforms.fileio import list_input_files
-from transforms.records import LabelSource
+from storage.fileio import list_input_files
+from storage.records import LabelSource
 
 DATASETS = ("cityscapes", "bdd100k", "folder")
 DEFAULT_SPLIT = "train"

@@ -14,8 +14,8 @@ from typing import Callable
 import numpy as np
 
 from amadapter.io.errors import EmptyRootError
-from transforms.label_sources import list_label_sources
-from transforms.read_label_maps import read_label_record, read_photo
+from storage.label_sources import list_label_sources
+from storage.input_reads import read_label_record, read_photo
 
 
 def frame_loader(

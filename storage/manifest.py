@@ -1,7 +1,7 @@
 """The manifest: Parquet, one row per input, written atomically.
 
 Each shard writes its own rows as a part beside its stats file
-(``transforms.shards``); ``manifest.parquet`` is assembled from the parts of every
+(``storage.shards``); ``manifest.parquet`` is assembled from the parts of every
 finished shard of the output (``transforms.assemble_manifest``).
 
 Columns: ``key``, ``source`` (the input's path), ``status`` (``"written"``,
@@ -21,7 +21,7 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.fileio import read_bytes, write_atomically
+from storage.fileio import read_bytes, write_atomically
 
 MANIFEST_FILE = "manifest.parquet"  # the assembled manifest, under the output
 STATUSES = ("written", "failed", "filtered")

@@ -10,10 +10,10 @@ Files of shard ``i`` under ``output`` (``NNNNNN`` = ``i`` with six digits):
   ``failed`` (``[{"key", "source", "error_code", "message"}]``) of the inputs
   assigned to this shard, ``filtered`` (the same rows, code ``filtered``: samples the
   quality filter dropped, ``transforms.quality_filter``) and ``filtered_pixels``
-  (pixels it set to ignore in the written samples), and ``fingerprint`` (``transforms.fingerprint``: what
+  (pixels it set to ignore in the written samples), and ``fingerprint`` (``storage.fingerprint``: what
   rendered it) when the writer is given one;
 - ``{prefix}-NNNNNN.manifest.parquet``: the shard's manifest rows
-  (``transforms.manifest``), written after the tar and before the stats file, so
+  (``storage.manifest``), written after the tar and before the stats file, so
   every finished shard has its rows even when the run is killed later; the run's
   ``manifest.parquet`` is assembled from them (``transforms.assemble_manifest``).
 
@@ -50,7 +50,7 @@ from amadapter.io.shard_format import (
     shard_name,
     stats_bytes,
 )
-from transforms.fileio import (
+from storage.fileio import (
     atomic_writer,
     delete,
     exists,
@@ -58,8 +58,8 @@ from transforms.fileio import (
     read_bytes,
     write_atomically,
 )
-from transforms.manifest import write_manifest
-from transforms.records import FailedInput, Sample
+from storage.manifest import write_manifest
+from storage.records import FailedInput, Sample
 
 def shard_path(output: str, prefix: str, index: int) -> str:
     return FileSystems.join(output, shard_name(prefix, index))

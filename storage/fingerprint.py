@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 
-from transforms.fileio import list_files, open_file
+from storage.fileio import list_files, open_file
 
 _CHUNK = 1 << 20
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from apache_beam.io.filesystems import FileSystems
 
 from amadapter.io.errors import EmptyRootError
-from transforms.fileio import list_files
-from transforms.label_sources import CITYSCAPES_PHOTO_SUFFIX, DATASETS, DEFAULT_SPLIT, normalise_root
+from storage.fileio import list_files
+from storage.label_sources import CITYSCAPES_PHOTO_SUFFIX, DATASETS, DEFAULT_SPLIT, normalise_root
 
 FOLDER_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
