@@ -31,7 +31,7 @@ from amadapter.evaluation.confusion import mean_iou as confusion_mean_iou
 from amadapter.models.segmenter import SmallSegmenter, images_to_tensor, segmentation_loss
 from amadapter.training.data import WorldScenes, to_uint8
 from amadapter.world.versions import WORLD_VERSIONS
-from pipeline.options import parse_size
+from pipeline.option_values import parse_size
 
 @dataclass(frozen=True)
 class SegmenterShape:

@@ -45,12 +45,8 @@ from pipeline.dask_select import select_runner  # noqa: E402
 from jobs.process_exit import exit_without_finalizing  # noqa: E402
 from pipeline.help_page import help_text  # noqa: E402
 from pipeline.launch_checks import LaunchError  # noqa: E402
-from pipeline.options import (  # noqa: E402
-    AugmentOptions,
-    OptionValueError,
-    UnknownOptionError,
-    parse_augment_options,
-)
+from pipeline.option_values import OptionValueError  # noqa: E402
+from pipeline.options import AugmentOptions, UnknownOptionError, parse_augment_options  # noqa: E402
 from storage.fileio import remove_temporaries  # noqa: E402
 from storage.fingerprint import FingerprintMismatchError  # noqa: E402
 from storage.manifest import read_manifest  # noqa: E402

@@ -50,7 +50,7 @@ from amadapter.io.errors import InputError
 from amadapter.io.resize import resize_pair, resize_photo
 from amadapter.models.segmentation_models import load_segmentation_model
 from amadapter.pipelines.exemplar_crop import centred_box, crop
-from pipeline.options import parse_size
+from pipeline.option_values import parse_size
 from storage.fileio import write_atomically
 from storage.label_sources import DATASETS
 from storage.photo_sources import list_photos

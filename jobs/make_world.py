@@ -14,7 +14,7 @@ import time
 from amadapter.world import SPLIT_SEEDS
 from amadapter.world.export import export_world
 from amadapter.world.versions import WORLD_VERSIONS
-from pipeline.options import parse_size
+from pipeline.option_values import parse_size
 
 
 def main(argv: list[str] | None = None) -> None:

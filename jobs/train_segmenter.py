@@ -43,7 +43,7 @@ from amadapter.training.segmenters import (
     save_segmenter,
     segmenter_loss,
 )
-from pipeline.options import parse_finite, parse_size
+from pipeline.option_values import parse_finite, parse_size
 from storage.label_sources import DATASETS
 from storage.training_frames import frame_loader
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 
 from amadapter.training.stage1 import Stage1Options, train_structure
-from pipeline.options import parse_finite, parse_size
+from pipeline.option_values import parse_finite, parse_size
 from jobs.training_common import (
     add_common_arguments,
     add_phase_arguments,

@@ -23,7 +23,7 @@ from amadapter.training.distributed import MIXED_PRECISION, make_accelerator
 from amadapter.training.loop import OPTIMIZERS, PhaseOptions, Validation
 from amadapter.training.validation import world_validation
 from amadapter.world.versions import WORLD_VERSIONS
-from pipeline.options import parse_finite, parse_size
+from pipeline.option_values import parse_finite, parse_size
 from storage.training_frames import frame_loader
 
 DATASETS = ("world", "cityscapes", "bdd100k", "folder")

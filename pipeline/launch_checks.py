@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from amadapter.pipelines.model_factory import trained_size
 from amadapter.pipelines.pipeline_amadapter import latent_grid
-from pipeline.options import parse_size
+from pipeline.option_values import parse_size
 from storage.fileio import exists, list_input_files, read_bytes
 from storage.label_sources import label_globs, searched_split
 from transforms.read_exemplar_map import numbered_lines

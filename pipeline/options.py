@@ -11,7 +11,7 @@ and rewrites it (``alias_labels_flag``). Dataflow job labels stay available as
 ``--label key=value``.
 
 Values stay plain strings and numbers (``--size`` is the text ``"HxW"``, read with
-``parse_size``) because Beam ships options to workers as a JSON dictionary and
+``pipeline.option_values.parse_size``) because Beam ships options to workers as a JSON dictionary and
 parses them again there. Defaults that depend on other choices are ``None`` here:
 ``--steps`` (``pipeline.augment_graph.DEFAULT_STEPS``), ``--size`` (the size the
 model was trained at, resolved at launch by ``pipeline.launch_checks``) and
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import math
 import importlib
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -36,6 +35,7 @@ from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_P
 from amadapter.io.sample_format import IMAGE_FORMATS
 from amadapter.pipelines.exemplar_regions import UNASSIGNED
 from storage.label_sources import DATASETS, DEFAULT_SPLIT
+from pipeline.option_values import OptionValueError, parse_bool, parse_finite, parse_rate
 from transforms.retrieve_exemplars import DEFAULT_EXEMPLARS_PER_TARGET
 
 DEVICES = ("cpu", "cuda", "mps")
@@ -67,30 +67,6 @@ class UnknownOptionError(ValueError):
     """Command-line arguments that no options class parses (Beam would drop them)."""
 
 
-class OptionValueError(argparse.ArgumentTypeError, ValueError):
-    """An option's value that does not parse (``--guidance nan``, ``--steps x``); argparse
-    shows an ``ArgumentTypeError``'s own message, and callers may catch a ``ValueError``."""
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"64x128"`` -> ``(64, 128)`` (height, width)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size must be HxW, e.g. 512x1024, got {text!r}") from None
-    if height < 1 or width < 1:
-        raise ValueError(f"size must be positive, got {text!r}")
-    return height, width
-
-
-def parse_bool(text: str) -> bool:
-    """``true``/``false`` (also 1/0, yes/no): Flex Templates pass booleans as values."""
-    value = text.strip().lower()
-    if value not in ("true", "false", "1", "0", "yes", "no"):
-        raise OptionValueError(f"expected true or false, got {text!r}")
-    return value in ("true", "1", "yes")
-
-
 def alias_labels_flag(argv: list[str]) -> list[str]:
     """Rewrite ``--labels X`` / ``--labels=X`` to ``--label_maps`` (see the module docstring)."""
     out = []
@@ -102,26 +78,6 @@ def alias_labels_flag(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
-
-
-def parse_finite(text: str) -> float:
-    """A finite number: ``nan`` and ``inf`` parse as floats but would render other images
-    and write ``NaN`` (not JSON) into every sample's json."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise OptionValueError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise OptionValueError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def parse_rate(text: str) -> float:
-    """A fraction in [0, 1]."""
-    value = parse_finite(text)
-    if not 0.0 <= value <= 1.0:
-        raise OptionValueError(f"expected a fraction between 0 and 1, got {text!r}")
-    return value
 
 
 def parse_augment_options(argv: list[str]) -> "AugmentOptions":

@@ -11,14 +11,13 @@ import sys
 import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
+from pipeline.option_values import OptionValueError, parse_size
 from pipeline.options import (
     OPTION_GROUPS,
     AugmentOptions,
-    OptionValueError,
     UnknownOptionError,
     alias_labels_flag,
     parse_augment_options,
-    parse_size,
 )
 from tests.conftest import REPO
 from transforms.synthesis_handler import SynthesisModelHandler

@@ -21,7 +21,8 @@ from amadapter.pipelines.model_factory import build_pipeline
 from amadapter.world.export import export_world
 from pipeline.augment_graph import resolve_inputs
 from pipeline.launch_checks import LaunchError, check_launch
-from pipeline.options import AugmentOptions, OptionValueError, UnknownOptionError, parse_augment_options
+from pipeline.option_values import OptionValueError
+from pipeline.options import AugmentOptions, UnknownOptionError, parse_augment_options
 from transforms.read_exemplar_map import MappedLabel, _ParseLine, parse_map_line
 from storage.records import FailedInput
 
