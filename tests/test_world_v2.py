@@ -6,7 +6,8 @@ import numpy as np
 from PIL import Image
 
 from amadapter import world
-from amadapter.world import CAR, POLE, ROAD, SIGN, SKY, _Canvas
+from amadapter.world import CAR, POLE, ROAD, SIGN, SKY
+from amadapter.world.v1 import _Canvas
 from amadapter.world.crops import SCENE_SCALE, crop_pair, cut, random_window
 from amadapter.world.export import TRAIN_ID_TO_LABEL_ID, instance_ids
 from amadapter.world.metrics import class_only_image, instance_colour_error, shared_instances

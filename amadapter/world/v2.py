@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
-from amadapter.world import (
+from amadapter.world.v1 import (
     ROAD, SIDEWALK, SKY, TERRAIN, TEXTURE_HSTRIPES, TEXTURE_NOISE, TEXTURE_VSTRIPES, Layout, Style,
     _upsample, style,
 )  # fmt: skip
