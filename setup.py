@@ -7,7 +7,7 @@ setup(
     version="0.1.0",
     description="Exemplar-based synthetic data for driving-scene segmentation (AM-Adapter on Beam)",
     python_requires=">=3.10",
-    packages=find_packages(include=["amadapter", "amadapter.*", "storage", "transforms", "pipeline", "jobs"])
+    packages=find_packages(include=["amadapter", "amadapter.*", "storage", "transforms", "pipeline", "pipeline.*", "jobs"])
     # The demo model's folders hold only data; as namespace packages setuptools ships them
     # without warning that data folders are "absent from the packages configuration".
     + find_namespace_packages(include=["amadapter.demo_model", "amadapter.demo_model.*"]),
@@ -29,7 +29,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],
-        # `--runner=DaskRunner` (pipeline.dask_runner): the version tests/test_dask_cluster.py
+        # `--runner=DaskRunner` (pipeline.dask_engine.runner): the version tests/test_dask_cluster.py
         # runs; Beam's own apache-beam[dask] extra only asks for >=2024.4.2.
         "dask": ["dask[distributed]==2026.8.0"],
     },

@@ -44,7 +44,7 @@ from amadapter.retrieval import BuildReport, build_index  # noqa: E402
 from amadapter.retrieval.build import commit_build, indexed_keys, new_sources  # noqa: E402
 from amadapter.retrieval.store import IndexStore  # noqa: E402
 from jobs.process_exit import exit_without_finalizing  # noqa: E402
-from pipeline.dask_select import select_runner  # noqa: E402
+from pipeline.dask_engine.select import select_runner  # noqa: E402
 from pipeline.index_graph import add_index_build, write_todo  # noqa: E402
 from pipeline.options import unknown_arguments  # noqa: E402
 from storage.exemplar_pool import pool_labels, pool_sources  # noqa: E402

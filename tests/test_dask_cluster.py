@@ -24,7 +24,8 @@ from apache_beam.transforms.window import GlobalWindows
 
 from jobs.augment import run
 from jobs.build_index import main as build_index_job
-from pipeline.dask_runner import DaskRunner
+from pipeline.dask_engine.runner import DaskRunner, check_beam_version
+from pipeline.launch_checks import LaunchError
 from tests.conftest import REPO
 from tests.test_retrieval_index import write_pool
 from tests.test_retrieval_job import index_rows
@@ -214,3 +215,86 @@ def test_worker_killed_mid_run_changes_nothing(cluster, runs):
         assert rerun.returncode == 0, log[-4000:]
     assert _results(output) == _results(reference)
     assert "inputs 16 = written 16 + failed 0" in log
+
+
+
+def _run_on(runner, cluster, build) -> None:
+    pipeline = beam.Pipeline(runner=runner, options=PipelineOptions(["--dask_client_address", cluster["address"]]))
+    build(pipeline)
+    pipeline.run().wait_until_finish()
+
+
+def test_the_beam_bugs_the_translation_works_around_are_still_in_beams_own_runner(cluster, tmp_path):
+    """One minimal pipeline per Beam 2.77 bug listed in pipeline/dask_engine/translation.py,
+    on Beam's OWN DaskRunner, asserting the wrong result. When a Beam upgrade fixes one, its
+    assertion fails here: drop that workaround from the translation."""
+    from apache_beam.runners.dask.dask_runner import DaskRunner as BeamsDaskRunner
+
+    # Defined here, not at module level: the workers unpickle them by value.
+    class SplitByParity(beam.DoFn):
+        def process(self, n):
+            yield n if n % 2 == 0 else beam.pvalue.TaggedOutput("odd", n)
+
+    class EmitInFinishBundle(beam.DoFn):
+        def process(self, n):
+            return []
+
+        def finish_bundle(self):
+            yield GlobalWindows.windowed_value("finished")
+
+    def sink(name):
+        path = str(tmp_path / f"{name}.json")
+        return beam.combiners.ToList() | f"Write{name}" >> beam.Map(
+            lambda values, path: Path(path).write_text(json.dumps(sorted(values))), path
+        )
+
+    def read(name):
+        path = tmp_path / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def tagged(pipeline):  # the main output of a two-output ParDo
+        _ = (pipeline | beam.Create(range(4)) | beam.ParDo(SplitByParity()).with_outputs("odd", main="even")).even | sink("even")
+
+    _run_on(BeamsDaskRunner(), cluster, tagged)
+    assert read("even") == [0, 1, 2, 3]  # bug: the odd numbers are in it too (right: [0, 2])
+
+    def finish_bundle(pipeline):
+        _ = pipeline | beam.Create(range(4)) | beam.ParDo(EmitInFinishBundle()) | sink("finished")
+
+    _run_on(BeamsDaskRunner(), cluster, finish_bundle)
+    assert read("finished") == []  # bug: what finish_bundle emits is lost (right: ["finished"])
+
+    def two_sinks(pipeline):
+        numbers = pipeline | beam.Create(range(3))
+        _ = numbers | "First" >> sink("first")
+        _ = numbers | beam.Map(lambda n: n * 10) | "Last" >> sink("last")
+
+    _run_on(BeamsDaskRunner(), cluster, two_sinks)
+    assert read("last") == [0, 10, 20] and read("first") is None  # bug: only the last sink ran
+
+
+def test_a_run_tears_down_its_dofns_on_the_workers_when_it_ends(cluster, tmp_path):
+    """Set-up DoFns (the model, in the job) are released when the run ends, not kept until
+    the next run's first bundle."""
+
+    class MarksTeardown(beam.DoFn):  # writes a file named for its process when torn down
+        def __init__(self, folder: str):
+            self._folder = folder
+
+        def process(self, n):
+            yield n
+
+        def teardown(self):
+            Path(self._folder, f"teardown-{os.getpid()}").write_text("done")
+
+    def marked(pipeline):
+        _ = pipeline | beam.Create(range(8)) | beam.Reshuffle() | beam.ParDo(MarksTeardown(str(tmp_path)))
+
+    _run_on(DaskRunner(), cluster, marked)
+    assert list(tmp_path.glob("teardown-*"))  # every worker that set one up tore it down
+
+
+def test_another_beam_version_is_refused_at_launch():
+    check_beam_version(beam.__version__)  # the pinned one
+    with pytest.raises(LaunchError, match=r"written against Beam 2\.77\.x internals and this is Beam 2\.78\.0"):
+        check_beam_version("2.78.0")

@@ -3,7 +3,7 @@
 Beam 2.77 knows Dask only by the full class path
 (``apache_beam.runners.dask.dask_runner.DaskRunner``); ``--runner=DaskRunner`` and
 ``--runner=dask`` are "Unexpected pipeline runner" there. Every spelling that means
-Dask gets ``pipeline.dask_runner.DaskRunner`` (Beam's runner with this project's
+Dask gets ``pipeline.dask_engine.runner.DaskRunner`` (Beam's runner with this project's
 translation); any other name is returned as is, for Beam to resolve. Dask is an
 optional extra, imported only when asked for; where it is missing, asking for it is a
 ``LaunchError``.
@@ -30,7 +30,7 @@ def select_runner(options: PipelineOptions):
     if not is_dask_runner(name):
         return name
     try:
-        from pipeline.dask_runner import DaskRunner
+        from pipeline.dask_engine.runner import DaskRunner
     except ImportError as error:  # a launch error (exit 2, one line), not a traceback
         raise LaunchError(
             f"--runner={name} needs dask.distributed, which is not installed here "

@@ -1,4 +1,4 @@
-"""A Beam graph as a dask task graph, for ``pipeline.dask_runner.DaskRunner``.
+"""A Beam graph as a dask task graph, for ``pipeline.dask_engine.runner.DaskRunner``.
 
 Beam 2.77's own translation (``apache_beam.runners.dask.transform_evaluator`` and the
 visitor in ``dask_runner``) loses or duplicates data in ways that break this job. What
@@ -31,7 +31,7 @@ this module does instead, point by point:
 - **Metrics and progress.** Beam's DaskRunner collects no metrics and the job's log lines
   stay in the workers. Each bundle here sends its metric updates, and the records of the
   loggers named in ``forward_loggers``, to the scheduler's event log
-  (``metrics_topic``/``log_topic``), read by ``pipeline.dask_runner``.
+  (``metrics_topic``/``log_topic``), read by ``pipeline.dask_engine.runner``.
 
 Only the global window is supported, as in Beam's translation (the augment job uses no other).
 """
@@ -92,7 +92,7 @@ def translate(
     forward_loggers: tuple[str, ...] = (),
     workers: tuple[str, ...] = (),
 ) -> DaskGraph:
-    """The task graph of ``pipeline`` (after ``pipeline.dask_runner``'s overrides).
+    """The task graph of ``pipeline`` (after ``pipeline.dask_engine.runner``'s overrides).
 
     ``run`` names this run on the cluster (task keys, event topics, DoFn reuse);
     ``spread`` is the partition count after a Reshuffle, and the most a GroupByKey
@@ -424,9 +424,10 @@ class _ReadyDoFns:
     """Set-up DoFn instances of the current run in this worker process, by step label.
 
     A task takes an idle one (or sets up a new copy) and gives it back after
-    its bundle, so two threads never share an instance. Instances of an earlier run are
-    torn down when a bundle of a new run arrives (a long-lived cluster serves many runs;
-    their models must not pile up).
+    its bundle, so two threads never share an instance. The launcher releases a run's
+    instances on every worker when the run ends (``release_run``: a long-lived cluster
+    serves many runs, and their models must not pile up); a bundle of a new run also
+    tears down what an earlier run left (a launcher killed before it could release).
     """
 
     def __init__(self):
@@ -457,8 +458,25 @@ class _ReadyDoFns:
             if self._run == bundle.run:
                 self._idle.setdefault(bundle.label, []).append(fn)
 
+    def release(self, run: str) -> int:
+        """Tear down the idle instances of ``run``; returns how many."""
+        with self._lock:
+            if self._run != run:
+                return 0
+            stale, self._idle, self._run = self._idle, {}, None
+        for fns in stale.values():
+            for fn in fns:
+                fn.teardown()
+        return sum(len(fns) for fns in stale.values())
+
 
 _READY_DOFNS = _ReadyDoFns()
+
+
+def release_run(run: str) -> int:
+    """Run on each worker by the launcher when ``run`` ends (``Client.run``): its set-up
+    DoFns are torn down there; returns how many."""
+    return _READY_DOFNS.release(run)
 
 
 class _Forwarding(threading.local):

@@ -5,7 +5,7 @@
 It runs on a dask.distributed cluster (``--dask_client_address HOST:PORT`` or
 ``--dask_scheduler_file``; without either, Beam's choice: a ``LocalCluster``), with
 Beam's ``DaskOptions``. What it fixes in Beam 2.77's runner is listed in
-``pipeline.dask_translation``; here: every sink is computed (not only the last
+``pipeline.dask_engine.translation``; here: every sink is computed (not only the last
 transform), a Reshuffle spreads over ``--dask_npartitions`` partitions (default:
 ``SPREAD_PER_THREAD`` per worker thread of the cluster at submission), and the result
 has metrics (committed: one report per step of each task, the last one if the task
@@ -32,13 +32,29 @@ from apache_beam.runners.dask.dask_runner import DaskRunner as BeamDaskRunner
 from apache_beam.runners.dask.overrides import _Create, _Reshuffle
 from apache_beam.runners.direct.direct_metrics import DirectMetrics
 
-from pipeline.dask_translation import log_topic, metrics_topic, translate
+from pipeline.dask_engine.translation import log_topic, metrics_topic, release_run, translate
+from pipeline.launch_checks import LaunchError
 
 SPREAD_PER_THREAD = 4  # partitions per worker thread after a Reshuffle: slack for uneven work
+# The Beam minor version whose internals this runner and its translation were written and
+# tested against (DoFnInvoker, _OutputHandler, the Dask runner's overrides and results).
+SUPPORTED_BEAM = "2.77"
+
+
+def check_beam_version(version: str = beam.__version__) -> None:
+    """``LaunchError`` for a Beam other than ``SUPPORTED_BEAM``: its internals may have
+    moved, and the bugs worked around may be fixed (``tests/test_dask_cluster.py``)."""
+    if ".".join(version.split(".")[:2]) != SUPPORTED_BEAM:
+        raise LaunchError(
+            f"--runner=DaskRunner was written against Beam {SUPPORTED_BEAM}.x internals and this is "
+            f"Beam {version}: install apache-beam=={SUPPORTED_BEAM}.0 (requirements.txt), or port "
+            "pipeline/dask_engine and rerun the Beam-bug checks of tests/test_dask_cluster.py on it"
+        )
 
 
 class DaskRunner(BeamDaskRunner):
     def __init__(self, forward_loggers: tuple[str, ...] = ()):
+        check_beam_version()
         super().__init__()
         self._forward_loggers = tuple(forward_loggers)
 
@@ -60,7 +76,7 @@ class DaskRunner(BeamDaskRunner):
         )
         client.subscribe_topic(log_topic(run), _log_on_launcher)
         # Counts, not the elements: nothing but a number per sink comes back to the launcher.
-        # No graph optimisation: see pipeline.dask_translation._Translator.
+        # No graph optimisation: see pipeline.dask_engine.translation._Translator.
         futures = client.compute(graph.sinks, optimize_graph=False)
         return DaskRunResult(client, futures, run)
 
@@ -77,6 +93,8 @@ class DaskRunResult(DaskRunnerResult):
             self._metrics = _collected_metrics(self.client.get_events(metrics_topic(self.run)))
             return state
         finally:
+            # the run's set-up DoFns (its models) are torn down now, not at the next run's start
+            self.client.run(release_run, self.run)
             self.client.unsubscribe_topic(log_topic(self.run))
             self.client.close()
 
@@ -116,7 +134,7 @@ class _CreateOverride(PTransformOverride):
 
 
 class _ReshuffleOverride(PTransformOverride):
-    """``Reshuffle`` as one node, translated to a repartition (``pipeline.dask_translation``)."""
+    """``Reshuffle`` as one node, translated to a repartition (``pipeline.dask_engine.translation``)."""
 
     def matches(self, applied) -> bool:
         return type(applied.transform) is beam.Reshuffle
