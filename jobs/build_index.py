@@ -50,7 +50,7 @@ from pipeline.options import unknown_arguments  # noqa: E402
 from storage.exemplar_pool import pool_labels, pool_sources  # noqa: E402
 from storage.fileio import list_files, read_bytes  # noqa: E402
 from transforms.index_parts import index_buckets  # noqa: E402
-from storage.label_sources import DATASETS  # noqa: E402
+from storage.dataset_layouts import DATASETS  # noqa: E402
 from storage.records import LabelSource  # noqa: E402
 
 PROGRESS_EVERY = 5000

@@ -52,7 +52,7 @@ from amadapter.models.segmentation_models import load_segmentation_model
 from amadapter.pipelines.exemplar_crop import centred_box, crop
 from pipeline.option_values import parse_size
 from storage.fileio import write_atomically
-from storage.label_sources import DATASETS
+from storage.dataset_layouts import DATASETS
 from storage.photo_sources import list_photos
 from storage.input_reads import read_photo
 

@@ -44,7 +44,7 @@ from amadapter.training.segmenters import (
     segmenter_loss,
 )
 from pipeline.option_values import parse_finite, parse_size
-from storage.label_sources import DATASETS
+from storage.dataset_layouts import DATASETS
 from storage.training_frames import frame_loader
 
 LOG = logging.getLogger("train_segmenter")

@@ -24,9 +24,10 @@ from amadapter.training.loop import OPTIMIZERS, PhaseOptions, Validation
 from amadapter.training.validation import world_validation
 from amadapter.world.versions import WORLD_VERSIONS
 from pipeline.option_values import parse_finite, parse_size
+from storage.dataset_layouts import DATASETS as DATASET_LAYOUTS
 from storage.training_frames import frame_loader
 
-DATASETS = ("world", "cityscapes", "bdd100k", "folder")
+DATASETS = ("world", *DATASET_LAYOUTS)  # the procedural world, or real frames in a layout
 WORLD_PAIRS = ("scene", "crop", "mixed")
 
 

@@ -20,7 +20,7 @@ from amadapter.pipelines.model_factory import trained_size
 from amadapter.pipelines.pipeline_amadapter import latent_grid
 from pipeline.option_values import parse_size
 from storage.fileio import exists, list_input_files, read_bytes
-from storage.label_sources import label_globs, searched_split
+from storage.dataset_layouts import label_globs, searched_split
 from transforms.read_exemplar_map import numbered_lines
 
 MODEL_INDEX = "model_index.json"  # present in every checkpoint directory

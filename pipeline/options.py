@@ -34,7 +34,7 @@ from amadapter.filtering.pixel_filter import DEFAULT_MARGIN, DEFAULT_MIN_KEPT
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
 from amadapter.io.sample_format import IMAGE_FORMATS
 from amadapter.pipelines.exemplar_regions import UNASSIGNED
-from storage.label_sources import DATASETS, DEFAULT_SPLIT
+from storage.dataset_layouts import DATASETS, DEFAULT_SPLIT
 from pipeline.option_values import OptionValueError, parse_bool, parse_finite, parse_rate
 from transforms.retrieve_exemplars import DEFAULT_EXEMPLARS_PER_TARGET
 

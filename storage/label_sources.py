@@ -5,24 +5,13 @@ folder or a ``gs://`` / ``s3://`` prefix (with the matching Beam extra installed
 Every name that matches is listed, also a symlink loop or a dangling link
 (``storage.fileio.list_input_files``): it fails by name when it is read.
 
-Layouts (``split`` names a subfolder; cityscapes and bdd100k default to ``"train"``):
-
-``cityscapes``
-    labels ``gtFine/{split}/{city}/{frame}_gtFine_labelIds.png`` (format ``ids``,
-    mapped to train IDs), ``..._gtFine_labelTrainIds.png`` (``train_ids``, as is) or
-    ``..._gtFine_color.png`` (``color``); photos
-    ``leftImg8bit/{split}/{city}/{frame}_leftImg8bit.png``. With ``label_format=None``
-    each frame yields ONE source: its ``labelIds`` file when present (the official
-    annotation, mapped through our own table, so a ``labelTrainIds`` file made
-    with an edited table cannot change the class space), else its
-    ``labelTrainIds`` file.
-``bdd100k``
-    labels ``labels/sem_seg/masks/{split}/{name}.png`` (``train_ids``, the default;
-    palette PNGs are read by index) or ``labels/sem_seg/colormaps/{split}/{name}.png``
-    (``color``); photos ``images/10k/{split}/{name}.jpg``.
-``folder``
-    every ``*.png`` under ``root`` (or ``root/{split}`` when a split is given), at
-    any depth; ``label_format`` is required; no photos.
+The path rules of each dataset are ``storage.dataset_layouts``. With
+``label_format=None`` a Cityscapes frame yields ONE source: its ``labelIds`` file when
+present (the official annotation, mapped through our own table, so a ``labelTrainIds``
+file made with an edited table cannot change the class space), else its
+``labelTrainIds`` file; BDD100K reads ``masks`` (``train_ids``; palette PNGs are read by
+index) or ``colormaps`` (``color``); a folder dataset needs ``label_format`` and has no
+photos.
 
 Keys are ``amadapter.io.keys.safe_key(frame_name, identity)`` with identity the
 frame's path relative to the root without the label suffix, so a frame keeps its
@@ -34,23 +23,20 @@ from __future__ import annotations
 import os
 import posixpath
 
-from apache_beam.io.filesystems import FileSystems
-
 from amadapter.io.errors import EmptyRootError
 from amadapter.io.keys import safe_key
-from amadapter.io.label_io import LABEL_FORMATS
+from storage.dataset_layouts import (
+    DATASETS,
+    DEFAULT_SPLIT,
+    Bdd100k,
+    Cityscapes,
+    label_globs,
+    layout_of,
+    normalise_root,
+    searched_split,
+)
 from storage.fileio import list_input_files
 from storage.records import LabelSource
-
-DATASETS = ("cityscapes", "bdd100k", "folder")
-DEFAULT_SPLIT = "train"
-CITYSCAPES_LABEL_SUFFIX = {
-    "ids": "_gtFine_labelIds.png",
-    "train_ids": "_gtFine_labelTrainIds.png",
-    "color": "_gtFine_color.png",
-}
-CITYSCAPES_PHOTO_SUFFIX = "_leftImg8bit.png"
-BDD_LABEL_DIR = {"train_ids": "masks", "color": "colormaps"}
 
 
 def list_label_sources(
@@ -64,57 +50,12 @@ def list_label_sources(
     ``ValueError`` for an unknown dataset or a format the dataset does not have.
     """
     root = normalise_root(root)
-    if dataset == "cityscapes":
-        sources = _cityscapes(root, split or DEFAULT_SPLIT, label_format)
-    elif dataset == "bdd100k":
-        sources = _bdd100k(root, split or DEFAULT_SPLIT, label_format)
-    elif dataset == "folder":
-        sources = _folder(root, split, label_format)
-    else:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    layout_of(dataset)  # ValueError for an unknown one
+    lister = {"cityscapes": _cityscapes, "bdd100k": _bdd100k, "folder": _folder}[dataset]
+    sources = lister(root, split, label_format)
     if not sources:
         raise EmptyRootError(root, f"no {dataset} label maps found ({searched_split(dataset, split)})")
     return sorted(sources, key=lambda s: s.key)
-
-
-def searched_split(dataset: str, split: str | None) -> str:
-    """Where a listing looked, for messages: "split 'train'" (the layouts' default filled
-    in), or "the whole root" for a folder dataset without a split."""
-    if split is None and dataset != "folder":
-        split = DEFAULT_SPLIT
-    return "the whole root" if split is None else f"split {split!r}"
-
-
-def label_globs(
-    root: str, dataset: str, split: str | None = None, label_format: str | None = None
-) -> dict[str, str]:
-    """Label format -> glob of the label maps ``list_label_sources`` reads, in reading order
-    (the augment launcher peeks at one match to reject an empty root before the run)."""
-    root = normalise_root(root)
-    if dataset == "cityscapes":
-        if label_format is not None and label_format not in CITYSCAPES_LABEL_SUFFIX:
-            raise ValueError(f"cityscapes label_format must be one of {LABEL_FORMATS} or None")
-        formats = [label_format] if label_format else ["train_ids", "ids"]  # later wins
-        split_dir = FileSystems.join(root, "gtFine", split or DEFAULT_SPLIT)
-        return {
-            f: FileSystems.join(split_dir, "*", "*" + CITYSCAPES_LABEL_SUFFIX[f]) for f in formats
-        }
-    if dataset == "bdd100k":
-        label_format = label_format or "train_ids"
-        if label_format not in BDD_LABEL_DIR:
-            raise ValueError(f"bdd100k label_format must be one of {tuple(BDD_LABEL_DIR)} or None")
-        label_dir = FileSystems.join(
-            root, "labels", "sem_seg", BDD_LABEL_DIR[label_format], split or DEFAULT_SPLIT
-        )
-        return {label_format: FileSystems.join(label_dir, "*.png")}
-    if dataset == "folder":
-        if label_format not in LABEL_FORMATS:
-            raise ValueError(
-                f"folder datasets need label_format in {LABEL_FORMATS}, got {label_format!r}"
-            )
-        base = FileSystems.join(root, split) if split else root
-        return {label_format: FileSystems.join(base, "**.png")}
-    raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
 
 
 def label_format_of(path: str, dataset: str, label_format: str | None) -> str | None:
@@ -124,24 +65,24 @@ def label_format_of(path: str, dataset: str, label_format: str | None) -> str | 
     if label_format is not None:
         return label_format
     if dataset == "cityscapes":
-        return next((f for f, s in CITYSCAPES_LABEL_SUFFIX.items() if path.endswith(s)), None)
+        return next((f for f, s in Cityscapes.LABEL_SUFFIX.items() if path.endswith(s)), None)
     if dataset == "bdd100k":
         return "train_ids"
     return None
 
 
-def _cityscapes(root: str, split: str, label_format: str | None) -> list[LabelSource]:
+def _cityscapes(root: str, split: str | None, label_format: str | None) -> list[LabelSource]:
+    split = split or DEFAULT_SPLIT
     chosen: dict[str, tuple[str, str]] = {}  # frame path relative to root -> (path, format)
-    for fmt, pattern in label_globs(root, "cityscapes", split, label_format).items():
-        suffix = CITYSCAPES_LABEL_SUFFIX[fmt]
+    for fmt, pattern in Cityscapes.label_globs(root, split, label_format).items():
+        suffix = Cityscapes.LABEL_SUFFIX[fmt]
         for path in list_input_files(pattern):
             chosen[_relative(path, root)[: -len(suffix)]] = (path, fmt)
-    photo_pattern = FileSystems.join(root, "leftImg8bit", split, "*", "*" + CITYSCAPES_PHOTO_SUFFIX)
-    photos = set(list_input_files(photo_pattern))
+    photos = {path for pattern in Cityscapes.photo_globs(root, split) for path in list_input_files(pattern)}
     sources = []
     for frame_rel, (path, fmt) in chosen.items():
         _, _, city, frame = frame_rel.split("/")
-        photo = FileSystems.join(root, "leftImg8bit", split, city, frame + CITYSCAPES_PHOTO_SUFFIX)
+        photo = Cityscapes.photo_path(root, split, city, frame)
         sources.append(
             LabelSource(
                 key=safe_key(frame, f"{split}/{city}/{frame}"),
@@ -154,13 +95,14 @@ def _cityscapes(root: str, split: str, label_format: str | None) -> list[LabelSo
     return sources
 
 
-def _bdd100k(root: str, split: str, label_format: str | None) -> list[LabelSource]:
-    ((label_format, pattern),) = label_globs(root, "bdd100k", split, label_format).items()
-    photos = set(list_input_files(FileSystems.join(root, "images", "10k", split, "*.jpg")))
+def _bdd100k(root: str, split: str | None, label_format: str | None) -> list[LabelSource]:
+    split = split or DEFAULT_SPLIT
+    ((label_format, pattern),) = Bdd100k.label_globs(root, split, label_format).items()
+    photos = {path for pattern in Bdd100k.photo_globs(root, split) for path in list_input_files(pattern)}
     sources = []
     for path in list_input_files(pattern):
         name = posixpath.basename(path)[: -len(".png")]
-        photo = FileSystems.join(root, "images", "10k", split, name + ".jpg")
+        photo = Bdd100k.photo_path(root, split, name)
         sources.append(
             LabelSource(
                 key=safe_key(name, f"{split}/{name}"),
@@ -174,7 +116,7 @@ def _bdd100k(root: str, split: str, label_format: str | None) -> list[LabelSourc
 
 
 def _folder(root: str, split: str | None, label_format: str | None) -> list[LabelSource]:
-    ((_, pattern),) = label_globs(root, "folder", split, label_format).items()
+    ((_, pattern),) = label_globs(root, "folder", split, label_format).items()  # checks the format
     sources = []
     for path in list_input_files(pattern):
         relative = _relative(path, root)[: -len(".png")]
@@ -188,12 +130,6 @@ def _folder(root: str, split: str | None, label_format: str | None) -> list[Labe
             )
         )
     return sources
-
-
-def normalise_root(root: str) -> str:
-    if FileSystems.get_scheme(root) is None:  # a local path: absolute, so workers agree on it
-        return os.path.abspath(root)
-    return root.rstrip("/")
 
 
 def _relative(path: str, root: str) -> str:

@@ -40,7 +40,8 @@ from amadapter.io.errors import ExemplarMapError, InputError
 from amadapter.io.keys import safe_key
 from amadapter.io.labels import CLASS_NAMES, NUM_CLASSES
 from storage.fileio import open_file
-from storage.label_sources import CITYSCAPES_LABEL_SUFFIX, label_format_of
+from storage.dataset_layouts import Cityscapes
+from storage.label_sources import label_format_of
 from storage.input_reads import read_label_record
 from storage.records import FailedInput, LabelSource, LentExemplar
 
@@ -149,7 +150,7 @@ def parse_map_line(
         lent.insert(0, lent.pop(rest))
     identity = json.dumps([label, regions], sort_keys=True)
     frame = posixpath.basename(label)
-    for suffix in (*CITYSCAPES_LABEL_SUFFIX.values(), ".png"):
+    for suffix in (*Cityscapes.LABEL_SUFFIX.values(), ".png"):
         if frame.endswith(suffix):
             frame = frame[: -len(suffix)]
             break
