@@ -114,9 +114,9 @@ def return_freed_memory() -> None:
     """Give the heap pages freed by a model call back to the OS (glibc's ``malloc_trim``).
 
     Each batch allocates tensors of its own shapes (rows = 2 x targets + exemplars)
-    and glibc keeps the freed pages: in a 320-image run of the demo model, RSS
-    between shards rose to 940 MB without this call and stayed at 640 MB with it
-    (bench/RESULTS.md). A no-op where the C library is not glibc.
+    and glibc keeps the freed pages, so the resident set grows from shard to shard
+    without this call (bench/RESULTS.md measures it over a 320-image run). A no-op
+    where the C library is not glibc.
     """
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)

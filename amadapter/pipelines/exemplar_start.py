@@ -16,9 +16,8 @@ latents for ``noised``), keyed by the exemplar's content, the weights they depen
 on and the conditions, so a hit does no VAE or UNet work.
 
 Determinism. On CPU a row's bytes depend on the batch size it was computed in,
-but not on its companions or its place in the batch (measured on the tiny and
-demo presets: 8e-6 apart between batch sizes 1 and 3, identical across companions
-and positions at one batch size). Missing exemplars are therefore inverted in
+but not on its companions or its place in the batch (tests/test_model_inversion.py
+checks the cached inversion against its company). Missing exemplars are therefore inverted in
 batches of exactly ``inversion_batch_size`` rows, the last one padded by repeating
 a row, and that size is part of the cache key: a cached latent is the same bytes
 whichever call first needed it.
@@ -34,11 +33,10 @@ from amadapter.pipelines.inversion_cache import inversion_key
 from amadapter.pipelines.structure_guidance import structure_control
 
 EXEMPLAR_PATHS = ("inverted", "noised")
-# noised by default, chosen on the 16 val pairs of the appearance benchmark and on cost:
-# inverted is 1.8 colour units better there (83.0 vs 84.7 of about 125 for none), while the
-# inversion costs one more UNet row per step on every cache miss, the job's common case
-# (bench/RESULTS.md, "Sampler"); the adapter is also trained on forward-noised exemplars
-# (amadapter.training.stage2)
+# noised by default, chosen on the val pairs of the appearance benchmark and on cost:
+# inverted is only slightly better there, while the inversion costs one more UNet row per
+# step on every cache miss, the job's common case (figures: bench/RESULTS.md, "Sampler");
+# the adapter is also trained on forward-noised exemplars (amadapter.training.stage2)
 DEFAULT_EXEMPLAR_PATH = "noised"
 
 

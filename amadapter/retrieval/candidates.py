@@ -27,11 +27,10 @@ the product, so a threshold is taken first from a fixed sample of the pool (ever
 whatever the batch, as a target's candidates depend only on the target and the
 pool, never on the other targets of its batch.
 
-Measured (bench/RESULTS.md): at 1,000,000 entries the exact best, or an entry within
-1% of it, ranks within the best 8,192 by this score for every one of 200 test
-queries (within 4,096 for 98.5%); the bounds (``score.TargetScorer``) then find the
-best among them exactly. A 4x4-cell descriptor (twice the product) ranks only a
-little better (99% within 4,096).
+bench/RESULTS.md measures, at 1,000,000 entries, how far down this ranking the exact
+best (or an entry within 1% of it) falls, which sets ``DEFAULT_CANDIDATES``; the bounds
+(``score.TargetScorer``) then find the best among the candidates exactly. A 4x4-cell
+descriptor (twice the product) ranked only a little better.
 """
 
 from __future__ import annotations

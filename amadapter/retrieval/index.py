@@ -33,8 +33,8 @@ querying process ends up holding resident, per pool entry: 176 bytes of scan row
 areas, 16 of frame lookup, 1 of class count, about 1 kB, shared by the processes
 of a machine that open the same index; small maps are read (``pread``) for the
 few dozen candidates per target that get exact scores, strings for the results.
-Measured at 1,000,000 entries: 1,808-1,919 MB peak for a process that opens the
-index the first time and queries it (bench/RESULTS.md).
+bench/RESULTS.md has the peak memory of a process that opens the index the first
+time and queries it, at 1,000,000 entries.
 """
 
 from __future__ import annotations

@@ -22,9 +22,8 @@ counts of thousands of candidates per target, so those files end up resident in
 a process that queries (about 1 kB per entry). The small maps (2 kB per entry)
 are not mapped but read, a few dozen per target, with ``pread``
 (``read_small_maps``): the kernel maps page cache in large folios, so a mapped
-file read at scattered rows becomes resident almost whole (10,000 random reads
-of the 2 GB small maps of 1,000,000 entries added 1.9 GB to a process's resident
-set, with ``MADV_RANDOM`` too).
+file read at scattered rows becomes resident almost whole, ``MADV_RANDOM`` or not
+(bench/RESULTS.md measures it at 1,000,000 entries).
 
 ``CACHE`` is ``$AMADAPTER_INDEX_CACHE``, else ``$XDG_CACHE_HOME/amadapter/index``
 (``~/.cache/amadapter/index``). A changed index (an update, a rebuild) has another
