@@ -225,9 +225,9 @@ def _run_on(runner, cluster, build) -> None:
 
 
 def test_the_beam_bugs_the_translation_works_around_are_still_in_beams_own_runner(cluster, tmp_path):
-    """One minimal pipeline per Beam 2.77 bug listed in pipeline/dask_engine/translation.py,
-    on Beam's OWN DaskRunner, asserting the wrong result. When a Beam upgrade fixes one, its
-    assertion fails here: drop that workaround from the translation."""
+    """One minimal pipeline per Beam 2.77 bug listed in pipeline/dask_engine/translation.py
+    (all but fusion, see the end), on Beam's OWN DaskRunner, asserting the wrong result. When
+    a Beam upgrade fixes one, its assertion fails here: drop that workaround."""
     from apache_beam.runners.dask.dask_runner import DaskRunner as BeamsDaskRunner
 
     # Defined here, not at module level: the workers unpickle them by value.
@@ -271,6 +271,60 @@ def test_the_beam_bugs_the_translation_works_around_are_still_in_beams_own_runne
 
     _run_on(BeamsDaskRunner(), cluster, two_sinks)
     assert read("last") == [0, 10, 20] and read("first") is None  # bug: only the last sink ran
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def mark(tag):  # one empty file per call, from any worker
+        Path(marks, f"{tag}-{os.getpid()}-{time.monotonic_ns()}").touch()
+
+    def marked(tag):
+        return len(list(marks.glob(f"{tag}-*")))
+
+    class MarksLifecycle(beam.DoFn):
+        def __init__(self, tag):
+            self._tag = tag
+
+        def setup(self):
+            mark(self._tag + "_setup")
+
+        def start_bundle(self):
+            mark(self._tag + "_bundle")
+
+        def process(self, n):
+            yield n
+
+    def reshuffle(pipeline):  # 20 elements: one Create partition
+        _ = pipeline | beam.Create(range(20)) | beam.Reshuffle() | beam.ParDo(MarksLifecycle("spread"))
+
+    _run_on(BeamsDaskRunner(), cluster, reshuffle)
+    assert marked("spread_bundle") == 1  # bug: Reshuffle spreads nothing (ours: 4 per worker thread)
+
+    def partitions(pipeline):  # 600 elements: Beam's Create makes 5 partitions of <= 128
+        _ = pipeline | beam.Create(range(600)) | beam.ParDo(MarksLifecycle("life"))
+
+    _run_on(BeamsDaskRunner(), cluster, partitions)
+    assert marked("life_setup") == marked("life_bundle") == 5  # bug: a setup (a model load) per partition
+
+    def side_input(pipeline):
+        side = pipeline | "Side" >> beam.Create([1]) | "SideWork" >> beam.Map(lambda n: (mark("side"), n)[1])
+        numbers = pipeline | "Numbers" >> beam.Create(range(600))
+        _ = (numbers | "AddSide" >> beam.Map(lambda n, s: n + s, beam.pvalue.AsSingleton(side))
+             | beam.combiners.Count.Globally())  # fmt: skip
+
+    _run_on(BeamsDaskRunner(), cluster, side_input)
+    assert marked("side") == 5  # bug: the side input's upstream runs again for each of 5 partitions
+    # (Fusion copying a step into both of its consumers is dask.bag's, and shows only when both
+    # are computed, which Beam's runner never does: only its last sink runs, as above.)
+
+    # The same three on this project's runner: what the translation makes of them.
+    for path in marks.iterdir():
+        path.unlink()
+    for build in (reshuffle, partitions, side_input):
+        _run_on(DaskRunner(), cluster, build)
+    assert marked("spread_bundle") > 1  # spread over partitions
+    assert marked("life_setup") <= len(WORKERS) < marked("life_bundle")  # one setup per worker process
+    assert marked("side") == 1  # the side input computed once
 
 
 def test_a_run_tears_down_its_dofns_on_the_workers_when_it_ends(cluster, tmp_path):
