@@ -221,7 +221,9 @@ def test_worker_killed_mid_run_changes_nothing(cluster, runs):
 def _run_on(runner, cluster, build) -> None:
     pipeline = beam.Pipeline(runner=runner, options=PipelineOptions(["--dask_client_address", cluster["address"]]))
     build(pipeline)
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    result.wait_until_finish()
+    result.client.close()  # Beam's own result leaves its client open (ours closed it already)
 
 
 def test_the_beam_bugs_the_translation_works_around_are_still_in_beams_own_runner(cluster, tmp_path):
