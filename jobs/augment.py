@@ -40,9 +40,9 @@ from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 
 from jobs.preview import write_preview  # noqa: E402
+from jobs.process_exit import exit_without_finalizing  # noqa: E402
 from pipeline.augment_graph import MANIFEST, build_augment  # noqa: E402
 from pipeline.dask_engine.select import select_runner  # noqa: E402
-from jobs.process_exit import exit_without_finalizing  # noqa: E402
 from pipeline.help_page import help_text  # noqa: E402
 from pipeline.launch_checks import LaunchError  # noqa: E402
 from pipeline.option_values import OptionValueError  # noqa: E402

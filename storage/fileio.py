@@ -37,9 +37,10 @@ def list_input_files(pattern: str, limit: int | None = None) -> list[str]:
     manifest row like any bad input. Object stores have no links: Beam lists them."""
     if FileSystems.get_scheme(pattern) is not None:
         return sorted(m.path for m in FileSystems.match([pattern], [limit])[0].metadata_list)
-    if _GLOB_START.search(pattern) is None:
+    glob = _GLOB_START.search(pattern)
+    if glob is None:
         return [pattern] if os.path.lexists(pattern) else []
-    folder = os.path.dirname(pattern[: _GLOB_START.search(pattern).start()])
+    folder = os.path.dirname(pattern[: glob.start()])
     named = (
         FileMetadata(os.path.join(parent, name), 0)
         for parent, _, names in os.walk(folder)  # Beam's own walk: links to folders not entered

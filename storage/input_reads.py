@@ -23,6 +23,7 @@ PHOTO_POLICIES = ("ignore", "check", "require")
 # (Beam raises ValueError for gs:// without apache-beam[gcp], s3:// without boto3).
 READ_ERRORS = (OSError, ValueError)
 
+
 def read_label_record(source: LabelSource, photos: str = "ignore") -> LabelRecord:
     """Read and decode one source (and check its photo per ``photos``); raises ``InputError``."""
     if photos not in PHOTO_POLICIES:

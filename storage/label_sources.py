@@ -26,11 +26,10 @@ import posixpath
 from amadapter.io.errors import EmptyRootError
 from amadapter.io.keys import safe_key
 from storage.dataset_layouts import (
-    DATASETS,
     DEFAULT_SPLIT,
     Bdd100k,
     Cityscapes,
-    label_globs,
+    Folder,
     layout_of,
     normalise_root,
     searched_split,
@@ -50,9 +49,7 @@ def list_label_sources(
     ``ValueError`` for an unknown dataset or a format the dataset does not have.
     """
     root = normalise_root(root)
-    layout_of(dataset)  # ValueError for an unknown one
-    lister = {"cityscapes": _cityscapes, "bdd100k": _bdd100k, "folder": _folder}[dataset]
-    sources = lister(root, split, label_format)
+    sources = _LISTERS[layout_of(dataset)](root, split, label_format)
     if not sources:
         raise EmptyRootError(root, f"no {dataset} label maps found ({searched_split(dataset, split)})")
     return sorted(sources, key=lambda s: s.key)
@@ -78,7 +75,7 @@ def _cityscapes(root: str, split: str | None, label_format: str | None) -> list[
         suffix = Cityscapes.LABEL_SUFFIX[fmt]
         for path in list_input_files(pattern):
             chosen[_relative(path, root)[: -len(suffix)]] = (path, fmt)
-    photos = {path for pattern in Cityscapes.photo_globs(root, split) for path in list_input_files(pattern)}
+    photos = _listed_photos(Cityscapes, root, split)
     sources = []
     for frame_rel, (path, fmt) in chosen.items():
         _, _, city, frame = frame_rel.split("/")
@@ -98,7 +95,7 @@ def _cityscapes(root: str, split: str | None, label_format: str | None) -> list[
 def _bdd100k(root: str, split: str | None, label_format: str | None) -> list[LabelSource]:
     split = split or DEFAULT_SPLIT
     ((label_format, pattern),) = Bdd100k.label_globs(root, split, label_format).items()
-    photos = {path for pattern in Bdd100k.photo_globs(root, split) for path in list_input_files(pattern)}
+    photos = _listed_photos(Bdd100k, root, split)
     sources = []
     for path in list_input_files(pattern):
         name = posixpath.basename(path)[: -len(".png")]
@@ -116,7 +113,7 @@ def _bdd100k(root: str, split: str | None, label_format: str | None) -> list[Lab
 
 
 def _folder(root: str, split: str | None, label_format: str | None) -> list[LabelSource]:
-    ((_, pattern),) = label_globs(root, "folder", split, label_format).items()  # checks the format
+    ((_, pattern),) = Folder.label_globs(root, split, label_format).items()  # checks the format
     sources = []
     for path in list_input_files(pattern):
         relative = _relative(path, root)[: -len(".png")]
@@ -130,6 +127,14 @@ def _folder(root: str, split: str | None, label_format: str | None) -> list[Labe
             )
         )
     return sources
+
+
+_LISTERS = {Cityscapes: _cityscapes, Bdd100k: _bdd100k, Folder: _folder}
+
+
+def _listed_photos(layout, root: str, split: str) -> set[str]:
+    """Every photo name of the layout's photo globs (the ones a label map's photo is looked up in)."""
+    return {path for pattern in layout.photo_globs(root, split) for path in list_input_files(pattern)}
 
 
 def _relative(path: str, root: str) -> str:
