@@ -22,6 +22,7 @@ from amadapter.training import data
 from amadapter.training.distributed import MIXED_PRECISION, make_accelerator
 from amadapter.training.loop import OPTIMIZERS, PhaseOptions, Validation
 from amadapter.training.validation import world_validation
+from amadapter.world.domains import DOMAIN_NAMES
 from amadapter.world.versions import WORLD_VERSIONS
 from pipeline.option_values import parse_finite, parse_size
 from storage.dataset_layouts import DATASETS as DATASET_LAYOUTS
@@ -52,6 +53,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--split", default=None, help="dataset split (world: train, val or test)")
     source.add_argument("--world-version", type=int, choices=WORLD_VERSIONS, default=1,
                         help="world: 1 (one appearance per class) or 2 (per-instance appearance)")
+    source.add_argument("--world-domain", choices=DOMAIN_NAMES, default=None,
+                        help="world: the styles of an appearance domain (amadapter.world.domains; "
+                             "default: uniform palettes)")
     source.add_argument("--world-pairs", choices=WORLD_PAIRS, default="scene",
                         help="world pairs (stage 2, reference training): one style on two layouts (scene), "
                              "two windows of one scene (crop), or half of each (mixed)")
@@ -135,7 +139,7 @@ def validation(args: argparse.Namespace, pipe: AMAdapterPipeline, mode: str) -> 
     if not args.validate_every:
         return None
     return world_validation(pipe, *args.size, args.val_pairs, mode, args.val_steps, seed=args.seed,
-                            version=args.world_version)
+                            version=args.world_version, domain=args.world_domain)
 
 
 def load_model(args: argparse.Namespace) -> AMAdapterPipeline:
@@ -166,7 +170,8 @@ def build_source(args: argparse.Namespace, pairs: bool):
     """The batch source for stage 1 (``pairs=False``) or stage 2 (``pairs=True``)."""
     height, width = args.size
     if args.data == "world":
-        world_args = dict(split=args.split or "train", seed=args.seed, version=args.world_version)
+        world_args = dict(split=args.split or "train", seed=args.seed, version=args.world_version,
+                          domain=args.world_domain)
         if not pairs:
             return data.WorldScenes(height, width, args.batch_size, **world_args)
         kinds = {"scene": [data.WorldPairs], "crop": [data.WorldCropPairs],

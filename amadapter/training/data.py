@@ -22,7 +22,8 @@ Batches are dicts of CPU tensors:
   of one frame.
 
 World sources take the world's ``version`` (``amadapter.world.versions``; 1 by
-default, whose rows are what they always were).
+default, whose rows are what they always were) and appearance ``domain``
+(``amadapter.world.domains``; None by default: the default styles).
 
 Real frames come through ``load_frame(index) -> (photo, train_ids)`` supplied by
 the caller (the jobs read dataset roots with ``storage.label_sources`` and
@@ -43,6 +44,7 @@ from PIL import Image
 from amadapter import world
 from amadapter.io.errors import InputError
 from amadapter.world.crops import crop_pair
+from amadapter.world.domains import check_domain
 from amadapter.world.versions import check_version, render_scene
 
 Frame = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 photo, (H, W) uint8 train IDs
@@ -92,16 +94,18 @@ class RowSource:
 
 
 class _WorldSource(RowSource):
-    """Rows of world ``version`` (default ``default_version``) from the seeds of one split."""
+    """Rows of world ``version`` (default ``default_version``) and appearance ``domain``
+    (None: the default styles) from the seeds of one split."""
 
     default_version = 1
 
     def __init__(self, height: int, width: int, batch_size: int, split: str = "train", seed: int = 0,
-                 version: int | None = None):
+                 version: int | None = None, domain: str | None = None):
         self.height, self.width, self.batch_size = height, width, batch_size
         self.seeds = world.SPLIT_SEEDS[split]
         self.seed = seed
         self.version = check_version(self.default_version if version is None else version)
+        self.domain = check_domain(domain)
 
 
 class WorldScenes(_WorldSource):
@@ -110,7 +114,7 @@ class WorldScenes(_WorldSource):
     def sample(self, step: int, row: int) -> Sample:
         layout_seed, style_seed = _rng(self.seed, step, row).integers(self.seeds.start, self.seeds.stop, 2)
         scene = world.layout_parts(int(layout_seed), self.height, self.width)
-        return {"image": render_scene(scene, int(style_seed), self.version), "labels": scene.ids}
+        return {"image": render_scene(scene, int(style_seed), self.version, self.domain), "labels": scene.ids}
 
 
 class WorldPairs(_WorldSource):
@@ -125,8 +129,8 @@ class WorldPairs(_WorldSource):
         target_seed, exemplar_seed = self._two_distinct(rng)
         style_seed = int(rng.integers(self.seeds.start, self.seeds.stop))
         target, exemplar = (world.layout_parts(int(s), self.height, self.width) for s in (target_seed, exemplar_seed))
-        return {"image": render_scene(target, style_seed, self.version), "labels": target.ids,
-                "exemplar_image": render_scene(exemplar, style_seed, self.version), "exemplar_labels": exemplar.ids}
+        return {"image": render_scene(target, style_seed, self.version, self.domain), "labels": target.ids,
+                "exemplar_image": render_scene(exemplar, style_seed, self.version, self.domain), "exemplar_labels": exemplar.ids}
 
     def _two_distinct(self, rng: np.random.Generator) -> tuple[int, int]:
         first = int(rng.integers(self.seeds.start, self.seeds.stop))
@@ -146,7 +150,7 @@ class WorldCropPairs(_WorldSource):
     def sample(self, step: int, row: int) -> Sample:
         rng = _rng(self.seed, step, row)
         pair = crop_pair(int(rng.integers(self.seeds.start, self.seeds.stop)), (self.height, self.width),
-                         self.version, windows=rng)
+                         self.version, windows=rng, domain=self.domain)
         return {"image": pair["truth"], "labels": pair["target_labels"],
                 "exemplar_image": pair["exemplar_image"], "exemplar_labels": pair["exemplar_labels"]}
 

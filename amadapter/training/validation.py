@@ -23,9 +23,11 @@ METRIC = "colour_error"
 
 
 def world_validation(pipe, height: int, width: int, pairs: int, mode: str, num_inference_steps: int = 10,
-                     guidance_scale: float = 3.0, seed: int = 0, version: int = 1) -> Validation:
-    """``Validation`` of ``pipe`` on ``pairs`` fixed val scene pairs of world ``version``, (height, width)."""
-    batch = WorldPairs(height, width, pairs, split="val", seed=seed, version=version).batch(0, range(pairs))
+                     guidance_scale: float = 3.0, seed: int = 0, version: int = 1,
+                     domain: str | None = None) -> Validation:
+    """``Validation`` of ``pipe`` on ``pairs`` fixed val scene pairs of world ``version`` and
+    ``domain``, (height, width)."""
+    batch = WorldPairs(height, width, pairs, split="val", seed=seed, version=version, domain=domain).batch(0, range(pairs))
     truth = to_uint8(batch["image"])
     targets = batch["labels"].numpy()
     exemplars = list(to_uint8(batch["exemplar_image"]))

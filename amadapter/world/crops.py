@@ -60,14 +60,14 @@ def cut(array: np.ndarray, window: Window, size: tuple[int, int]) -> np.ndarray:
 
 
 def crop_pair(seed: int, size: tuple[int, int] = (64, 128), version: int = 2,
-              windows: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+              windows: np.random.Generator | None = None, domain: str | None = None) -> dict[str, np.ndarray]:
     """Target and exemplar windows of one scene: labels, instances, images (truth = target image).
 
     ``windows``: the generator the two windows are drawn from (default: the scene's own
     stream ``[seed, 3]``, which the benchmark's fixed pairs use)."""
     scene_size = (int(round(size[0] * SCENE_SCALE)), int(round(size[1] * SCENE_SCALE)))
     scene = layout_parts(seed, *scene_size)
-    photo = render_scene(scene, seed, version)
+    photo = render_scene(scene, seed, version, domain)
     rng = windows if windows is not None else np.random.default_rng([int(seed), 3])
     target, exemplar = random_window(rng, scene_size, size, False), random_window(rng, scene_size, size, True)
     return {

@@ -5,7 +5,9 @@
 
 Scene i of a split uses layout seed and style seed ``split_seeds(split, ...)[i]``
 (independent random streams; see ``amadapter.world``), so a frame's name says
-exactly how to regenerate it. ``version=2`` renders with ``amadapter.world.v2`` and
+exactly how to regenerate it. ``domain`` paints the styles of an appearance domain
+(``amadapter.world.domains``; the frame names do not say which: the folder's maker
+knows). ``version=2`` renders with ``amadapter.world.v2`` and
 also writes ``..._gtFine_instanceIds.png`` (Cityscapes convention, 16-bit: label ID
 x 1000 + instance number for thing classes, numbered from 0 per class in order of
 the layout's parts; the label ID alone for every other pixel).
@@ -21,6 +23,7 @@ from PIL import Image
 
 from amadapter import world
 from amadapter.io.labels import NUM_CLASSES, train_ids_to_colors
+from amadapter.world.domains import check_domain
 from amadapter.world.versions import check_version, render_scene
 
 CITY = "world"
@@ -52,10 +55,11 @@ def instance_ids(scene: world.Layout) -> np.ndarray:
 
 def export_world(
     out: str | Path, n: int, split: str = "train", height: int = 64, width: int = 128, start: int = 0,
-    version: int = 1,
+    version: int = 1, domain: str | None = None,
 ) -> list[str]:
     """Render ``n`` scenes of ``split`` (from its ``start``-th seed) under ``out``; returns the stems."""
     check_version(version)
+    check_domain(domain)
     out = Path(out)
     image_dir = out / "leftImg8bit" / split / CITY
     label_dir = out / "gtFine" / split / CITY
@@ -65,7 +69,7 @@ def export_world(
     for seed in world.split_seeds(split, n, start):
         stem = frame_stem(seed, seed)
         scene = world.layout_parts(seed, height, width)
-        photo, train_ids = render_scene(scene, seed, version), scene.ids
+        photo, train_ids = render_scene(scene, seed, version, domain), scene.ids
         if version == 2:
             Image.fromarray(instance_ids(scene)).save(label_dir / f"{stem}_gtFine_instanceIds.png")
         Image.fromarray(photo).save(image_dir / f"{stem}_leftImg8bit.png")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
+from amadapter.world.domains import DOMAINS, DOMAIN_NAMES, class_colour, domain_style, scene_light
 from amadapter.world.v1 import (
     ROAD, SIDEWALK, SKY, TERRAIN, TEXTURE_HSTRIPES, TEXTURE_NOISE, TEXTURE_VSTRIPES, Layout, Style,
     _upsample, style,
@@ -50,7 +51,10 @@ class StyleV2:
     haze: np.ndarray  # (3,) float32, the colour at the horizon
 
 
-def style_v2(style_seed: int) -> StyleV2:
+def style_v2(style_seed: int, domain: str | None = None) -> StyleV2:
+    """Style ``style_seed`` of world v2; of ``domain`` (``amadapter.world.domains``) when given."""
+    if domain is not None:
+        return _domain_style_v2(style_seed, domain)
     rng = np.random.default_rng([int(style_seed), 2])
     palette = np.zeros((NUM_CLASSES, SIDES * RANKS, 3), dtype=np.float32)
     for c in range(NUM_CLASSES):
@@ -61,15 +65,37 @@ def style_v2(style_seed: int) -> StyleV2:
                 if k == 0 or np.min(np.linalg.norm(palette[c, :k] - candidate, axis=1)) >= _MIN_PALETTE_DISTANCE:
                     break
             palette[c, k] = candidate
-    kinds = rng.integers(0, 4, size=(NUM_CLASSES, SIDES))
-    kinds[:, 1] = np.where(kinds[:, 1] == kinds[:, 0], (kinds[:, 0] + 1) % 4, kinds[:, 1])  # sides differ
     return StyleV2(
         seed=int(style_seed),
         base=style(style_seed),
         palette=palette.reshape(NUM_CLASSES, SIDES, RANKS, 3),
-        texture_kind=kinds,
+        texture_kind=_side_kinds(rng),
         haze=rng.uniform(150.0, 255.0, size=3).astype(np.float32),
     )
+
+
+def _domain_style_v2(style_seed: int, name: str) -> StyleV2:
+    """A domain's v2 style: every instance colour one draw from its class's range, the
+    horizon's haze the domain's own (its stream: ``[seed, 2, 100 + position]``)."""
+    domain = DOMAINS[name]
+    rng = np.random.default_rng([int(style_seed), 2, 100 + DOMAIN_NAMES.index(name)])
+    light = scene_light(rng, domain)
+    palette = np.stack([[class_colour(rng, domain, c, light) for _ in range(SIDES * RANKS)]
+                        for c in range(NUM_CLASSES)])  # fmt: skip
+    return StyleV2(
+        seed=int(style_seed),
+        base=domain_style(style_seed, name),
+        palette=palette.reshape(NUM_CLASSES, SIDES, RANKS, 3),
+        texture_kind=_side_kinds(rng),
+        haze=np.asarray(domain.haze_colour, dtype=np.float32),
+    )
+
+
+def _side_kinds(rng: np.random.Generator) -> np.ndarray:
+    """(19, SIDES) texture kinds, the two sides of a class always different."""
+    kinds = rng.integers(0, 4, size=(NUM_CLASSES, SIDES))
+    kinds[:, 1] = np.where(kinds[:, 1] == kinds[:, 0], (kinds[:, 0] + 1) % 4, kinds[:, 1])
+    return kinds
 
 
 def part_colours(scene: Layout, appearance: StyleV2) -> np.ndarray:
