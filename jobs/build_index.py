@@ -1,15 +1,22 @@
-"""Build (or update) the exemplar index of a pool of photos with label maps.
+"""Build (or update) the exemplar index of a pool of photos with label maps (or of photos
+that a segmenter labels).
 
     python -m jobs.build_index --pool /data/cityscapes --dataset cityscapes --split train \\
         --output out/index
     python -m jobs.build_index --pool gs://bucket/bdd100k --dataset bdd100k \\
         --output gs://bucket/index --runner=DaskRunner --dask_client_address HOST:8786
+    python -m jobs.build_index --pool /data/dashcam --dataset folder \\
+        --pool-labels-from out/segmenter --output out/index   # photos without labels
 
 Every pool entry needs its photo, of its label map's size: Cityscapes
 ``leftImg8bit``, BDD100K ``images/10k``; in a ``folder`` pool, the JPEG beside
 each label map with the same name (``scene.png`` + ``scene.jpg`` or ``.jpeg``).
 Entries whose label map or photo is missing or unreadable are skipped, each
-printed with its reason. When OUTPUT already holds an index, only entries whose
+printed with its reason and listed as manifest rows in ``OUTPUT/skipped.parquet``.
+With ``--pool-labels-from DIR`` the pool is its photos alone (label maps there are
+ignored), each labelled once by the segmenter in DIR as it is indexed; the predicted
+maps are kept under OUTPUT (``storage.unlabelled_pool``) and the segmenter's sha256 in
+its ``index.json``. When OUTPUT already holds an index, only entries whose
 key it lacks are read and added (``--rebuild`` starts afresh). The augment job
 takes the result with ``--index``.
 
@@ -42,12 +49,13 @@ from amadapter.io.errors import InputError, input_error  # noqa: E402
 from amadapter.io.label_io import LABEL_FORMATS  # noqa: E402
 from amadapter.retrieval import BuildReport, build_index  # noqa: E402
 from amadapter.retrieval.build import commit_build, indexed_keys, new_sources  # noqa: E402
-from amadapter.retrieval.store import IndexStore  # noqa: E402
+from amadapter.models.segmentation_models import SegmenterFormatError  # noqa: E402
+from amadapter.retrieval.store import IndexFormatError, IndexStore  # noqa: E402
 from jobs.process_exit import exit_without_finalizing  # noqa: E402
 from pipeline.dask_engine.select import select_runner  # noqa: E402
 from pipeline.index_graph import add_index_build, write_todo  # noqa: E402
 from pipeline.options import unknown_arguments  # noqa: E402
-from storage.exemplar_pool import pool_labels, pool_sources  # noqa: E402
+from storage.exemplar_pool import ExemplarPool, exemplar_pool, write_skipped_entries  # noqa: E402
 from storage.fileio import list_files, read_bytes  # noqa: E402
 from transforms.index_parts import index_buckets  # noqa: E402
 from storage.dataset_layouts import DATASETS  # noqa: E402
@@ -65,13 +73,13 @@ def _progress(sources: list[LabelSource]) -> Iterator[LabelSource]:
         yield source
 
 
-def beam_build(
-    output: str, sources: Iterable[LabelSource], rebuild: bool, options: PipelineOptions
-) -> BuildReport:
+def beam_build(output: str, pool: ExemplarPool, rebuild: bool, options: PipelineOptions) -> BuildReport:
     """The build as a Beam job on the runner of ``options``; the same result as
-    ``build_index(output, sources, pool_labels, rebuild=rebuild)``."""
+    ``build_index(output, pool.sources, pool.read_label, rebuild=rebuild, ...)``."""
     store, report = IndexStore(output), BuildReport(output)
-    todo = list(new_sources(sources, set() if rebuild else indexed_keys(store), report))
+    if not rebuild:
+        store.check_pool_labels(pool.pool_labels)
+    todo = list(new_sources(pool.sources, set() if rebuild else indexed_keys(store), report))
     parts = []
     if todo:
         run = uuid.uuid4().hex[:12]
@@ -79,7 +87,8 @@ def beam_build(
         try:
             pipeline = beam.Pipeline(runner=select_runner(options), options=options)
             buckets = index_buckets(len(todo))
-            add_index_build(pipeline, write_todo(work_dir, todo), output, work_dir, run, buckets)
+            add_index_build(pipeline, write_todo(work_dir, todo), output, work_dir, run, buckets,
+                            pool.read_label)  # fmt: skip
             pipeline.run().wait_until_finish()
             for path in list_files(f"{work_dir}/bucket-*.json"):
                 written = json.loads(read_bytes(path))
@@ -93,7 +102,7 @@ def beam_build(
             if FileSystems.exists(work_dir):  # a local folder (a bucket has no empty ones)
                 FileSystems.delete([work_dir])
         report.added = sum(part["rows"] for part in parts)
-    return commit_build(store, parts, report, rebuild)
+    return commit_build(store, parts, report, rebuild, pool.pool_labels)
 
 
 def main(argv: Iterable[str] | None = None) -> BuildReport:
@@ -107,6 +116,10 @@ def main(argv: Iterable[str] | None = None) -> BuildReport:
     parser.add_argument(
         "--label-format", default=None, choices=LABEL_FORMATS, help="required for folder pools"
     )
+    parser.add_argument(
+        "--pool-labels-from", default=None, metavar="DIR",
+        help="a segmenter directory that labels the pool's photos (their label maps, if any, are ignored)",
+    )  # fmt: skip
     parser.add_argument("--rebuild", action="store_true", help="replace an existing index")
     parser.add_argument("--workers", type=int, default=4, help="threads reading pool files")
     parser.add_argument(
@@ -119,31 +132,38 @@ def main(argv: Iterable[str] | None = None) -> BuildReport:
 
     began = time.perf_counter()
     try:
-        sources = pool_sources(args.pool, args.dataset, args.split, args.label_format)
-    except InputError as error:
+        pool = exemplar_pool(args.pool, args.dataset, args.split, args.label_format, args.output,
+                             args.pool_labels_from)  # fmt: skip
+    except (InputError, SegmenterFormatError) as error:
         sys.exit(f"error: {error}")
-    print(f"pool {args.pool}: {len(sources)} label maps", flush=True)
+    what = "photos to label" if args.pool_labels_from else "label maps"
+    print(f"pool {args.pool}: {len(pool.sources)} {what}", flush=True)
+    skipped: list[tuple[str, InputError]] = []
 
-    def report_skip(source, error: InputError) -> None:
-        print(f"skipped {source.key}: {error}", flush=True)
+    def report_skip(key: str, error: InputError) -> None:
+        print(f"skipped {key}: {error}", flush=True)
+        skipped.append((key, error))
 
     try:
         if args.runner is None:
             report = build_index(
                 args.output,
-                _progress(sources),
-                pool_labels,
+                _progress(pool.sources),
+                pool.read_label,
                 rebuild=args.rebuild,
                 workers=args.workers,
-                on_skip=report_skip,
+                on_skip=lambda source, error: report_skip(source.key, error),
+                pool_labels=pool.pool_labels,
             )
         else:
             options = PipelineOptions([f"--runner={args.runner}", *beam_args])
-            report = beam_build(args.output, sources, args.rebuild, options)
+            report = beam_build(args.output, pool, args.rebuild, options)
             for key, error in report.skipped:
-                print(f"skipped {key}: {error}", flush=True)
-    except InputError as error:  # EmptyPoolError: nothing usable
+                report_skip(key, error)
+    except (InputError, IndexFormatError) as error:  # EmptyPoolError: nothing usable
         sys.exit(f"error: {error}")
+    finally:
+        write_skipped_entries(args.output, skipped)
     print(
         f"index {args.output}: {report.total} entries ({report.added} added, "
         f"{report.already_indexed} already indexed, {len(report.skipped)} skipped) "

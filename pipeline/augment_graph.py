@@ -65,6 +65,7 @@ from apache_beam.ml.inference.base import RunInference
 
 import amadapter
 from amadapter.io.errors import EmptyPoolError
+from amadapter.retrieval.store import IndexStore
 from pipeline.default_world import POOL_SPLIT, TARGET_SPLIT, export_default_world
 from pipeline.exemplar_index import prepare_index
 from pipeline.filter_reference import prepare_quality_filter
@@ -79,6 +80,7 @@ from transforms.plan_shards import PlanShards
 from transforms.quality_filter import FilterSamples, QualityFilterSpec
 from transforms.read_label_maps import ReadLabelMaps
 from storage.records import FailedInput
+from storage.unlabelled_pool import PoolLabeller
 from transforms.read_exemplar_map import ReadExemplarMap
 from transforms.retrieve_exemplars import RetrieveExemplars, RetrievedTarget
 from transforms.skip_finished import SkipFinishedShards, survey_output
@@ -109,6 +111,7 @@ class AugmentInputs:
     model: str
     steps: int
     exemplar_map: str | None = None  # targets and exemplars from a map file instead
+    pool_labels_from: str | None = None  # a segmenter labelling the pool's photos
 
 
 class AugmentGraph(typing.NamedTuple):
@@ -149,6 +152,7 @@ def resolve_inputs(options: AugmentOptions) -> AugmentInputs:
             index=None,
             model=model,
             steps=steps,
+            pool_labels_from=options.pool_labels_from,
         )
     exemplars = options.exemplars
     if exemplars is None and options.index is None:
@@ -164,6 +168,7 @@ def resolve_inputs(options: AugmentOptions) -> AugmentInputs:
         index=options.index,
         model=model,
         steps=steps,
+        pool_labels_from=options.pool_labels_from,
     )
 
 
@@ -176,6 +181,7 @@ class AugmentPlan(typing.NamedTuple):
     size: tuple[int, int]  # the output size, checked against the model on the launcher
     fingerprint: dict  # the render fingerprint every shard of the output carries
     quality_filter: QualityFilterSpec | None  # None without --filter-segmenter
+    pool_labels: dict | None  # who predicted the exemplars' label maps; None: the pool's own
 
 
 def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPlan:
@@ -185,6 +191,7 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
     size = check_launch(options, inputs)  # LaunchError before any worker starts
     output, prefix = options.output, options.shard_prefix
     quality_filter = prepare_quality_filter(options, inputs, size)
+    pool_labels = _pool_labels(inputs)
     fingerprint = render_fingerprint(
         model=inputs.model,
         steps=inputs.steps,
@@ -199,6 +206,7 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
         exemplar_path=options.exemplar_path,
         exemplar_pool=_pool_identity(options, inputs),
         quality_filter=quality_filter.fingerprint() if quality_filter else None,
+        pool_labels=pool_labels,
     )
     state = survey_output(output, prefix, fingerprint, overwrite=options.overwrite)
     if inputs.exemplar_map is not None:
@@ -250,6 +258,7 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
         size=size,
         fingerprint=fingerprint,
         quality_filter=quality_filter,
+        pool_labels=pool_labels,
     )
 
 
@@ -270,6 +279,7 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
         accelerator=options.accelerator,
         exemplar_path=options.exemplar_path,
         unassigned=options.unassigned,
+        exemplar_labels=plan.pool_labels,
     )
     synthesize = RunInference(handler).with_exception_handling()
     rendered, dead_letters = plan.work | "Synthesize" >> synthesize
@@ -304,10 +314,21 @@ def _prepare_pool(inputs: AugmentInputs, output: str) -> tuple[str | None, Empty
             output,
             # A folder pool is read with the same --label-format as the label maps.
             inputs.label_format if inputs.exemplars_dataset == "folder" else None,
+            inputs.pool_labels_from,
         )
     except EmptyPoolError as error:
         return None, error
     return index_path, None
+
+
+def _pool_labels(inputs: AugmentInputs) -> dict | None:
+    """Who predicts (or predicted, for an ``--index``) the exemplars' label maps; None for
+    the pool's own maps. Read on the launcher: the fingerprint and every sample record it."""
+    if inputs.pool_labels_from is not None:
+        return PoolLabeller.of(inputs.pool_labels_from).provenance()
+    if inputs.index is not None:
+        return IndexStore(inputs.index).pool_labels()
+    return None
 
 
 def _pool_identity(options: AugmentOptions, inputs: AugmentInputs) -> str:

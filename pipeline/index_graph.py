@@ -19,6 +19,7 @@ from typing import Iterable
 
 import apache_beam as beam
 
+from storage.exemplar_pool import pool_labels
 from storage.fileio import read_bytes, write_atomically
 from transforms.index_parts import WriteIndexParts
 from storage.records import LabelSource
@@ -57,12 +58,15 @@ def add_index_build(
     work_dir: str,
     run: str,
     buckets: int,
+    read_label=pool_labels,
 ) -> beam.PCollection:
-    """The build's steps on ``pipeline``; returns the PCollection of bucket files written."""
+    """The build's steps on ``pipeline``; returns the PCollection of bucket files written.
+    ``read_label`` reads an entry's train IDs on the workers (default: the pool's own label
+    maps; ``storage.unlabelled_pool.PoolLabeller`` predicts them)."""
     return (
         pipeline
         | "TodoFiles" >> beam.Create(todo_files)
         | "ReadTodo" >> beam.FlatMap(read_todo)
         | "Spread" >> beam.Reshuffle()
-        | "WriteIndexParts" >> WriteIndexParts(index_path, work_dir, run, buckets)
+        | "WriteIndexParts" >> WriteIndexParts(index_path, work_dir, run, buckets, read_label)
     )

@@ -20,7 +20,9 @@ from amadapter.pipelines.model_factory import trained_size
 from amadapter.pipelines.pipeline_amadapter import latent_grid
 from pipeline.option_values import parse_size
 from storage.fileio import exists, list_input_files, read_bytes
-from storage.dataset_layouts import label_globs, searched_split
+from amadapter.models.segmentation_models import SegmenterFormatError
+from storage.dataset_layouts import label_globs, photo_globs, searched_split
+from storage.unlabelled_pool import check_segmenter_directory
 from transforms.read_exemplar_map import numbered_lines
 
 MODEL_INDEX = "model_index.json"  # present in every checkpoint directory
@@ -50,7 +52,9 @@ def check_launch(options, inputs) -> tuple[int, int]:
         _check_exemplar_map(options, inputs.exemplar_map)
         return output_size(options.size, inputs.model)
     _check_label_root("--labels", inputs.labels, inputs.dataset, inputs.split, inputs.label_format)
-    if inputs.index is not None:
+    if inputs.pool_labels_from is not None:
+        _check_pool_labelling(inputs)
+    elif inputs.index is not None:
         if not exists(inputs.index):
             raise LaunchError(f"--index {inputs.index}: does not exist")
     elif inputs.exemplars is not None:
@@ -112,7 +116,8 @@ def _check_counts(options) -> None:
 def _check_exemplar_map(options, path: str) -> None:
     """The map exists, holds a line (an empty root is refused alike), is the only source of
     targets and exemplars, and its label files' format can be told."""
-    flags = {"label_maps": "--labels", "exemplars": "--exemplars", "index": "--index"}
+    flags = {"label_maps": "--labels", "exemplars": "--exemplars", "index": "--index",
+             "pool_labels_from": "--pool-labels-from"}  # fmt: skip
     clashing = [flag for name, flag in flags.items() if getattr(options, name)]
     if clashing:
         raise LaunchError(
@@ -124,6 +129,31 @@ def _check_exemplar_map(options, path: str) -> None:
         raise LaunchError(f"--exemplar-map {path}: no such file")
     if next(numbered_lines(path), None) is None:  # reads up to the first line only
         raise LaunchError(f"--exemplar-map {path}: holds no lines (one JSON object per target)")
+
+
+def _check_pool_labelling(inputs) -> None:
+    """``--pool-labels-from`` names a segmenter directory and labels an ``--exemplars`` pool
+    that holds photos (an ``--index`` has its label maps already)."""
+    segmenter = inputs.pool_labels_from
+    if inputs.index is not None:
+        raise LaunchError(
+            "--pool-labels-from labels the photos of an --exemplars pool as its index is built; "
+            "an --index holds its label maps already (build it with jobs.build_index --pool-labels-from)"
+        )
+    try:
+        check_segmenter_directory(segmenter)
+    except SegmenterFormatError as error:
+        raise LaunchError(f"--pool-labels-from {error}") from None
+    try:
+        globs = photo_globs(inputs.exemplars, inputs.exemplars_dataset, inputs.exemplars_split)
+    except ValueError as error:
+        raise LaunchError(f"--exemplars {inputs.exemplars}: {error}") from None
+    if not any(list_input_files(glob, limit=1) for glob in globs):
+        raise LaunchError(
+            f"--exemplars {inputs.exemplars}: holds no {inputs.exemplars_dataset} photos "
+            f"({searched_split(inputs.exemplars_dataset, inputs.exemplars_split)}); looked for "
+            + " and ".join(globs)
+        )
 
 
 def _check_label_root(flag: str, root: str, dataset: str, split, label_format) -> None:

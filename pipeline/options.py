@@ -196,6 +196,15 @@ def _add_exemplar_args(group) -> None:
          help="A prebuilt index (jobs.build_index) instead of --exemplars. Default: none.")  # fmt: skip
     _add(
         group,
+        "pool-labels-from",
+        default=None,
+        help="A segmenter directory (jobs.train_segmenter's, or a transformers semantic-"
+        "segmentation checkpoint) that labels the --exemplars pool: its photos are listed "
+        "without label maps (any there are ignored), segmented once when the index is "
+        "built, and the predicted maps kept with the index. Default: the pool's own label maps.",
+    )
+    _add(
+        group,
         "exemplar-map",
         default=None,
         help="JSON Lines file naming the targets and, per target, which exemplar lends "

@@ -10,6 +10,7 @@ dataset to its whole root. Roots are local paths (made absolute, so workers agre
 from __future__ import annotations
 
 import os
+import posixpath
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -45,6 +46,13 @@ class Cityscapes:
     def photo_path(cls, root: str, split: str | None, city: str, frame: str) -> str:
         return FileSystems.join(root, "leftImg8bit", split or DEFAULT_SPLIT, city, frame + cls.PHOTO_SUFFIX)
 
+    @classmethod
+    def photo_frame(cls, root: str, split: str | None, photo: str) -> tuple[str, str]:
+        """(frame name, identity) of a photo: its label map's key parts (``safe_key``)."""
+        city, name = relative_path(photo, root).split("/")[-2:]
+        frame = name[: -len(cls.PHOTO_SUFFIX)]
+        return frame, f"{split or DEFAULT_SPLIT}/{city}/{frame}"
+
 
 class Bdd100k:
     """``labels/sem_seg/{masks,colormaps}/{split}/{name}.png`` and
@@ -68,6 +76,11 @@ class Bdd100k:
     def photo_path(cls, root: str, split: str | None, name: str) -> str:
         return FileSystems.join(root, "images", "10k", split or DEFAULT_SPLIT, name + ".jpg")
 
+    @classmethod
+    def photo_frame(cls, root: str, split: str | None, photo: str) -> tuple[str, str]:
+        name = posixpath.basename(photo)[: -len(".jpg")]
+        return name, f"{split or DEFAULT_SPLIT}/{name}"
+
 
 class Folder:
     """Every ``*.png`` under the root (or ``root/{split}``) at any depth is a label map, in the
@@ -85,6 +98,12 @@ class Folder:
     @classmethod
     def photo_globs(cls, root: str, split: str | None) -> list[str]:
         return [FileSystems.join(cls._base(root, split), "**" + suffix) for suffix in cls.PHOTO_SUFFIXES]
+
+    @classmethod
+    def photo_frame(cls, root: str, split: str | None, photo: str) -> tuple[str, str]:
+        """A photo's path below the root without its extension names it, as a label map's does."""
+        relative = posixpath.splitext(relative_path(photo, root))[0]
+        return posixpath.basename(relative), relative
 
     @staticmethod
     def _base(root: str, split: str | None) -> str:
@@ -119,6 +138,11 @@ def searched_split(dataset: str, split: str | None) -> str:
     if split is None and dataset != "folder":
         split = DEFAULT_SPLIT
     return "the whole root" if split is None else f"split {split!r}"
+
+
+def relative_path(path: str, root: str) -> str:
+    """``path`` below ``root`` with ``/`` separators."""
+    return path[len(root) :].lstrip("/").replace(os.sep, "/")
 
 
 def normalise_root(root: str) -> str:

@@ -23,6 +23,9 @@ Fields (``render_fingerprint``):
   sha256, margin, min-kept share, where its reference losses were measured and
   the losses themselves (``transforms.quality_filter.QualityFilterSpec.fingerprint``),
   so another filter, rule or reference is another fingerprint.
+- ``pool_labels``: None when the exemplars' label maps are the pool's own; else who
+  predicted them (``--pool-labels-from``: the segmenter and its sha256,
+  ``storage.unlabelled_pool``), so another labeller is another fingerprint.
 - ``exemplar_topk``, ``exemplars_per_target``, ``unassigned`` and ``exemplar_pool``:
   the exemplar settings. The pool is named by what the user gave (``--index``, the
   ``--exemplars`` root with its dataset, split and label format, or the
@@ -74,6 +77,7 @@ def render_fingerprint(
     exemplars_per_target: int,
     unassigned: str,
     quality_filter: dict | None = None,
+    pool_labels: dict | None = None,
 ) -> dict:
     """The fingerprint dict of a run (JSON values); see the module docstring."""
     from amadapter.pipelines.pipeline_amadapter import DEFAULT_PROMPT, AMAdapterPipeline
@@ -95,6 +99,7 @@ def render_fingerprint(
         "exemplars_per_target": int(exemplars_per_target),
         "unassigned": unassigned,
         "quality_filter": quality_filter,
+        "pool_labels": pool_labels,
     }
 
 

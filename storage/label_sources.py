@@ -20,7 +20,6 @@ key whichever label file was chosen and wherever the data is mounted.
 
 from __future__ import annotations
 
-import os
 import posixpath
 
 from amadapter.io.errors import EmptyRootError
@@ -32,6 +31,7 @@ from storage.dataset_layouts import (
     Folder,
     layout_of,
     normalise_root,
+    relative_path,
     searched_split,
 )
 from storage.fileio import list_input_files
@@ -74,7 +74,7 @@ def _cityscapes(root: str, split: str | None, label_format: str | None) -> list[
     for fmt, pattern in Cityscapes.label_globs(root, split, label_format).items():
         suffix = Cityscapes.LABEL_SUFFIX[fmt]
         for path in list_input_files(pattern):
-            chosen[_relative(path, root)[: -len(suffix)]] = (path, fmt)
+            chosen[relative_path(path, root)[: -len(suffix)]] = (path, fmt)
     photos = _listed_photos(Cityscapes, root, split)
     sources = []
     for frame_rel, (path, fmt) in chosen.items():
@@ -116,7 +116,7 @@ def _folder(root: str, split: str | None, label_format: str | None) -> list[Labe
     ((_, pattern),) = Folder.label_globs(root, split, label_format).items()  # checks the format
     sources = []
     for path in list_input_files(pattern):
-        relative = _relative(path, root)[: -len(".png")]
+        relative = relative_path(path, root)[: -len(".png")]
         sources.append(
             LabelSource(
                 key=safe_key(posixpath.basename(relative), relative),
@@ -135,8 +135,3 @@ _LISTERS = {Cityscapes: _cityscapes, Bdd100k: _bdd100k, Folder: _folder}
 def _listed_photos(layout, root: str, split: str) -> set[str]:
     """Every photo name of the layout's photo globs (the ones a label map's photo is looked up in)."""
     return {path for pattern in layout.photo_globs(root, split) for path in list_input_files(pattern)}
-
-
-def _relative(path: str, root: str) -> str:
-    """``path`` below ``root`` with ``/`` separators."""
-    return path[len(root) :].lstrip("/").replace(os.sep, "/")

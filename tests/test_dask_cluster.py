@@ -22,12 +22,15 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindows
 
+from amadapter.world.export import export_world
 from jobs.augment import run
 from jobs.build_index import main as build_index_job
 from pipeline.dask_engine.runner import DaskRunner, check_beam_version
 from pipeline.launch_checks import LaunchError
 from tests.conftest import REPO
 from tests.test_retrieval_index import write_pool
+from tests.test_pool_labels import same_predicted_index
+from tests.test_quality_filter import save_small_segmenter
 from tests.test_retrieval_job import index_rows
 
 WORKERS = ("w1", "w2")
@@ -194,6 +197,18 @@ def test_index_build_on_dask_writes_the_local_build_index(cluster, tmp_path):
                                      "--dask_client_address", cluster["address"]])  # fmt: skip
     assert (report.added, report.total, report.skipped) == (5, 5, [])
     assert index_rows(tmp_path / "dask") == index_rows(tmp_path / "local")
+
+
+def test_index_build_of_photos_labelled_by_a_segmenter_on_dask(cluster, tmp_path):
+    export_world(tmp_path / "pool", 5, "val", 16, 32, domain="night")
+    save_small_segmenter(tmp_path / "segmenter", seed=1)
+    argv = ["--pool", str(tmp_path / "pool"), "--dataset", "cityscapes", "--split", "val",
+            "--pool-labels-from", str(tmp_path / "segmenter"), "--output"]  # fmt: skip
+    build_index_job(argv + [str(tmp_path / "local")])
+    report = build_index_job(argv + [str(tmp_path / "dask"), "--runner=DaskRunner",
+                                     "--dask_client_address", cluster["address"]])  # fmt: skip
+    assert (report.added, report.total, report.skipped) == (5, 5, [])
+    assert same_predicted_index(tmp_path / "dask", tmp_path / "local")
 
 
 def test_worker_killed_mid_run_changes_nothing(cluster, runs):

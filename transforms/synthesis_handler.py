@@ -89,6 +89,9 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         exemplar_path: how exemplar rows enter the denoising (``amadapter.pipelines.exemplar_start``).
         unassigned: what target pixels no exemplar region claims read ("first" or "none",
             ``amadapter.pipelines.exemplar_regions``).
+        exemplar_labels: who predicted the exemplars' label maps (``--pool-labels-from``:
+            ``storage.unlabelled_pool.PoolLabeller.provenance``), recorded in every sample's
+            json as ``exemplar_labels``; None (the pool's own maps) records nothing.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         accelerator: str | None = None,
         exemplar_path: str = DEFAULT_EXEMPLAR_PATH,
         unassigned: str = "first",
+        exemplar_labels: dict | None = None,
     ):
         super().__init__(model_copies=model_copies, large_model=share_model)
         dtype = dtype or default_dtype(device)
@@ -117,6 +121,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         self._device, self._dtype, self._accelerator = device, dtype, accelerator
         self._threads = torch_threads
         self._exemplar_path, self._unassigned = exemplar_path, unassigned
+        self._exemplar_labels = exemplar_labels
         self._rendered_once = False  # has a model call of this handler copy succeeded?
         self._calls = Metrics.counter(METRICS_NAMESPACE, "model_calls")
         self._synthesized = Metrics.counter(METRICS_NAMESPACE, "synthesized")
@@ -197,6 +202,8 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
             "size": list(size),
             "dtype": self._dtype,
         }
+        if self._exemplar_labels is not None:
+            provenance["exemplar_labels"] = {"predicted": True, **self._exemplar_labels}
         return [build_sample(request, image, size, provenance) for request, image in zip(batch, pixels)]
 
     def should_skip_batching(self) -> bool:

@@ -55,6 +55,7 @@ def build_index(
     rebuild: bool = False,
     workers: int = 1,
     on_skip: Callable[[PoolSource, InputError], None] | None = None,
+    pool_labels: dict | None = None,
 ) -> BuildReport:
     """Index ``sources`` at ``path`` (a folder or ``gs://``/``s3://`` prefix).
 
@@ -63,10 +64,14 @@ def build_index(
     with ``photos="require"``, which also checks the photo exists and has the
     label map's size). ``rebuild`` starts a fresh index instead of adding to an
     existing one. ``on_skip`` is called for each skipped entry as it happens.
+    ``pool_labels``: who predicts the label maps (``read_label`` does), recorded in the
+    index; an update of an index labelled otherwise is an ``IndexFormatError``.
     Raises ``EmptyPoolError`` when the index would hold no entry.
     (``pipeline.index_graph`` is the same build as a Beam job.)
     """
     store = IndexStore(path)
+    if not rebuild:
+        store.check_pool_labels(pool_labels)
     report = BuildReport(path)
     writer = store.part_writer()
     pending: list[tuple[PoolSource, np.ndarray]] = []  # (source, small map)
@@ -85,7 +90,7 @@ def build_index(
     if pending:
         writer.write(row_batch(pending))
         report.added += len(pending)
-    return commit_build(store, writer.close(), report, rebuild)
+    return commit_build(store, writer.close(), report, rebuild, pool_labels)
 
 
 def indexed_keys(store: IndexStore) -> set[str]:
@@ -111,7 +116,8 @@ def new_sources(
 
 
 def commit_build(
-    store: IndexStore, parts: list[dict], report: BuildReport, rebuild: bool
+    store: IndexStore, parts: list[dict], report: BuildReport, rebuild: bool,
+    pool_labels: dict | None = None,
 ) -> BuildReport:
     """List the new ``parts`` in the index (replacing its old ones on ``rebuild``) and fill
     ``report.total``; raises ``EmptyPoolError`` (committing nothing) when it would be empty."""
@@ -121,7 +127,7 @@ def commit_build(
             store.path,
             f"no usable pool entry ({len(report.skipped)} skipped, each with its reason)",
         )
-    report.total = store.commit(parts, replace=rebuild)["rows"]
+    report.total = store.commit(parts, replace=rebuild, pool_labels=pool_labels)["rows"]
     return report
 
 

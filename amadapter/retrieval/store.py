@@ -1,6 +1,7 @@
 """The exemplar index on disk: Parquet parts listed by a small JSON file.
 
-    INDEX/index.json          format, version, sizes, and the list of parts with row counts
+    INDEX/index.json          format, version, sizes, the list of parts with row counts, and
+                              ``pool_labels``: None, or who predicted the entries' label maps
     INDEX/part-<run>-<n>.parquet
 
 Each part holds one row per pool entry:
@@ -119,10 +120,26 @@ class IndexStore:
                 )
         return meta
 
-    def commit(self, new_parts: list[dict], replace: bool) -> dict:
+    def pool_labels(self) -> dict | None:
+        """Who predicted the entries' label maps (``storage.unlabelled_pool``); None when they
+        are the pool's own (and for an index written before the field existed)."""
+        return self.read_meta().get("pool_labels")
+
+    def check_pool_labels(self, pool_labels: dict | None) -> None:
+        """``IndexFormatError`` when an existing index's labels come from elsewhere than
+        ``pool_labels``: an update must not mix two labellings in one index."""
+        if self.exists() and self.pool_labels() != pool_labels:
+            raise IndexFormatError(
+                f"index {self.path} holds label maps from {_labels_origin(self.pool_labels())}, "
+                f"this build's come from {_labels_origin(pool_labels)}; rebuild it "
+                "(python -m jobs.build_index --rebuild)"
+            )
+
+    def commit(self, new_parts: list[dict], replace: bool, pool_labels: dict | None = None) -> dict:
         """List ``new_parts`` in ``index.json`` (after the current parts unless ``replace``)
         in one atomic replace; then remove part files no longer listed. Returns the meta."""
         meta = _empty_meta() if replace or not self.exists() else self.read_meta()
+        meta["pool_labels"] = pool_labels
         meta["parts"] = meta["parts"] + new_parts
         meta["rows"] = sum(part["rows"] for part in meta["parts"])
         self._fs.create_dir(self._root, recursive=True)
@@ -196,6 +213,12 @@ class PartWriter:
             self._writer.close()
             self._sink.close()
             self._writer = self._sink = None
+
+
+def _labels_origin(pool_labels: dict | None) -> str:
+    if pool_labels is None:
+        return "the pool's own label maps"
+    return f"segmenter {pool_labels['predicted_by']} (sha256 {pool_labels['segmenter_sha256'][:12]})"
 
 
 def _empty_meta() -> dict:
