@@ -204,6 +204,7 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
         exemplars_per_target=options.exemplars_per_target,
         unassigned=options.unassigned,
         exemplar_path=options.exemplar_path,
+        mode=options.mode,
         exemplar_pool=_pool_identity(options, inputs),
         quality_filter=quality_filter.fingerprint() if quality_filter else None,
         pool_labels=pool_labels,
@@ -280,6 +281,7 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
         exemplar_path=options.exemplar_path,
         unassigned=options.unassigned,
         exemplar_labels=plan.pool_labels,
+        mode=options.mode,
     )
     synthesize = RunInference(handler).with_exception_handling()
     rendered, dead_letters = plan.work | "Synthesize" >> synthesize

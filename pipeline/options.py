@@ -32,6 +32,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from amadapter.filtering.pixel_filter import DEFAULT_MARGIN, DEFAULT_MIN_KEPT
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH, EXEMPLAR_PATHS
+from transforms.renderer import DEFAULT_MODE, JOB_MODES
 from amadapter.io.sample_format import IMAGE_FORMATS
 from amadapter.pipelines.exemplar_regions import UNASSIGNED
 from storage.dataset_layouts import DATASETS, DEFAULT_SPLIT
@@ -269,6 +270,15 @@ def _add_model_args(group) -> None:
         help="How exemplar rows enter the denoising: 'inverted' (DDIM inversion, one more "
         "UNet row per step on a cache miss) or 'noised' (forward-noised per step, no "
         "inversion); bench/RESULTS.md compares them.",
+    )
+    _add(
+        group,
+        "mode",
+        default=DEFAULT_MODE,
+        choices=JOB_MODES,
+        help="How the target reads its exemplar: 'am_adapter' (the learned adapter), "
+        "'categorical' (a fixed bias towards exemplar pixels of the same class) or "
+        "'augmented' (plain augmented self-attention); bench/RESULTS.md compares them.",
     )
 
 

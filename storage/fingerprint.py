@@ -15,8 +15,8 @@ Fields (``render_fingerprint``):
 - ``steps``, ``guidance``, ``size`` (``HxW`` as given, or ``"model"``: the
   checkpoint's own, which ``model_sha256`` covers), ``seed``, ``dtype``,
   ``image_format``.
-- ``mode`` and ``prompt``: what the job renders with (the pipeline's defaults:
-  the job has no option for them; a checkpoint with stored prompt embeddings
+- ``mode``: how targets read their exemplars (``--mode``); ``prompt``: the pipeline's
+  default (the job has no option for it; a checkpoint with stored prompt embeddings
   renders its own, covered by ``model_sha256``).
 - ``exemplar_path``: how exemplar rows enter the denoising (``amadapter.pipelines.exemplar_start``).
 - ``quality_filter``: None without ``--filter-segmenter``; else the filter's model
@@ -40,7 +40,6 @@ change which inputs exist or how work is spread, not how one sample is rendered)
 from __future__ import annotations
 
 import hashlib
-import inspect
 
 from storage.fileio import list_files, open_file
 
@@ -76,13 +75,13 @@ def render_fingerprint(
     exemplar_path: str,
     exemplars_per_target: int,
     unassigned: str,
+    mode: str,
     quality_filter: dict | None = None,
     pool_labels: dict | None = None,
 ) -> dict:
     """The fingerprint dict of a run (JSON values); see the module docstring."""
-    from amadapter.pipelines.pipeline_amadapter import DEFAULT_PROMPT, AMAdapterPipeline
+    from amadapter.pipelines.pipeline_amadapter import DEFAULT_PROMPT
 
-    mode = inspect.signature(AMAdapterPipeline.__call__).parameters["mode"].default
     return {
         "model_sha256": checkpoint_sha256(model),
         "steps": int(steps),

@@ -15,11 +15,15 @@ import numpy as np
 import torch
 from diffusers.utils import logging as diffusers_logging
 
+from amadapter.models.attention_processors import MODES
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH
 from amadapter.pipelines.model_factory import trained_size
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
 from transforms.synthesis_request import Exemplar, SynthesisRequest, request_regions
 
+# The exemplar modes a job renders with ("none", structure only, would ignore the pool).
+JOB_MODES = tuple(mode for mode in MODES if mode != "none")
+DEFAULT_MODE = "am_adapter"
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -61,6 +65,7 @@ class Renderer:
         size: tuple[int, int],
         exemplar_path: str = DEFAULT_EXEMPLAR_PATH,
         unassigned: str = "first",
+        mode: str = DEFAULT_MODE,
     ) -> np.ndarray:
         """One model call for a batch: (B, H, W, 3) uint8 images, in the batch's order.
         Each distinct exemplar is passed once, with an assignment of targets to it."""
@@ -81,6 +86,7 @@ class Renderer:
             guidance_scale=guidance,
             exemplar_path=exemplar_path,
             unassigned=unassigned,
+            mode=mode,
             seeds=[r.target.seed for r in batch],
             height=size[0],
             width=size[1],

@@ -64,7 +64,7 @@ from storage.fileio import local_model_directory
 from storage.records import Sample
 from transforms.job_metrics import METRICS_NAMESPACE
 from transforms.load_batch import load_batch
-from transforms.renderer import TORCH_DTYPES, Renderer, default_dtype, distinct_exemplars
+from transforms.renderer import DEFAULT_MODE, TORCH_DTYPES, Renderer, default_dtype, distinct_exemplars
 from transforms.sample_building import build_sample
 from transforms.synthesis_failures import BatchTooLargeError, synthesis_failures
 from transforms.synthesis_request import ShardResult, ShardWork, SynthesisRequest
@@ -89,6 +89,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         exemplar_path: how exemplar rows enter the denoising (``amadapter.pipelines.exemplar_start``).
         unassigned: what target pixels no exemplar region claims read ("first" or "none",
             ``amadapter.pipelines.exemplar_regions``).
+        mode: how targets read their exemplars (``transforms.renderer.JOB_MODES``).
         exemplar_labels: who predicted the exemplars' label maps (``--pool-labels-from``:
             ``storage.unlabelled_pool.PoolLabeller.provenance``), recorded in every sample's
             json as ``exemplar_labels``; None (the pool's own maps) records nothing.
@@ -109,6 +110,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         exemplar_path: str = DEFAULT_EXEMPLAR_PATH,
         unassigned: str = "first",
         exemplar_labels: dict | None = None,
+        mode: str = DEFAULT_MODE,
     ):
         super().__init__(model_copies=model_copies, large_model=share_model)
         dtype = dtype or default_dtype(device)
@@ -122,6 +124,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
         self._threads = torch_threads
         self._exemplar_path, self._unassigned = exemplar_path, unassigned
         self._exemplar_labels = exemplar_labels
+        self._mode = mode
         self._rendered_once = False  # has a model call of this handler copy succeeded?
         self._calls = Metrics.counter(METRICS_NAMESPACE, "model_calls")
         self._synthesized = Metrics.counter(METRICS_NAMESPACE, "synthesized")
@@ -191,7 +194,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
 
     def _render(self, batch: Sequence[SynthesisRequest], model: "Renderer", size) -> list[Sample]:
         pixels = model.render(
-            batch, self._steps, self._guidance, size, self._exemplar_path, self._unassigned
+            batch, self._steps, self._guidance, size, self._exemplar_path, self._unassigned, self._mode
         )
         provenance = {
             "model": self._model,
@@ -199,6 +202,7 @@ class SynthesisModelHandler(ModelHandler[ShardWork, ShardResult, "Renderer"]):
             "steps": self._steps,
             "guidance": self._guidance,
             "exemplar_path": self._exemplar_path,
+            "mode": self._mode,
             "size": list(size),
             "dtype": self._dtype,
         }
