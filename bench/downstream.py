@@ -1,138 +1,128 @@
-"""Does the synthetic data help a segmenter? Five arms on the procedural world.
+"""Labels from one domain, looks from another: do the job's images help a segmenter there,
+against what a team would use instead?
 
     python -m bench.downstream [--quick] [--seeds N] [--cache DIR]
 
-The situation of a team with few labelled photos:
+The setting (``bench.domain_transfer_data``): R labelled day photos (the real set, R = 64
+and 256), a pool of unlabelled night photos, and a segmenter that must work at night
+(test: night photos of unseen layouts and styles; val: other night photos). Arms, each
+a segmenter trained from scratch the same way (``bench.arm_training``: the real frames
+interleaved one for one with the arm's synthetic samples, the same steps), ``--seeds``
+seeds each:
 
-- real set: R world photos with labels (train split, seeds 0..R-1);
-- synthetic set: S samples made by the augment job itself (``jobs.augment.run``:
-  Beam graph, retrieval, shards) for S new train-split layouts (seeds R..R+S-1), with
-  the R real photos as the exemplar pool and the bundled model;
-- filtered synthetic set: the same job with the quality filter
-  (``--filter-segmenter``): the filter is the arms' segmenter trained on the R real
-  photos alone (seed ``FILTER_SEED``, not an arm seed), its reference losses measured
-  on the same photos (the exemplar pool: the job's default), margin 1.25, min-kept 0.5;
-- ideal set: the exact world renders of the same S layouts in the styles of the
-  exemplars the job retrieved for them (what perfect synthesis would give).
+- ``real``: the R photos alone;
+- ``real_jitter``, ``real_fda``, ``real_histogram``: the R photos through photometric
+  jitter, or adapted towards the night pool photos by albumentations' ``FDA`` or
+  ``HistogramMatching`` (``bench.domain_baselines``): the cheap tools;
+- ``real_job_pseudo``: plus the augment job's renders of the R label maps with night
+  exemplars, the pool labelled by a segmenter trained on the R photos alone
+  (``--pool-labels-from``: what a team can do);
+- ``real_job_true``: the same with the pool's true labels (the upper bound of labelling);
+- ``real_job_filtered``: the pseudo job with the quality filter (that segmenter again,
+  reference losses on the R labelled photos);
+- ``real_job_categorical``, ``real_job_augmented``: the pseudo job in those modes
+  (``--mode``: what the learned adapter adds, downstream);
+- ``real_ideal``: the exact world renders of the R layouts in the styles of the
+  exemplars the pseudo job retrieved (what perfect synthesis would give).
 
-Arms (``ARMS``), each ``SmallSegmenter`` trained from scratch by
-``jobs.train_segmenter.train`` (shards streamed with the project's reader, real frames
-read from the exported Cityscapes-layout root, one of each in turn until a source runs
-out: an epoch is the union of both sets) with the
-same width, steps, batch size and learning rate, over ``--seeds`` seeds:
-``real``, ``real_synthetic``, ``real_synthetic_filtered``, ``synthetic``,
-``real_ideal``. Evaluation: mIoU (``bench.world_segmenter.mean_iou``) on held-out
-test-split world photos (unseen layouts and styles).
+Choices are made on val, in this order, before any test figure: the segmenter (small
+vs SegFormer MiT-b0 shape, from scratch) and its steps (the ``real`` arm's val curve at
+each R: the first evaluated step within ``CONVERGED_WITHIN`` of the curve's best), then
+each baseline's strength (a grid at the smallest R, one seed). The job's own settings
+(filter margin 1.25 and min-kept 0.5, ``--exemplar-topk 4``) are its defaults, not
+tuned (each would mean rendering again). Test mIoU is computed once, for the final arms.
 
-Synthetic shards are cached under ``--cache`` (default ``~/runs/downstream``) in
-folders keyed by a hash of everything that makes them (world sizes, model checkpoint
-hash, job options, filter model hash): a rerun finds them finished and the job renders
-nothing (its own resume rule). The filter segmenter is cached the same way.
-Writes ``bench/downstream.png`` (mIoU per arm, mean and spread over seeds) and
-``bench/downstream_samples.png`` (target labels | synthetic | filtered labels |
-ideal). The last printed line is one JSON object.
+Everything is cached under ``--cache`` (default ``~/runs/downstream``), keyed by what
+makes it, so a rerun resumes: exports, segmenters (``result.json`` per training), indexes,
+the job's outputs (its own resume rule). Writes ``bench/downstream.png`` and
+``bench/downstream_samples.png``; the last printed line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
+import dataclasses
 import hashlib
 import json
 import os
-import re
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
-import webdataset as wds
-from safetensors.torch import load_file
+from PIL import Image
 
-from amadapter import world
-from amadapter.io.sample_format import decode_sample
-from amadapter.models.segmenter import SmallSegmenter
-from amadapter.world.export import export_world
+from amadapter.evaluation.confusion import confusion_matrix, mean_iou
+from amadapter.retrieval.store import IndexStore
+from bench.arm_training import ArmRun, run_arms
+from bench.domain_baselines import BASELINES, Baseline
+from bench.domain_transfer_data import (
+    DOMAIN_A, DOMAIN_B, SIZE, eval_set, pool, pool_photo_paths, real_set, write_ideal_shards,
+)  # fmt: skip
 from bench.downstream_plot import plot_arms, sample_sheet
-from bench.world_segmenter import mean_iou, segment
+from bench.shard_samples import read_samples
 from jobs.augment import run as run_augment
-from jobs.train_segmenter import train
+from jobs.build_index import main as build_index
 from pipeline.augment_graph import DEFAULT_MODEL_DIR
 from storage.fingerprint import FingerprintMismatchError, checkpoint_sha256
-from storage.records import Sample
-from storage.shards import write_shard
 
-ARMS = ("real", "real_synthetic", "real_synthetic_filtered", "synthetic", "real_ideal")
-SIZE = (64, 128)  # the bundled model's trained size
-FILTER_SEED = 1000  # the filter segmenter's training seed (the arms use 0..seeds-1)
-SHARD_SIZE = 32  # S=64 gives 2 shards: one per DataLoader worker
-WIDTH = 16  # SmallSegmenter width: about 0.12 M parameters
-FULL = dict(real=64, synthetic=256, test=256, seeds=3, steps=500, ddim_steps=20)
-QUICK = dict(real=64, synthetic=64, test=128, seeds=2, steps=100, ddim_steps=10)
-FRAME = re.compile(r"world_(\d{6})_(\d{6})_")  # an exported frame's layout and style seeds
+BASELINE_ARMS = tuple(f"real_{kind}" for kind in BASELINES)
+JOB_ARMS = ("real_job_pseudo", "real_job_true", "real_job_filtered", "real_job_categorical", "real_job_augmented")
+ARMS = ("real", *BASELINE_ARMS, *JOB_ARMS, "real_ideal")
+ARCHS = ("small", "segformer")
+STRENGTHS = {"jitter": (0.3, 0.6), "fda": (0.02, 0.1), "histogram": (0.5, 1.0)}  # the val grid
+CONVERGED_WITHIN = 0.01  # mIoU: a curve has converged once it is this close to its best
+SELECT_SEED, LABELLER_SEED = 0, 1000  # the labeller's seed is no arm's
+FULL = dict(real=(64, 256), pool=1000, val=128, test=256, seeds=3, max_steps=800, val_every=100, ddim_steps=10)
+QUICK = dict(real=(64,), pool=200, val=64, test=128, seeds=2, max_steps=200, val_every=50, ddim_steps=10)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=f"smaller: {QUICK}")
-    for name, value in FULL.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
-                            help=f"default {value} ({QUICK[name]} with --quick)")  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=None, help=f"default {FULL['seeds']} ({QUICK['seeds']} quick)")
+    parser.add_argument("--arch", choices=("auto", *ARCHS), default="auto",
+                        help="the segmenter; auto: the better on val")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8, help="segmenter batch")
-    parser.add_argument("--lr", type=float, default=2e-3, help="segmenter learning rate")
-    parser.add_argument("--exemplar-topk", type=int, default=4,
-                        help="the job's seeded draw among the best k exemplars (style diversity)")  # fmt: skip
-    parser.add_argument("--beam-workers", type=int, default=2, help="DirectRunner processes")
-    parser.add_argument("--loader-workers", type=int, default=2, help="DataLoader workers")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the trainer")
+    parser.add_argument("--processes", type=int, default=2, help="segmenter trainings at once (1 thread each)")
+    parser.add_argument("--beam-workers", type=int, default=2, help="the job's DirectRunner processes")
     parser.add_argument("--cache", default=os.path.expanduser("~/runs/downstream"))
     parser.add_argument("--plot", default="bench/downstream.png")
     parser.add_argument("--sheet", default="bench/downstream_samples.png")
     args = parser.parse_args(argv)
-    config = {k: getattr(args, k) if getattr(args, k) is not None else (QUICK if args.quick else FULL)[k]
-              for k in FULL}  # fmt: skip
-    torch.set_num_threads(args.threads)
-    began = time.perf_counter()
-    cache = Path(args.cache)
-    phase = Phases()
-    train_options = dict(size=SIZE, steps=config["steps"], batch_size=args.batch_size,
-                         workers=args.loader_workers, lr=args.lr)  # fmt: skip
+    config = dict(QUICK if args.quick else FULL)
+    config["seeds"] = args.seeds or config["seeds"]
+    began, cache, phase = time.perf_counter(), Path(args.cache), Phases()
     with phase("data"):
-        real_root, target_root = export_inputs(cache, config["real"], config["synthetic"])
-        test = test_set(config["test"])
-    job = JobSetup(real_root, target_root, config, args)
-    with phase("synthesis"):
-        synthetic = job.synthesize(cache)
-    with phase("filter_segmenter"):
-        filter_dir = filter_segmenter(cache, real_root, config, train_options)
-    with phase("filtered_synthesis"):
-        filtered = job.synthesize(cache, filter_dir)
-    with phase("ideal"):
-        ideal = write_ideal_shards(synthetic["output"])
-
-    real = (str(real_root), "cityscapes", "train")
-    sources = {
-        "real": (None, real),
-        "real_synthetic": (synthetic["pattern"], real),
-        "real_synthetic_filtered": (filtered["pattern"], real),
-        "synthetic": (synthetic["pattern"], None),
-        "real_ideal": (ideal, real),
-    }
-    with phase("training"):
-        scores, steps_run = train_arms(sources, config["seeds"], cache, train_options, test)
-
-    plot_arms(scores, Path(args.plot), quick=args.quick)
-    sample_sheet(read_samples(synthetic["pattern"]), read_samples(filtered["pattern"]),
-                 read_samples(ideal), Path(args.sheet))  # fmt: skip
-    result = summarize(scores, config, synthetic, filtered)
-    result.update(phase.to_json())
+        reals = {count: real_set(cache, count) for count in config["real"]}
+        pool_root = pool(cache, config["pool"])
+        references = tuple(pool_photo_paths(pool_root))
+    bench = Benchmark(cache, config, args, references)
+    with phase("selection"):
+        choice = bench.select(reals)
+    results, samples = {}, None
+    for count, real_root in reals.items():
+        with phase(f"synthesis_{count}"):
+            job = bench.synthesize(count, real_root, pool_root, choice)
+        with phase(f"training_{count}"):
+            scores = bench.train_arms(count, real_root, choice, job)
+        results[count] = summarize(scores, job, choice, count)
+        samples = samples or (job, real_root)
+    plot_arms({count: r["scores"] for count, r in results.items()}, Path(args.plot), quick=args.quick)
+    sheet_rows(samples[0], samples[1], choice["baselines"]["fda"], Path(args.sheet))
+    first, *others = config["real"]
+    result = {"seeds": config["seeds"], "real_count": first, **results[first]["figures"]}
+    result.update({f"real_{count}": results[count]["figures"] for count in others})
     result.update(
-        training_step_wall_s=round(phase.seconds["training"]["wall"] / steps_run, 3),
-        training_step_main_cpu_s=round(phase.seconds["training"]["main_cpu"] / steps_run, 3),
+        choices=choice["report"],
+        domains=[DOMAIN_A, DOMAIN_B],
+        pool_count=config["pool"],
+        val_count=config["val"],
+        test_count=config["test"],
+        ddim_steps=config["ddim_steps"],
+        size=list(SIZE),
+        **phase.to_json(),
         quiet_estimate_s=round(phase.quiet_estimate(), 1),
         load_average=round(os.getloadavg()[0], 2),  # what else ran on the machine meanwhile
         quick=args.quick,
@@ -143,11 +133,216 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+class Benchmark:
+    """The benchmark's steps over one cache and config."""
+
+    def __init__(self, cache: Path, config: dict, args, references: tuple[str, ...]):
+        self.cache, self.config, self.args, self.references = cache, config, args, references
+
+    def run(self, name: str, real_root: Path, steps: int, arch: str, seed: int, score_on, **sources) -> ArmRun:
+        """An ``ArmRun`` whose folder is keyed by everything that makes it."""
+        fields = dict(real_root=str(real_root), size=SIZE, steps=steps, arch=arch, batch_size=self.args.batch_size,
+                      seed=seed, **sources)  # fmt: skip
+        digest = hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()[:12]
+        return ArmRun(arm=name, out=str(self.cache / "segmenters" / f"{name}-{digest}"), score_on=score_on, **fields)
+
+    def curve(self, arch: str, real_root: Path) -> ArmRun:
+        """The ``real`` arm's val curve: ``max_steps`` steps, val scored every ``val_every``."""
+        run = self.run("real-curve", real_root, self.config["max_steps"], arch, SELECT_SEED, self.val())
+        return dataclasses.replace(run, val_every=self.config["val_every"])
+
+    def val(self) -> tuple:
+        return (("val", self.config["val"]),)
+
+    def select(self, reals: dict[int, Path]) -> dict:
+        """The segmenter, its steps per R and the baselines' strengths, all on val."""
+        first = min(reals)
+        archs = ARCHS if self.args.arch == "auto" else (self.args.arch,)
+        curves = {arch: result for arch, result in zip(archs, run_arms(
+            [self.curve(arch, reals[first]) for arch in archs], eval_set, self.args.processes))}  # fmt: skip
+        arch = max(archs, key=lambda a: max(v for _, v in curves[a]["curve"]))
+        per_count = {first: curves[arch]}
+        others = [c for c in sorted(reals) if c != first]
+        per_count.update(zip(others, run_arms([self.curve(arch, reals[c]) for c in others], eval_set, self.args.processes)))
+        steps = {count: converged_step(result["curve"]) for count, result in per_count.items()}
+        grid = [(kind, s) for kind in BASELINES for s in STRENGTHS[kind]]
+        grid_runs = [self.run(f"real_{kind}", reals[first], steps[first], arch, SELECT_SEED, self.val(),
+                              transform=Baseline(kind, s, self.references)) for kind, s in grid]  # fmt: skip
+        grid_val = {item: r["miou"]["val"] for item, r in zip(grid, run_arms(grid_runs, eval_set, self.args.processes))}
+        baselines = {kind: Baseline(kind, max(STRENGTHS[kind], key=lambda s: grid_val[kind, s]), self.references)
+                     for kind in BASELINES}  # fmt: skip
+        report = {
+            "arch": arch,
+            "arch_val_best": {a: max(v for _, v in curves[a]["curve"]) for a in archs},
+            "val_curves": {f"{a}_{first}": curves[a]["curve"] for a in archs}
+            | {f"{arch}_{c}": per_count[c]["curve"] for c in others},
+            "steps": {str(c): s for c, s in steps.items()},
+            "baseline_val": {f"{kind}_{s:g}": round(v, 4) for (kind, s), v in grid_val.items()},
+            "baselines": {kind: b.describe() for kind, b in baselines.items()},
+        }
+        print(f"selected on val: {json.dumps(report)}", flush=True)
+        return {"arch": arch, "steps": steps, "baselines": baselines, "report": report}
+
+    def synthesize(self, count: int, real_root: Path, pool_root: Path, choice: dict) -> dict:
+        """The labeller, the two indexes and the job's five runs for the R = ``count`` set."""
+        arch, steps = choice["arch"], choice["steps"][count]
+        labeller = self.run("labeller", real_root, steps, arch, LABELLER_SEED, self.val())
+        (labeller_result,) = run_arms([labeller], eval_set, 1)
+        indexes = {
+            "pseudo": self.index(pool_root, f"index-pseudo-{Path(labeller.out).name}", labeller.out),
+            "true": self.index(pool_root, "index-true", None),
+        }
+        job = JobSetup(real_root, self.config["ddim_steps"], self.args.beam_workers)
+        filtered = ["--filter-segmenter", labeller.out, "--filter-reference", str(real_root),
+                    "--filter-reference-split", "train"]  # fmt: skip
+        outputs = {
+            "real_job_pseudo": job.synthesize(self.cache, indexes["pseudo"]),
+            "real_job_true": job.synthesize(self.cache, indexes["true"]),
+            "real_job_filtered": job.synthesize(self.cache, indexes["pseudo"], filtered),
+            "real_job_categorical": job.synthesize(self.cache, indexes["pseudo"], ["--mode", "categorical"]),
+            "real_job_augmented": job.synthesize(self.cache, indexes["pseudo"], ["--mode", "augmented"]),
+        }
+        pseudo = outputs["real_job_pseudo"]["output"]
+        ideal = write_ideal_shards(pseudo, pseudo.parent / f"ideal-{pseudo.name}")
+        return {"outputs": outputs, "ideal": ideal, "labeller": labeller_result,
+                "pool_label_miou": pool_label_miou(indexes["pseudo"])}  # fmt: skip
+
+    def index(self, pool_root: Path, name: str, labeller: str | None) -> Path:
+        """The pool's index (the job's own update rule: a finished one is read, not rebuilt)."""
+        output = self.cache / name
+        argv = ["--pool", str(pool_root), "--dataset", "cityscapes", "--split", "train", "--output", str(output)]
+        build_index(argv + (["--pool-labels-from", labeller] if labeller else []))
+        return output
+
+    def train_arms(self, count: int, real_root: Path, choice: dict, job: dict) -> dict[str, list[dict]]:
+        """Every arm for every seed, scored on test and val once trained: {arm: [result per seed]}."""
+        arch, steps = choice["arch"], choice["steps"][count]
+        sources = {arm: {"transform": choice["baselines"][arm[len("real_"):]]} for arm in BASELINE_ARMS}
+        sources |= {arm: {"shards": job["outputs"][arm]["pattern"]} for arm in JOB_ARMS}
+        sources |= {"real": {}, "real_ideal": {"shards": job["ideal"]}}
+        score_on = (("test", self.config["test"]), ("val", self.config["val"]))
+        runs = [self.run(arm, real_root, steps, arch, seed, score_on, **sources[arm])
+                for seed in range(self.config["seeds"]) for arm in ARMS]  # fmt: skip
+        scores: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+        for run, result in zip(runs, run_arms(runs, eval_set, self.args.processes)):
+            scores[run.arm].append(result)
+            print(f"R={count} {run.arm} seed {run.seed}: test mIoU {result['miou']['test']:.4f} "
+                  f"(val {result['miou']['val']:.4f}, {result['seconds']:.0f} s)", flush=True)  # fmt: skip
+        return scores
+
+
+def converged_step(curve: list[list]) -> int:
+    """The first evaluated step within ``CONVERGED_WITHIN`` of the curve's best val mIoU."""
+    best = max(v for _, v in curve)
+    return next(step for step, v in curve if v >= best - CONVERGED_WITHIN)
+
+
+def pool_label_miou(index: Path) -> float:
+    """How right the labeller's predicted pool maps are: mIoU against the pool's true labels
+    (the pool is exported with them; the job never reads them in the pseudo arms)."""
+    store = IndexStore(str(index))
+    rows = [row for part in store.read_meta()["parts"]
+            for row in store.open_part(part["file"]).read(columns=["label_path", "photo_path"]).to_pylist()]  # fmt: skip
+    confusion = sum(
+        confusion_matrix(np.asarray(Image.open(row["label_path"])), np.asarray(Image.open(true_labels(row["photo_path"]))))
+        for row in rows
+    )
+    return round(mean_iou(confusion), 4)
+
+
+def true_labels(photo_path: str) -> str:
+    """The Cityscapes-layout label map of an exported photo."""
+    return photo_path.replace("/leftImg8bit/", "/gtFine/").replace("_leftImg8bit.png", "_gtFine_labelTrainIds.png")
+
+
+class JobSetup:
+    """The augment job's command line for this benchmark, and where its output is cached."""
+
+    def __init__(self, real_root: Path, ddim_steps: int, beam_workers: int):
+        self.options = [
+            "--labels", str(real_root), "--split", "train", "--model", DEFAULT_MODEL_DIR,
+            "--steps", str(ddim_steps), "--exemplar-topk", "4", "--shard-size", "32", "--preview-count", "0",
+        ]  # fmt: skip
+        # how the job runs, not what it makes (the same bytes with any worker count)
+        self.execution = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                          f"--direct_num_workers={beam_workers}"]  # fmt: skip
+        self.model_sha256 = checkpoint_sha256(DEFAULT_MODEL_DIR)
+
+    def synthesize(self, cache: Path, index: Path, extra: list[str] = ()) -> dict:
+        """Run the job (or find its finished shards: the job's own resume) and return the
+        output folder, its shard pattern and the job's summary."""
+        options = self.options + ["--index", str(index), *extra]
+        key = {"options": options, "model_sha256": self.model_sha256,
+               "index": json.loads((index / "index.json").read_text()).get("pool_labels")}  # fmt: skip
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+        output = cache / f"job-{digest}"
+        argv = self.execution + options + ["--output", str(output)]
+        try:
+            summary = run_augment(argv)
+        except FingerprintMismatchError as error:  # rendered by an older version of the job
+            print(f"{output.name}: the cached shards differ from this job's ({error}); rendering again")
+            summary = run_augment(argv + ["--overwrite", "true"])
+        print(f"job {' '.join(extra) or '(am_adapter)'} on {index.name}: {summary.lines()[0]}; rendered "
+              f"{summary.synthesized} in {summary.seconds:.0f} s -> {output}", flush=True)  # fmt: skip
+        return {"output": output, "pattern": str(output / "aug-*.tar"), "summary": summary}
+
+
+def summarize(scores: dict[str, list[dict]], job: dict, choice: dict, count: int) -> dict:
+    test = {arm: [r["miou"]["test"] for r in results] for arm, results in scores.items()}
+    mean = {arm: statistics.mean(v) for arm, v in test.items()}
+    std = {arm: statistics.stdev(v) if len(v) > 1 else 0.0 for arm, v in test.items()}
+    gain = {arm: mean[arm] - mean["real"] for arm in ARMS}
+    best_baseline = max(gain[arm] for arm in BASELINE_ARMS)
+    ideal = gain["real_ideal"]
+    figures = {f"miou_{arm}": round(mean[arm], 4) for arm in ARMS}
+    figures |= {f"std_{arm}": round(std[arm], 4) for arm in ARMS}
+    figures |= {f"gain_{arm}": round(gain[arm], 4) for arm in ARMS if arm != "real"}
+    figures |= {f"per_seed_{arm}": [round(v, 4) for v in test[arm]] for arm in ARMS}
+    figures |= {f"val_{arm}": round(statistics.mean(r["miou"]["val"] for r in scores[arm]), 4) for arm in ARMS}
+    outputs = job["outputs"]
+    figures.update({
+        "std_max": round(max(std.values()), 4),
+        "gain_best_baseline": round(best_baseline, 4),
+        "share_of_ideal": round(gain["real_job_pseudo"] / ideal, 3) if ideal > 0.005 else None,
+        "target_ideal_gain_0_10": ideal >= 0.10,
+        "target_std_max_under_third_of_ideal": max(std.values()) <= ideal / 3,
+        "target_pseudo_beats_best_baseline_by_0_02": gain["real_job_pseudo"] >= best_baseline + 0.02,
+        "target_share_of_ideal_0_5": ideal > 0 and gain["real_job_pseudo"] >= 0.5 * ideal,
+        "target_true_at_least_pseudo": gain["real_job_true"] >= gain["real_job_pseudo"],
+        "target_filtered_at_least_unfiltered": mean["real_job_filtered"] >= mean["real_job_pseudo"],
+        "labeller_val_miou": job["labeller"]["miou"]["val"],
+        "pool_label_miou": job["pool_label_miou"],
+        "synthetic_count": outputs["real_job_pseudo"]["summary"].written,
+        "filtered_samples": outputs["real_job_filtered"]["summary"].filtered,
+        "segmenter_steps": choice["steps"][count],
+        "training_seconds_per_run": round(statistics.median(r["seconds"] for v in scores.values() for r in v), 1),
+    })  # fmt: skip
+    return {"scores": test, "figures": figures}
+
+
+def sheet_rows(job: dict, real_root: Path, fda: Baseline, path: Path, rows: int = 6) -> None:
+    """Labels | exemplar | job | ideal | FDA of the real photo, for the first targets by key."""
+    synthetic = read_samples(job["outputs"]["real_job_pseudo"]["pattern"])
+    ideal = read_samples(job["ideal"])
+    lines = []
+    for key in sorted(synthetic)[:rows]:
+        image, label, meta = synthetic[key]
+        exemplar = np.asarray(Image.open(meta["exemplar"]["photo"]).convert("RGB"))
+        day = np.asarray(Image.open(real_photo(real_root, meta["source"])).convert("RGB"))
+        adapted = fda(day, np.random.default_rng(0))
+        lines.append((label, exemplar, image, ideal[key][0], adapted))
+    sample_sheet(lines, path)
+
+
+def real_photo(real_root: Path, label_path: str) -> Path:
+    name = Path(label_path).name.split("_gtFine_")[0] + "_leftImg8bit.png"
+    return next((real_root / "leftImg8bit").rglob(name))
+
+
 class Phases:
     """Wall and CPU seconds per phase. CPU (``os.times``: this process, plus its children
-    once they have exited: Beam's worker processes, DataLoader workers) says what a phase
-    costs whatever else the shared machine runs; ``main_cpu`` is this process alone (the
-    trainer's steps, which run one after another)."""
+    once they have exited: Beam's worker processes, the trainings' processes) says what a
+    phase costs whatever else the shared machine runs; ``main_cpu`` is this process alone."""
 
     def __init__(self):
         self.seconds: dict[str, dict] = {}
@@ -160,8 +355,7 @@ class Phases:
         main = after.user + after.system - before.user - before.system
         children = (after.children_user + after.children_system
                     - before.children_user - before.children_system)  # fmt: skip
-        self.seconds[name] = {"wall": time.perf_counter() - wall, "cpu": main + children,
-                              "main_cpu": main}  # fmt: skip
+        self.seconds[name] = {"wall": time.perf_counter() - wall, "cpu": main + children, "main_cpu": main}
 
     def quiet_estimate(self, cores: int = 2) -> float:
         """Wall seconds on an otherwise idle machine with ``cores`` cores: the CPU of each
@@ -171,155 +365,6 @@ class Phases:
     def to_json(self) -> dict:
         return {f"{name}_{kind}_s": round(max(value, 0.0), 1)
                 for name, phase in self.seconds.items() for kind, value in phase.items()}  # fmt: skip
-
-
-def train_arms(sources: dict, seeds: int, cache: Path, train_options: dict, test) -> tuple:
-    """Every arm for every seed: {arm: [test mIoU per seed]} and the steps trained."""
-    scores = {arm: [] for arm in ARMS}
-    steps_run = 0
-    for seed in range(seeds):
-        for arm in ARMS:
-            out = cache / "arms" / f"{arm}-{seed}"
-            pattern, real_source = sources[arm]
-            result = train(pattern, real_source, seed=seed, out=str(out), **train_options)
-            steps_run += result["steps"]
-            scores[arm].append(evaluate(out, *test))
-            print(f"{arm} seed {seed}: mIoU {scores[arm][-1]:.4f} "
-                  f"(seen {result['seen']}, {result['seconds']:.0f} s)", flush=True)  # fmt: skip
-    return scores, steps_run
-
-
-def export_inputs(cache: Path, real: int, synthetic: int) -> tuple[Path, Path]:
-    """The R real photos (the real set and the exemplar pool) and the S target layouts,
-    Cityscapes layout, train split (disjoint seeds); exported once per size."""
-    root = cache / f"world-{real}-{synthetic}-{SIZE[0]}x{SIZE[1]}"
-    real_root, target_root = root / "real", root / "targets"
-    if not (root / "done").is_file():
-        export_world(real_root, real, "train", *SIZE)
-        export_world(target_root, synthetic, "train", *SIZE, start=real)
-        (root / "done").write_text("exported\n")
-    return real_root, target_root
-
-
-def test_set(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out test-split world photos (unseen layouts and styles) and their labels."""
-    scenes = [world.scene(s, s, *SIZE) for s in world.split_seeds("test", n)]
-    return np.stack([p for p, _ in scenes]), np.stack([l for _, l in scenes])
-
-
-class JobSetup:
-    """The augment job's command line for this benchmark, and where its output is cached."""
-
-    def __init__(self, real_root: Path, target_root: Path, config: dict, args):
-        self.options = [
-            "--labels", str(target_root), "--split", "train",
-            "--exemplars", str(real_root), "--exemplars-split", "train",
-            "--model", DEFAULT_MODEL_DIR, "--steps", str(config["ddim_steps"]),
-            "--exemplar-topk", str(args.exemplar_topk), "--shard-size", str(SHARD_SIZE),
-            "--preview-count", "8",
-        ]  # fmt: skip
-        # how the job runs, not what it makes (the same bytes with any worker count)
-        self.execution = [
-            "--runner=DirectRunner",
-            "--direct_running_mode=multi_processing",
-            f"--direct_num_workers={args.beam_workers}",
-        ]
-        self.model_sha256 = checkpoint_sha256(DEFAULT_MODEL_DIR)
-
-    def synthesize(self, cache: Path, filter_dir: Path | None = None) -> dict:
-        """Run the job (or find its finished shards: the job's own resume) and return the
-        output folder, its shard pattern and the job's summary."""
-        options = list(self.options)
-        if filter_dir is not None:
-            options += ["--filter-segmenter", str(filter_dir)]
-        key = {"options": options, "model_sha256": self.model_sha256,
-               "filter_sha256": checkpoint_sha256(str(filter_dir)) if filter_dir else None}  # fmt: skip
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-        name = "synthetic-filtered" if filter_dir else "synthetic"
-        output = cache / f"{name}-{digest}"
-        argv = self.execution + options + ["--output", str(output)]
-        try:
-            summary = run_augment(argv)
-        except FingerprintMismatchError as error:  # rendered by an older version of the job
-            print(f"{name}: the cached shards differ from this job's ({error}); rendering again")
-            summary = run_augment(argv + ["--overwrite"])
-        print(f"{name}: {summary.lines()[0]}; rendered {summary.synthesized} "
-              f"in {summary.seconds:.0f} s -> {output}", flush=True)  # fmt: skip
-        return {"output": output, "pattern": str(output / "aug-*.tar"), "summary": summary}
-
-
-def filter_segmenter(cache: Path, real_root: Path, config: dict, train_options: dict) -> Path:
-    """The filter: the arms' segmenter trained on the R real photos only, cached."""
-    key = json.dumps({"real": config["real"], **train_options, "seed": FILTER_SEED}, sort_keys=True)
-    out = cache / f"filter-segmenter-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    if not (out / "segmenter.safetensors").is_file():
-        train(None, (str(real_root), "cityscapes", "train"), seed=FILTER_SEED, out=str(out),
-              **train_options)  # fmt: skip
-    return out
-
-
-def write_ideal_shards(synthetic: Path) -> str:
-    """For each synthetic sample, the world render of its target layout in its exemplar's
-    style, with the same key and label, as shards of the same size (PNG: exact)."""
-    output = synthetic.parent / f"ideal-{synthetic.name}"
-    if not (output / "done").is_file():
-        samples = []
-        for key, (_, label, meta) in sorted(read_samples(str(synthetic / "aug-*.tar")).items()):
-            layout_seed = int(FRAME.search(os.path.basename(meta["source"])).group(1))
-            style_seed = int(FRAME.search(os.path.basename(meta["exemplar"]["photo"])).group(2))
-            image = world.render(world.layout(layout_seed, *SIZE), world.style(style_seed))
-            samples.append(Sample(key, image, label, {"source": meta["source"]}))
-        for index in range(0, len(samples), SHARD_SIZE):
-            write_shard(str(output), "ideal", index // SHARD_SIZE,
-                        samples[index:index + SHARD_SIZE], image_format="png")  # fmt: skip
-        (output / "done").write_text(f"{len(samples)} samples\n")
-    return str(output / "ideal-*.tar")
-
-
-def read_samples(pattern: str) -> dict[str, tuple]:
-    """key -> (image, label, meta) of every sample of the shards matching ``pattern``."""
-    urls = sorted(glob.glob(pattern))
-    return {key: rest for key, *rest in map(decode_sample, wds.WebDataset(urls, shardshuffle=False))}
-
-
-def evaluate(out: Path, photos: np.ndarray, labels: np.ndarray) -> float:
-    model = SmallSegmenter(width=WIDTH)
-    model.load_state_dict(load_file(str(out / "segmenter.safetensors")))
-    return mean_iou(segment(model.eval(), photos), labels)
-
-
-def summarize(scores: dict, config: dict, synthetic: dict, filtered: dict) -> dict:
-    mean = {arm: statistics.mean(v) for arm, v in scores.items()}
-    spread = {arm: statistics.stdev(v) if len(v) > 1 else 0.0 for arm, v in scores.items()}
-    gain = mean["real_synthetic"] - mean["real"]
-    ideal_gain = mean["real_ideal"] - mean["real"]
-    stats = [json.loads(p.read_text()) for p in sorted(filtered["output"].glob("aug-*.stats.json"))]
-    kept_labelled = sum(sum(v for k, v in s["class_pixels"].items() if k != "ignore") for s in stats)
-    dropped = sum(s["filtered_pixels"] for s in stats)
-    result = {f"miou_{arm}": round(mean[arm], 4) for arm in ARMS}
-    result.update({f"spread_{arm}": round(spread[arm], 4) for arm in ARMS})
-    result.update({f"per_seed_{arm}": [round(v, 4) for v in scores[arm]] for arm in ARMS})
-    result.update({
-        "gain_real_synthetic": round(gain, 4),
-        "gain_real_synthetic_filtered": round(mean["real_synthetic_filtered"] - mean["real"], 4),
-        "gain_real_ideal": round(ideal_gain, 4),
-        # a share of the ideal gain only where there is one to share
-        "gain_vs_ideal": round(gain / ideal_gain, 3) if ideal_gain > 0.005 else None,
-        "target_gain_3_points": gain >= 0.03 and gain > max(spread["real"], spread["real_synthetic"]),
-        "target_filtered_at_least_unfiltered": mean["real_synthetic_filtered"] >= mean["real_synthetic"],
-        "target_half_of_ideal": ideal_gain > 0 and gain >= 0.5 * ideal_gain,
-        "seeds": config["seeds"],
-        "real_count": config["real"],
-        "synthetic_count": synthetic["summary"].written,
-        "filtered_synthetic_count": filtered["summary"].written,
-        "filtered_samples": filtered["summary"].filtered,
-        "filtered_pixel_share": round(dropped / max(dropped + kept_labelled, 1), 4),
-        "test_count": config["test"],
-        "segmenter_steps": config["steps"],
-        "ddim_steps": config["ddim_steps"],
-        "size": list(SIZE),
-    })  # fmt: skip
-    return result
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ images they came from) and in every shard's fingerprint.
 - Real photos: ``--filter-reference ROOT`` (its ``--filter-reference-dataset`` and
   ``-split``, default the pool's), else the exemplar pool itself (``--exemplars``,
   or the entries of ``--index``; with ``--exemplar-map`` there is no pool, so
-  ``--filter-reference`` is required). At most ``--filter-reference-count`` frames,
+  ``--filter-reference`` is required, as with ``--pool-labels-from``, whose labels are
+  predictions). At most ``--filter-reference-count`` frames,
   evenly spaced over the frames sorted by key, so the choice is deterministic;
   frames that cannot be read are skipped with their named error.
 - Each frame is resized to the output size (photo bilinear, labels with the
@@ -100,6 +101,11 @@ def reference_sources(options, inputs) -> tuple[list[LabelSource], str]:
             "--filter-segmenter with --exemplar-map needs --filter-reference ROOT: the map "
             "names exemplars per target, not a pool to measure the reference losses on"
         )
+    if options.filter_reference is None and _predicted_pool(inputs):
+        raise LaunchError(
+            "--filter-segmenter with --pool-labels-from needs --filter-reference ROOT: labelled "
+            "photos to measure the reference losses on (the pool's labels are predictions)"
+        )
     if options.filter_reference is None and inputs.index is not None:
         name = f"the exemplar pool (index {inputs.index}), {count} frames"
         return _index_sources(inputs.index), name
@@ -117,6 +123,15 @@ def reference_sources(options, inputs) -> tuple[list[LabelSource], str]:
     except (EmptyRootError, ValueError) as error:
         raise LaunchError(f"--filter-reference {root}: {error}") from None
     return [s for s in sources if s.photo_path is not None], f"{name}, {count} frames"
+
+
+def _predicted_pool(inputs) -> bool:
+    """Are the pool's label maps a segmenter's predictions (``--pool-labels-from``, or an
+    ``--index`` built with it)?"""
+    if inputs.pool_labels_from is not None:
+        return True
+    store = IndexStore(inputs.index) if inputs.index is not None else None
+    return store is not None and store.exists() and store.pool_labels() is not None
 
 
 def _index_sources(index: str) -> list[LabelSource]:
