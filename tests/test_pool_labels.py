@@ -150,3 +150,12 @@ def test_launch_refuses_an_index_or_a_folder_without_a_segmenter(setup, tmp_path
     not_a_segmenter = base + ["--exemplars", str(setup / "footage"), "--exemplars-dataset", "folder",
                               "--exemplars-split", "val", "--pool-labels-from", str(setup / "model")]  # fmt: skip
     assert augment_main(not_a_segmenter) == EXIT_BAD_LAUNCH
+
+
+def test_the_filter_needs_labelled_reference_photos_with_a_predicted_pool(setup, tmp_path):
+    argv = ["--runner=DirectRunner", "--labels", str(setup / "labels"), "--split", "test",
+            "--exemplars", str(setup / "footage"), "--exemplars-dataset", "folder", "--exemplars-split", "val",
+            "--pool-labels-from", str(setup / "segmenter1"), "--filter-segmenter", str(setup / "segmenter1"),
+            "--model", str(setup / "model"), "--size", "16x32", "--output", str(tmp_path / "o")]  # fmt: skip
+    assert augment_main(argv) == EXIT_BAD_LAUNCH
+    assert not (tmp_path / "o" / "manifest.parquet").exists()
