@@ -47,13 +47,14 @@ class ArmRun:
     transform: Baseline | None = None
     batch_size: int = 8
     lr: float | None = None
-    score_on: tuple[tuple[str, int], ...] = ()  # (split, n) sets the finished model is scored on
-    val_every: int = 0  # > 0: also score on score_on[0] every so many steps (a val curve)
+    # (name, split, n, domain): the sets the finished model is scored on, by name
+    score_on: tuple[tuple[str, str, int, str], ...] = ()
+    val_every: int = 0  # > 0: also score on every set every so many steps (the curves)
 
 
-def run_arm(run: ArmRun, eval_set: Callable[[str, int], tuple[np.ndarray, np.ndarray]]) -> dict:
-    """Train (or read back, scoring it on any set it lacks) ``run``; returns {"miou": {split: value}, "curve": [[step, miou]],
-    "seconds", "steps", "seen"}."""
+def run_arm(run: ArmRun, eval_set: Callable[[str, int, str], tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Train (or read back, scoring it on any set it lacks) ``run``; returns {"miou": {name:
+    value}, "curve": [[step, {name: value}]], "seconds", "steps", "seen"}."""
     out = Path(run.out)
     torch.set_num_threads(1)
     if (out / RESULT_FILE).is_file():
@@ -64,7 +65,7 @@ def run_arm(run: ArmRun, eval_set: Callable[[str, int], tuple[np.ndarray, np.nda
 
     def on_step(step: int, model) -> None:
         if run.val_every and step % run.val_every == 0:
-            curve.append([step, round(score(wrap(model), *eval_set(*run.score_on[0])), 4)])
+            curve.append([step, scores(wrap(model), run.score_on, eval_set)])
 
     trained = train_segmenter(run.shards, frames, run.size, run.steps, run.batch_size, workers=0, lr=run.lr,
                               seed=run.seed, out=str(out), log_every=10**9, arch=run.arch,
@@ -73,7 +74,7 @@ def run_arm(run: ArmRun, eval_set: Callable[[str, int], tuple[np.ndarray, np.nda
     result = {
         "arm": run.arm,
         "seed": run.seed,
-        "miou": {split: round(score(model, *eval_set(split, n)), 4) for split, n in run.score_on},
+        "miou": scores(model, run.score_on, eval_set),
         "curve": curve,
         "seconds": round(trained["seconds"], 1),
         "steps": trained["steps"],
@@ -86,10 +87,9 @@ def run_arm(run: ArmRun, eval_set: Callable[[str, int], tuple[np.ndarray, np.nda
 def _scored(result: dict, run: ArmRun, eval_set) -> dict:
     """A finished run's result with a score on every set of ``score_on``: a run met again
     with more sets (a training chosen on val, then scored on test) is scored, not retrained."""
-    missing = [(split, n) for split, n in run.score_on if split not in result["miou"]]
+    missing = tuple(s for s in run.score_on if s[0] not in result["miou"])
     if missing:
-        model = load_segmentation_model(run.out)
-        result["miou"].update({split: round(score(model, *eval_set(split, n)), 4) for split, n in missing})
+        result["miou"].update(scores(load_segmentation_model(run.out), missing, eval_set))
         write_atomically(str(Path(run.out) / RESULT_FILE), json.dumps(result).encode(), "application/json")
     return result
 
@@ -97,6 +97,10 @@ def _scored(result: dict, run: ArmRun, eval_set) -> dict:
 def wrap(module) -> SegmentationModel:
     """A module in training as a ``SegmentationModel`` (its ``__call__`` sets nothing on it)."""
     return SegmentationModel(module, PROJECT if isinstance(module, SmallSegmenter) else TRANSFORMERS, "", "", "")
+
+
+def scores(model: SegmentationModel, sets, eval_set) -> dict[str, float]:
+    return {name: round(score(model, *eval_set(split, n, domain)), 4) for name, split, n, domain in sets}
 
 
 def score(model: SegmentationModel, photos: np.ndarray, labels: np.ndarray, batch: int = 32) -> float:

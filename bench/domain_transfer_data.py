@@ -10,7 +10,8 @@ model's size, layouts shared across domains (``amadapter.world.domains``):
   ``POOL_START``), exported in the Cityscapes layout so the ``real_job_true`` arm can
   read their true labels; every other arm ignores them (``--pool-labels-from``);
 - val and test: night photos of the val and test splits (unseen layouts and styles),
-  generated in memory.
+  generated in memory; day val photos too (``eval_set(..., DOMAIN_A)``), on which the
+  segmenter's training is judged converged in the domain it learns from.
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ def pool(cache: Path, count: int) -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def eval_set(split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(photos, labels) of the first ``n`` domain-B scenes of ``split`` (val or test)."""
+def eval_set(split: str, n: int, domain: str = DOMAIN_B) -> tuple[np.ndarray, np.ndarray]:
+    """(photos, labels) of the first ``n`` scenes of ``split`` (val or test) in ``domain``."""
     scenes = [(s, world.layout_parts(s, *SIZE)) for s in world.split_seeds(split, n)]
-    photos = np.stack([render_scene(scene, s, VERSION, DOMAIN_B) for s, scene in scenes])
+    photos = np.stack([render_scene(scene, s, VERSION, domain) for s, scene in scenes])
     return photos, np.stack([scene.ids for _, scene in scenes])
 
 

@@ -25,10 +25,12 @@ seeds each:
 - ``real_ideal``: the exact world renders of the R layouts in the styles of the
   exemplars the pseudo job retrieved (what perfect synthesis would give).
 
-Choices are made on val, in this order, before any test figure: the segmenter (small
-vs SegFormer MiT-b0 shape, from scratch) and its steps (the ``real`` arm's val curve at
-each R: the first evaluated step within ``CONVERGED_WITHIN`` of the curve's best), then
-each baseline's strength (a grid at the smallest R, one seed). The job's own settings
+Choices are made on val, in this order, before any test figure: the steps (the ``real``
+arm's curve on day val photos, the domain it learns from, at each R: the first evaluated
+step within ``CONVERGED_WITHIN`` of the curve's best; on night val a day-trained
+segmenter's curve is flat noise, so it cannot say when training is done), the segmenter
+(small vs SegFormer MiT-b0 shape, from scratch: the better on night val at its converged
+step), then each baseline's strength (a grid at the smallest R, one seed, night val). The job's own settings
 (filter margin 1.25 and min-kept 0.5, ``--exemplar-topk 4``) are its defaults, not
 tuned (each would mean rendering again). Test mIoU is computed once, for the final arms.
 
@@ -74,7 +76,7 @@ ARCHS = ("small", "segformer")
 STRENGTHS = {"jitter": (0.3, 0.6), "fda": (0.02, 0.1), "histogram": (0.5, 1.0)}  # the val grid
 CONVERGED_WITHIN = 0.01  # mIoU: a curve has converged once it is this close to its best
 SELECT_SEED, LABELLER_SEED = 0, 1000  # the labeller's seed is no arm's
-FULL = dict(real=(64, 256), pool=1000, val=128, test=256, seeds=3, max_steps=800, val_every=100, ddim_steps=10)
+FULL = dict(real=(64, 256), pool=1000, val=128, test=256, seeds=3, max_steps=800, val_every=50, ddim_steps=10)
 QUICK = dict(real=(64,), pool=200, val=64, test=128, seeds=2, max_steps=200, val_every=50, ddim_steps=10)
 
 
@@ -147,34 +149,39 @@ class Benchmark:
         return ArmRun(arm=name, out=str(self.cache / "segmenters" / f"{name}-{digest}"), score_on=score_on, **fields)
 
     def curve(self, arch: str, real_root: Path) -> ArmRun:
-        """The ``real`` arm's val curve: ``max_steps`` steps, val scored every ``val_every``."""
-        run = self.run("real-curve", real_root, self.config["max_steps"], arch, SELECT_SEED, self.val())
+        """The ``real`` arm's val curves (day and night val every ``val_every`` steps)."""
+        run = self.run("real-curve", real_root, self.config["max_steps"], arch, SELECT_SEED, self.sets("val_day", "val"))
         return dataclasses.replace(run, val_every=self.config["val_every"])
 
-    def val(self) -> tuple:
-        return (("val", self.config["val"]),)
+    def sets(self, *names: str) -> tuple:
+        """The named evaluation sets: val and test (night), val_day (the real set's domain)."""
+        sets = {"val": ("val", self.config["val"], DOMAIN_B), "val_day": ("val", self.config["val"], DOMAIN_A),
+                "test": ("test", self.config["test"], DOMAIN_B)}  # fmt: skip
+        return tuple((name, *sets[name]) for name in names)
 
     def select(self, reals: dict[int, Path]) -> dict:
-        """The segmenter, its steps per R and the baselines' strengths, all on val."""
+        """The segmenter, its steps per R and the baselines' strengths, all on val: steps
+        where the ``real`` arm's day-val curve converges (training has learnt what its data
+        teaches), the arch by night val at those steps, the strengths by night val."""
         first = min(reals)
         archs = ARCHS if self.args.arch == "auto" else (self.args.arch,)
-        curves = {arch: result for arch, result in zip(archs, run_arms(
-            [self.curve(arch, reals[first]) for arch in archs], eval_set, self.args.processes))}  # fmt: skip
-        arch = max(archs, key=lambda a: max(v for _, v in curves[a]["curve"]))
+        curves = dict(zip(archs, run_arms([self.curve(a, reals[first]) for a in archs], eval_set, self.args.processes)))
+        at_convergence = {a: dict(curves[a]["curve"])[converged_step(curves[a]["curve"])]["val"] for a in archs}
+        arch = max(archs, key=at_convergence.__getitem__)
         per_count = {first: curves[arch]}
         others = [c for c in sorted(reals) if c != first]
         per_count.update(zip(others, run_arms([self.curve(arch, reals[c]) for c in others], eval_set, self.args.processes)))
         steps = {count: converged_step(result["curve"]) for count, result in per_count.items()}
         grid = [(kind, s) for kind in BASELINES for s in STRENGTHS[kind]]
-        grid_runs = [self.run(f"real_{kind}", reals[first], steps[first], arch, SELECT_SEED, self.val(),
+        grid_runs = [self.run(f"real_{kind}", reals[first], steps[first], arch, SELECT_SEED, self.sets("val"),
                               transform=Baseline(kind, s, self.references)) for kind, s in grid]  # fmt: skip
         grid_val = {item: r["miou"]["val"] for item, r in zip(grid, run_arms(grid_runs, eval_set, self.args.processes))}
         baselines = {kind: Baseline(kind, max(STRENGTHS[kind], key=lambda s: grid_val[kind, s]), self.references)
                      for kind in BASELINES}  # fmt: skip
         report = {
             "arch": arch,
-            "arch_val_best": {a: max(v for _, v in curves[a]["curve"]) for a in archs},
-            "val_curves": {f"{a}_{first}": curves[a]["curve"] for a in archs}
+            "arch_night_val_at_convergence": at_convergence,
+            "curves": {f"{a}_{first}": curves[a]["curve"] for a in archs}
             | {f"{arch}_{c}": per_count[c]["curve"] for c in others},
             "steps": {str(c): s for c, s in steps.items()},
             "baseline_val": {f"{kind}_{s:g}": round(v, 4) for (kind, s), v in grid_val.items()},
@@ -186,7 +193,7 @@ class Benchmark:
     def synthesize(self, count: int, real_root: Path, pool_root: Path, choice: dict) -> dict:
         """The labeller, the two indexes and the job's five runs for the R = ``count`` set."""
         arch, steps = choice["arch"], choice["steps"][count]
-        labeller = self.run("labeller", real_root, steps, arch, LABELLER_SEED, self.val())
+        labeller = self.run("labeller", real_root, steps, arch, LABELLER_SEED, self.sets("val_day", "val"))
         (labeller_result,) = run_arms([labeller], eval_set, 1)
         indexes = {
             "pseudo": self.index(pool_root, f"index-pseudo-{Path(labeller.out).name}", labeller.out),
@@ -220,8 +227,7 @@ class Benchmark:
         sources = {arm: {"transform": choice["baselines"][arm[len("real_"):]]} for arm in BASELINE_ARMS}
         sources |= {arm: {"shards": job["outputs"][arm]["pattern"]} for arm in JOB_ARMS}
         sources |= {"real": {}, "real_ideal": {"shards": job["ideal"]}}
-        score_on = (("test", self.config["test"]), ("val", self.config["val"]))
-        runs = [self.run(arm, real_root, steps, arch, seed, score_on, **sources[arm])
+        runs = [self.run(arm, real_root, steps, arch, seed, self.sets("test", "val"), **sources[arm])
                 for seed in range(self.config["seeds"]) for arm in ARMS]  # fmt: skip
         scores: dict[str, list[dict]] = {arm: [] for arm in ARMS}
         for run, result in zip(runs, run_arms(runs, eval_set, self.args.processes)):
@@ -231,10 +237,11 @@ class Benchmark:
         return scores
 
 
-def converged_step(curve: list[list]) -> int:
-    """The first evaluated step within ``CONVERGED_WITHIN`` of the curve's best val mIoU."""
-    best = max(v for _, v in curve)
-    return next(step for step, v in curve if v >= best - CONVERGED_WITHIN)
+def converged_step(curve: list[list], name: str = "val_day") -> int:
+    """The first evaluated step within ``CONVERGED_WITHIN`` of the best mIoU of the ``name``
+    curve (day val: the domain the ``real`` arm learns from)."""
+    best = max(values[name] for _, values in curve)
+    return next(step for step, values in curve if values[name] >= best - CONVERGED_WITHIN)
 
 
 def pool_label_miou(index: Path) -> float:
@@ -311,6 +318,7 @@ def summarize(scores: dict[str, list[dict]], job: dict, choice: dict, count: int
         "target_true_at_least_pseudo": gain["real_job_true"] >= gain["real_job_pseudo"],
         "target_filtered_at_least_unfiltered": mean["real_job_filtered"] >= mean["real_job_pseudo"],
         "labeller_val_miou": job["labeller"]["miou"]["val"],
+        "labeller_day_val_miou": job["labeller"]["miou"]["val_day"],
         "pool_label_miou": job["pool_label_miou"],
         "synthetic_count": outputs["real_job_pseudo"]["summary"].written,
         "filtered_samples": outputs["real_job_filtered"]["summary"].filtered,
