@@ -39,7 +39,7 @@ import pyarrow.compute as pc  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 
-from jobs.preview import write_preview  # noqa: E402
+from storage.preview import write_preview  # noqa: E402
 from jobs.process_exit import exit_without_finalizing  # noqa: E402
 from pipeline.augment_graph import MANIFEST, build_augment  # noqa: E402
 from pipeline.dask_engine.select import select_runner  # noqa: E402

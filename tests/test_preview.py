@@ -5,7 +5,8 @@ from PIL import Image
 
 from amadapter import world
 from amadapter.io.labels import train_ids_to_colors
-from jobs.preview import COLUMNS, GUTTER, MIN_TILE_HEIGHT, main
+from jobs.preview import main
+from storage.preview import COLUMNS, GUTTER, MIN_TILE_HEIGHT
 from storage.records import Sample
 from storage.shards import write_shard
 
