@@ -77,7 +77,7 @@ STRENGTHS = {"jitter": (0.3, 0.6), "fda": (0.02, 0.1), "histogram": (0.5, 1.0)} 
 CONVERGED_WITHIN = 0.01  # mIoU: a curve has converged once it is this close to its best
 SELECT_SEED, LABELLER_SEED = 0, 1000  # the labeller's seed is no arm's
 FULL = dict(real=(64, 256), pool=1000, val=128, test=256, seeds=3, max_steps=300, val_every=50, ddim_steps=10)
-QUICK = dict(real=(64,), pool=200, val=64, test=128, seeds=2, max_steps=200, val_every=50, ddim_steps=10)
+QUICK = dict(real=(64,), pool=200, val=64, test=128, seeds=2, max_steps=100, val_every=50, ddim_steps=5)
 
 
 def main(argv: list[str] | None = None) -> dict:
