@@ -196,8 +196,8 @@ class Benchmark:
         labeller = self.run("labeller", real_root, steps, arch, LABELLER_SEED, self.sets("val_day", "val"))
         (labeller_result,) = run_arms([labeller], eval_set, 1)
         indexes = {
-            "pseudo": self.index(pool_root, f"index-pseudo-{Path(labeller.out).name}", labeller.out),
-            "true": self.index(pool_root, "index-true", None),
+            "pseudo": self.index(pool_root, f"index-{pool_root.name}-{Path(labeller.out).name}", labeller.out),
+            "true": self.index(pool_root, f"index-{pool_root.name}-true", None),
         }
         job = JobSetup(real_root, self.config["ddim_steps"], self.args.beam_workers)
         filtered = ["--filter-segmenter", labeller.out, "--filter-reference", str(real_root),
