@@ -36,7 +36,7 @@ import numpy as np
 from amadapter.io.labels import NUM_CLASSES
 from amadapter.world.v1 import _NOISE_GRID, Style
 
-_STREAM_BASE = 100  # domain streams [seed, 1, 100 + i]: apart from v1's [seed, 1] and v2's [seed, 2]
+_STREAM_BASE = 100  # domain streams [seed, 1 or 2, 100 + i]: apart from v1's [seed, 1] and v2's [seed, 2]
 
 # Mean RGB per train ID in daylight (road .. bicycle, CLASS_NAMES order).
 _DAY = (
@@ -85,8 +85,10 @@ def check_domain(name: str | None) -> str | None:
     return name
 
 
-def domain_rng(style_seed: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([int(style_seed), 1, _STREAM_BASE + DOMAIN_NAMES.index(name)])
+def domain_rng(style_seed: int, name: str, world_stream: int = 1) -> np.random.Generator:
+    """Domain ``name``'s stream of style ``style_seed``: ``world_stream`` 1 for the v1 style
+    (also v2's per-class base), 2 for v2's per-instance palette."""
+    return np.random.default_rng([int(style_seed), world_stream, _STREAM_BASE + DOMAIN_NAMES.index(name)])
 
 
 @dataclass(frozen=True)

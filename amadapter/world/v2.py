@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from amadapter.io.labels import IGNORE_ID, NUM_CLASSES
-from amadapter.world.domains import DOMAINS, DOMAIN_NAMES, class_colour, domain_style, scene_light
+from amadapter.world.domains import DOMAINS, class_colour, domain_rng, domain_style, scene_light
 from amadapter.world.v1 import (
     ROAD, SIDEWALK, SKY, TERRAIN, TEXTURE_HSTRIPES, TEXTURE_NOISE, TEXTURE_VSTRIPES, Layout, Style,
     _upsample, style,
@@ -78,7 +78,7 @@ def _domain_style_v2(style_seed: int, name: str) -> StyleV2:
     """A domain's v2 style: every instance colour one draw from its class's range, the
     horizon's haze the domain's own (its stream: ``[seed, 2, 100 + position]``)."""
     domain = DOMAINS[name]
-    rng = np.random.default_rng([int(style_seed), 2, 100 + DOMAIN_NAMES.index(name)])
+    rng = domain_rng(style_seed, name, world_stream=2)
     light = scene_light(rng, domain)
     palette = np.stack([[class_colour(rng, domain, c, light) for _ in range(SIDES * RANKS)]
                         for c in range(NUM_CLASSES)])  # fmt: skip
