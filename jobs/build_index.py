@@ -35,7 +35,7 @@ import json
 import sys
 import time
 import uuid
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from jobs.startup_notices import silence_startup_notices
 
@@ -57,6 +57,7 @@ from pipeline.index_graph import add_index_build, write_todo  # noqa: E402
 from pipeline.options import unknown_arguments  # noqa: E402
 from storage.exemplar_pool import ExemplarPool, exemplar_pool, write_skipped_entries  # noqa: E402
 from storage.fileio import list_files, read_bytes  # noqa: E402
+from storage.unlabelled_pool import PoolLabeller  # noqa: E402
 from transforms.index_parts import index_buckets  # noqa: E402
 from storage.dataset_layouts import DATASETS  # noqa: E402
 from storage.records import LabelSource  # noqa: E402
@@ -73,9 +74,14 @@ def _progress(sources: list[LabelSource]) -> Iterator[LabelSource]:
         yield source
 
 
-def beam_build(output: str, pool: ExemplarPool, rebuild: bool, options: PipelineOptions) -> BuildReport:
+def beam_build(
+    output: str, pool: ExemplarPool, rebuild: bool, options: PipelineOptions,
+    on_skip: Callable[[str, InputError], None] = lambda key, error: None,
+) -> BuildReport:
     """The build as a Beam job on the runner of ``options``; the same result as
-    ``build_index(output, pool.sources, pool.read_label, rebuild=rebuild, ...)``."""
+    ``build_index(output, pool.sources, pool.read_label, rebuild=rebuild, ...)``.
+    ``on_skip(key, error)`` is called for each skipped entry once the workers are done,
+    before the commit (which raises ``EmptyPoolError`` when nothing was usable)."""
     store, report = IndexStore(output), BuildReport(output)
     if not rebuild:
         store.check_pool_labels(pool.pool_labels)
@@ -93,10 +99,9 @@ def beam_build(output: str, pool: ExemplarPool, rebuild: bool, options: Pipeline
             for path in list_files(f"{work_dir}/bucket-*.json"):
                 written = json.loads(read_bytes(path))
                 parts += written["parts"]
-                report.skipped += [
-                    (s["key"], input_error(s["code"], s["path"], s["reason"]))
-                    for s in written["skipped"]
-                ]
+                for s in written["skipped"]:
+                    report.skipped.append((s["key"], input_error(s["code"], s["path"], s["reason"])))
+                    on_skip(*report.skipped[-1])
         finally:  # parts of a failed run stay unlisted; the next commit removes them
             FileSystems.delete(list_files(f"{work_dir}/*"))
             if FileSystems.exists(work_dir):  # a local folder (a bucket has no empty ones)
@@ -132,8 +137,8 @@ def main(argv: Iterable[str] | None = None) -> BuildReport:
 
     began = time.perf_counter()
     try:
-        pool = exemplar_pool(args.pool, args.dataset, args.split, args.label_format, args.output,
-                             args.pool_labels_from)  # fmt: skip
+        labeller = PoolLabeller.of(args.pool_labels_from) if args.pool_labels_from else None
+        pool = exemplar_pool(args.pool, args.dataset, args.split, args.label_format, args.output, labeller)
     except (InputError, SegmenterFormatError) as error:
         sys.exit(f"error: {error}")
     what = "photos to label" if args.pool_labels_from else "label maps"
@@ -157,9 +162,7 @@ def main(argv: Iterable[str] | None = None) -> BuildReport:
             )
         else:
             options = PipelineOptions([f"--runner={args.runner}", *beam_args])
-            report = beam_build(args.output, pool, args.rebuild, options)
-            for key, error in report.skipped:
-                report_skip(key, error)
+            report = beam_build(args.output, pool, args.rebuild, options, report_skip)
     except (InputError, IndexFormatError) as error:  # EmptyPoolError: nothing usable
         sys.exit(f"error: {error}")
     finally:

@@ -190,8 +190,9 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
     inputs = resolve_inputs(options)
     size = check_launch(options, inputs)  # LaunchError before any worker starts
     output, prefix = options.output, options.shard_prefix
-    quality_filter = prepare_quality_filter(options, inputs, size)
-    pool_labels = _pool_labels(inputs)
+    labeller = PoolLabeller.of(inputs.pool_labels_from) if inputs.pool_labels_from else None
+    pool_labels = _pool_labels(inputs, labeller)
+    quality_filter = prepare_quality_filter(options, inputs, size, pool_labels)
     fingerprint = render_fingerprint(
         model=inputs.model,
         steps=inputs.steps,
@@ -219,7 +220,7 @@ def plan_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentPla
         read = pipeline | "ReadLabelMaps" >> ReadLabelMaps(
             inputs.labels, inputs.dataset, inputs.split, inputs.label_format, decoded=False
         )
-        index_path, pool_error = _prepare_pool(inputs, output)
+        index_path, pool_error = _prepare_pool(inputs, output, labeller)
     targets = read.records | "ExpandSamples" >> ExpandSamples(
         options.samples_per_label, options.seed
     )
@@ -304,7 +305,9 @@ def build_augment(pipeline: beam.Pipeline, options: AugmentOptions) -> AugmentGr
     return AugmentGraph(manifest=manifest, inputs=inputs)
 
 
-def _prepare_pool(inputs: AugmentInputs, output: str) -> tuple[str | None, EmptyPoolError | None]:
+def _prepare_pool(
+    inputs: AugmentInputs, output: str, labeller: PoolLabeller | None
+) -> tuple[str | None, EmptyPoolError | None]:
     """(the index to query, None), or (None, the error) for an empty pool: every target
     then fails with it and the run goes on."""
     try:
@@ -316,18 +319,19 @@ def _prepare_pool(inputs: AugmentInputs, output: str) -> tuple[str | None, Empty
             output,
             # A folder pool is read with the same --label-format as the label maps.
             inputs.label_format if inputs.exemplars_dataset == "folder" else None,
-            inputs.pool_labels_from,
+            labeller,
         )
     except EmptyPoolError as error:
         return None, error
     return index_path, None
 
 
-def _pool_labels(inputs: AugmentInputs) -> dict | None:
-    """Who predicts (or predicted, for an ``--index``) the exemplars' label maps; None for
-    the pool's own maps. Read on the launcher: the fingerprint and every sample record it."""
-    if inputs.pool_labels_from is not None:
-        return PoolLabeller.of(inputs.pool_labels_from).provenance()
+def _pool_labels(inputs: AugmentInputs, labeller: PoolLabeller | None) -> dict | None:
+    """Who predicts (``labeller``) or predicted (for an ``--index``) the exemplars' label
+    maps; None for the pool's own maps. Read on the launcher: the fingerprint, the quality
+    filter's reference rule and every sample use it."""
+    if labeller is not None:
+        return labeller.provenance()
     if inputs.index is not None:
         return IndexStore(inputs.index).pool_labels()
     return None

@@ -24,6 +24,7 @@ from amadapter.io.errors import EmptyPoolError, EmptyRootError
 from amadapter.retrieval import build_index
 from amadapter.retrieval.store import IndexFormatError
 from storage.exemplar_pool import exemplar_pool, write_skipped_entries
+from storage.unlabelled_pool import PoolLabeller
 
 INDEX_DIR = "_index"
 LOG = logging.getLogger("augment")
@@ -36,18 +37,18 @@ def prepare_index(
     split: str | None,
     output: str,
     label_format: str | None = None,
-    pool_labels_from: str | None = None,
+    labeller: PoolLabeller | None = None,
 ) -> str:
     """``index`` when given; else the path of an index of the pool ``exemplars`` (a
     ``dataset`` root, ``split``; a ``folder`` pool needs ``label_format`` and a JPEG
-    beside each label map; ``pool_labels_from``: a segmenter labelling its photos instead)
+    beside each label map; ``labeller``: a segmenter labelling its photos instead)
     built or updated under ``output``. Raises
     ``EmptyPoolError`` when the pool has no usable entry (or no entry at all)."""
     if index is not None:
         return index
     path = FileSystems.join(output, INDEX_DIR)
     try:
-        pool = exemplar_pool(exemplars, dataset, split, label_format, path, pool_labels_from)
+        pool = exemplar_pool(exemplars, dataset, split, label_format, path, labeller)
     except EmptyRootError as error:
         raise EmptyPoolError(error.path, f"exemplar pool: {error.reason}") from None
 

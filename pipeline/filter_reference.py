@@ -55,9 +55,12 @@ REFERENCE_FILE = "reference_losses.json"
 LOG = logging.getLogger("augment")
 
 
-def prepare_quality_filter(options, inputs, size: tuple[int, int]) -> QualityFilterSpec | None:
+def prepare_quality_filter(
+    options, inputs, size: tuple[int, int], pool_labels: dict | None = None
+) -> QualityFilterSpec | None:
     """The filter of this run (None without ``--filter-segmenter``); ``LaunchError`` for a
-    segmenter directory that holds no segmenter, or a reference with no usable frame."""
+    segmenter directory that holds no segmenter, or a reference with no usable frame.
+    ``pool_labels``: who predicted the pool's label maps (None: they are its own)."""
     if options.filter_segmenter is None:
         return None
     if options.filter_margin <= 0:
@@ -66,7 +69,7 @@ def prepare_quality_filter(options, inputs, size: tuple[int, int]) -> QualityFil
         model_sha256 = checkpoint_sha256(options.filter_segmenter)
     except FileNotFoundError as error:
         raise LaunchError(f"--filter-segmenter: {error}") from None
-    sources, reference_source = reference_sources(options, inputs)
+    sources, reference_source = reference_sources(options, inputs, pool_labels)
     record = {
         "model_sha256": model_sha256,
         "reference": reference_source,
@@ -92,7 +95,7 @@ def prepare_quality_filter(options, inputs, size: tuple[int, int]) -> QualityFil
     )
 
 
-def reference_sources(options, inputs) -> tuple[list[LabelSource], str]:
+def reference_sources(options, inputs, pool_labels: dict | None = None) -> tuple[list[LabelSource], str]:
     """The candidate reference frames (with photos, sorted by key) and how they are named in
     the fingerprint."""
     count = options.filter_reference_count
@@ -101,7 +104,7 @@ def reference_sources(options, inputs) -> tuple[list[LabelSource], str]:
             "--filter-segmenter with --exemplar-map needs --filter-reference ROOT: the map "
             "names exemplars per target, not a pool to measure the reference losses on"
         )
-    if options.filter_reference is None and _predicted_pool(inputs):
+    if options.filter_reference is None and pool_labels is not None:
         raise LaunchError(
             "--filter-segmenter with --pool-labels-from needs --filter-reference ROOT: labelled "
             "photos to measure the reference losses on (the pool's labels are predictions)"
@@ -123,15 +126,6 @@ def reference_sources(options, inputs) -> tuple[list[LabelSource], str]:
     except (EmptyRootError, ValueError) as error:
         raise LaunchError(f"--filter-reference {root}: {error}") from None
     return [s for s in sources if s.photo_path is not None], f"{name}, {count} frames"
-
-
-def _predicted_pool(inputs) -> bool:
-    """Are the pool's label maps a segmenter's predictions (``--pool-labels-from``, or an
-    ``--index`` built with it)?"""
-    if inputs.pool_labels_from is not None:
-        return True
-    store = IndexStore(inputs.index) if inputs.index is not None else None
-    return store is not None and store.exists() and store.pool_labels() is not None
 
 
 def _index_sources(index: str) -> list[LabelSource]:

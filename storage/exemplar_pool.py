@@ -45,13 +45,12 @@ def exemplar_pool(
     split: str | None,
     label_format: str | None,
     index_path: str,
-    pool_labels_from: str | None = None,
+    labeller: PoolLabeller | None = None,
 ) -> ExemplarPool:
-    """The pool at ``root``: its labelled entries, or with ``pool_labels_from`` (a segmenter
-    directory) its photos, labelled by that segmenter into ``index_path``."""
-    if pool_labels_from is None:
+    """The pool at ``root``: its labelled entries, or with ``labeller`` (``--pool-labels-from``)
+    its photos, labelled by it into ``index_path``."""
+    if labeller is None:
         return ExemplarPool(pool_sources(root, dataset, split, label_format), pool_labels, None)
-    labeller = PoolLabeller.of(pool_labels_from)
     sources = photo_pool_sources(root, dataset, split, labeller.labels_dir(index_path))
     return ExemplarPool(sources, labeller, labeller.provenance())
 

@@ -159,3 +159,16 @@ def test_the_filter_needs_labelled_reference_photos_with_a_predicted_pool(setup,
             "--model", str(setup / "model"), "--size", "16x32", "--output", str(tmp_path / "o")]  # fmt: skip
     assert augment_main(argv) == EXIT_BAD_LAUNCH
     assert not (tmp_path / "o" / "manifest.parquet").exists()
+
+
+@pytest.mark.parametrize("runner", [[], ["--runner=DirectRunner"]])
+def test_a_pool_of_unreadable_photos_fails_and_still_lists_them(setup, tmp_path, runner):
+    footage = tmp_path / "footage"
+    footage.mkdir()
+    (footage / "broken.jpg").write_bytes(b"not a jpeg")
+    index = tmp_path / "index"
+    with pytest.raises(SystemExit, match="empty_pool"):
+        build_index(["--pool", str(footage), "--dataset", "folder", "--pool-labels-from", str(setup / "segmenter1"),
+                     "--output", str(index), *runner])  # fmt: skip
+    (row,) = read_manifest(str(index / SKIPPED_FILE)).to_pylist()
+    assert row["source"] == str(footage / "broken.jpg") and row["error_code"] == "unreadable_image"
