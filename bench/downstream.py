@@ -248,11 +248,11 @@ def pool_label_miou(index: Path) -> float:
     """How right the labeller's predicted pool maps are: mIoU against the pool's true labels
     (the pool is exported with them; the job never reads them in the pseudo arms)."""
     store = IndexStore(str(index))
-    rows = [row for part in store.read_meta()["parts"]
-            for row in store.open_part(part["file"]).read(columns=["label_path", "photo_path"]).to_pylist()]  # fmt: skip
+    predicted, photos = ([v for chunk in store.read_column(c) for v in chunk.to_pylist()]
+                         for c in ("label_path", "photo_path"))  # fmt: skip
     confusion = sum(
-        confusion_matrix(np.asarray(Image.open(row["label_path"])), np.asarray(Image.open(true_labels(row["photo_path"]))))
-        for row in rows
+        confusion_matrix(np.asarray(Image.open(label)), np.asarray(Image.open(true_labels(photo))))
+        for label, photo in zip(predicted, photos)
     )
     return round(mean_iou(confusion), 4)
 

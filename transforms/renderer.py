@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from diffusers.utils import logging as diffusers_logging
 
-from amadapter.models.attention_processors import MODES
+from amadapter.models.attention_processors import DEFAULT_MODE, MODES
 from amadapter.pipelines.exemplar_start import DEFAULT_EXEMPLAR_PATH
 from amadapter.pipelines.model_factory import trained_size
 from amadapter.pipelines.pipeline_amadapter import AMAdapterPipeline
@@ -23,7 +23,6 @@ from transforms.synthesis_request import Exemplar, SynthesisRequest, request_reg
 
 # The exemplar modes a job renders with ("none", structure only, would ignore the pool).
 JOB_MODES = tuple(mode for mode in MODES if mode != "none")
-DEFAULT_MODE = "am_adapter"
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 

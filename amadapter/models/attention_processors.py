@@ -61,6 +61,7 @@ from amadapter.models.class_cost import class_cost
 from amadapter.models.matcher import AppearanceMatchingAdapter
 
 MODES = ("none", "augmented", "categorical", "am_adapter")
+DEFAULT_MODE = "am_adapter"  # what the sampler and the augment job render with unless told
 NO_SLOT = 255  # a pixel whose queries read no exemplar, only their own tokens
 PLAN_KWARG = "attention_plan"  # the cross_attention_kwargs entry that carries a call's plan
 _INSTALL_LOCK = threading.Lock()  # two threads installing at once must install once

@@ -57,7 +57,7 @@ from diffusers.utils import BaseOutput
 from torch.nn import functional as F
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from amadapter.models.attention_processors import MODES, NO_SLOT, AugmentedAttention
+from amadapter.models.attention_processors import DEFAULT_MODE, MODES, NO_SLOT, AugmentedAttention
 from amadapter.io.resize import resize_labels_nearest
 from amadapter.models.content_hash import tensor_hash, weights_fingerprint, weights_hash
 from amadapter.pipelines.exemplar_crop import centred_box, crop
@@ -249,7 +249,7 @@ class AMAdapterPipeline(DiffusionPipeline):
         negative_prompt_embeds: torch.Tensor | None = None,
         height: int | None = None,
         width: int | None = None,
-        mode: str = "am_adapter",
+        mode: str = DEFAULT_MODE,
         unassigned: str = "first",
         exemplar_path: str = DEFAULT_EXEMPLAR_PATH,
         inversion_batch_size: int = 1,
