@@ -1,6 +1,6 @@
 """Export the procedural driving world in the Cityscapes layout.
 
-    python -m jobs.make_world --out data/world --n 500 --split train --size 64x128 \
+    python -m jobs.make_world --out data/world --n 500 --split train --size 64x128 \\
         [--world-version 2] [--world-domain night]
 
 World v1 (the default) gives every class one appearance per style; v2 varies appearance
